@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each bootstraps .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck imports pytest bench docs venv clean
+
+venv: $(STAMP)
+
+# torch==2.13.0 is the small CPU build on these machines; it is installed first so that the package's
+# own `torch>=2.2` requirement is already satisfied and no multi-GB CUDA build is pulled in.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[torch,cvxpy,llm,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ofmu demo --out demo_out
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ofmu_opt tests theory examples benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q -n 2 --timeout 600 tests
+
+test: lint typecheck imports pytest
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all --out bench_out
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+clean:
+	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache demo_out

@@ -1,0 +1,41 @@
+"""Seeding helpers. The library never touches global RNG state; scripts and the CLI may.
+
+Example:
+    >>> seed_everything(0)
+    0
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+
+__all__ = ["seed_everything"]
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python's, numpy's and (if imported) torch's global generators; for scripts and the CLI only.
+
+    Args:
+        seed: a non-negative integer.
+
+    Returns:
+        The seed.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"seed: expected a non-negative int, received {seed!r}")
+    random.seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    try:
+        np = importlib.import_module("numpy")
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+    return seed

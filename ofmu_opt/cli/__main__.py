@@ -1,0 +1,3 @@
+from ofmu_opt.cli import main
+
+raise SystemExit(main())
