@@ -1,0 +1,75 @@
+"""RMU: representation misdirection on one hidden layer.
+
+Loss: γ·mean‖h_ℓ(x_f) − c·u‖² + α·mean‖h_ℓ(x_r) − h_ℓ^ref(x_r)‖², with ``u`` a fixed random unit vector
+(drawn once from the run's seed), ``c`` the steering coefficient and ``h_ℓ`` the adapter's hidden states
+at ``layer``; the means run over the examples (and positions), the squared norm over the feature axis.
+
+Example:
+    >>> RMUConfig().steering
+    6.5
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..._config import check_range
+from ._common import check_weights
+from .base import LossTerms, MethodConfig, MethodResult, UnlearnContext, run_loss_method
+
+__all__ = ["RMUConfig", "RMUMethod"]
+
+
+@dataclass(frozen=True)
+class RMUConfig(MethodConfig):
+    """RMU hyper-parameters: ``layer`` (negative = from the end), ``steering`` c, weights γ and α."""
+
+    layer: int = -1
+    steering: float = 6.5
+    gamma: float = 1.0
+    alpha: float = 1.0
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
+        "lr": ("log", 1e-4, 1e-2),
+        "alpha": ("log", 0.5, 20.0),
+        "steering": ("log", 1.0, 20.0),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("steering", self.steering, low=0.0)
+        check_weights(self.gamma, self.alpha)
+
+
+def _sq_norm_mean(diff: Tensor) -> Tensor:
+    return diff.pow(2).sum(-1).mean()
+
+
+class RMUMethod:
+    """RMU: push forget activations towards c·u, keep retain activations at the reference's."""
+
+    name: ClassVar[str] = "rmu"
+
+    def __init__(self, config: RMUConfig | None = None) -> None:
+        self.config = config or RMUConfig()
+
+    def run(self, ctx: UnlearnContext) -> MethodResult:
+        c = self.config
+        gen = ctx.generator(salt=41)
+        state: dict[str, Tensor] = {}
+
+        def terms(fb: Any, rb: Any, step: int) -> LossTerms:
+            hf = ctx.adapter.hidden_states(ctx.model, fb, c.layer)
+            if "u" not in state:
+                u = torch.rand(hf.shape[-1], generator=gen, dtype=torch.float32)
+                state["u"] = (u / u.norm()).to(device=hf.device, dtype=hf.dtype)
+            hr = ctx.adapter.hidden_states(ctx.model, rb, c.layer)
+            with torch.no_grad():
+                hr_ref = ctx.adapter.hidden_states(ctx.reference, rb, c.layer)
+            f = _sq_norm_mean(hf - c.steering * state["u"])
+            return LossTerms(forget=c.gamma * f, retain=c.alpha * _sq_norm_mean(hr - hr_ref))
+
+        return run_loss_method(ctx, c, self.name, terms)
