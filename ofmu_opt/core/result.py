@@ -1,0 +1,98 @@
+"""Result vocabulary: :class:`Status` (a str enum with groups), one message table, :class:`BilevelResult`."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._typing import Vec
+
+__all__ = ["MESSAGES", "BilevelResult", "IntermediateResult", "Status"]
+
+
+class Status(enum.StrEnum):
+    """Why a run ended. ``success`` means exactly :attr:`CONVERGED`.
+
+    Example:
+        >>> Status.CONVERGED.success, Status.MAXITER.group
+        (True, 'limit')
+    """
+
+    CONVERGED = "converged"
+    MAXITER = "maxiter"
+    MAXTIME = "maxtime"
+    CALLBACK_STOP = "callback_stop"
+    NUMERICAL_ERROR = "numerical_error"
+
+    @property
+    def success(self) -> bool:
+        return self is Status.CONVERGED
+
+    @property
+    def group(self) -> str:
+        """``success``, ``limit`` (iteration or time budget spent), ``stopped`` or ``error``."""
+        return {
+            Status.CONVERGED: "success",
+            Status.MAXITER: "limit",
+            Status.MAXTIME: "limit",
+            Status.CALLBACK_STOP: "stopped",
+            Status.NUMERICAL_ERROR: "error",
+        }[self]
+
+
+MESSAGES: dict[Status, str] = {
+    Status.CONVERGED: "Converged: the stopping residual fell below tol.",
+    Status.MAXITER: "Stopped at maxiter before the stopping residual fell below tol.",
+    Status.MAXTIME: "Stopped at max_time (wall clock) before the stopping residual fell below tol.",
+    Status.CALLBACK_STOP: "Stopped by the callback (StopIteration).",
+    Status.NUMERICAL_ERROR: "A non-finite value appeared; the last finite iterate is returned.",
+}
+
+
+@dataclass(frozen=True)
+class IntermediateResult:
+    """What a callback receives after every round."""
+
+    nit: int
+    x: Vec | None
+    y: Vec
+    penalty: float
+    residuals: dict[str, float]
+    state: Any
+
+
+@dataclass(frozen=True)
+class BilevelResult:
+    """The outcome of a solver run; always the same fields.
+
+    Attributes:
+        x: outer-only variable (``None`` for simple bi-level problems).
+        y: inner variable.
+        fun: outer objective ``f(x, y)`` at the returned point.
+        success: ``status is Status.CONVERGED``.
+        status: a :class:`Status`.
+        message: the status's entry of :data:`MESSAGES`, plus detail.
+        nit: number of rounds (outer iterations) performed.
+        counts: oracle calls, keyed ``"f_grad"``, ``"g_hvp"``, ...
+        penalty: the penalty parameter at the end.
+        residuals: final residuals (``outer`` = norm of the penalized gradient, ``inner`` = norm of the
+            inner objective's y-gradient, ``extrapolation`` = change of the extrapolated estimate).
+        history: the recorder's rows, if a recorder was used.
+        config: the solver configuration as a dict.
+        wall_time_s: wall-clock seconds of ``run``.
+    """
+
+    x: Vec | None
+    y: Vec
+    fun: float
+    success: bool
+    status: Status
+    message: str
+    nit: int
+    counts: dict[str, int]
+    penalty: float
+    residuals: dict[str, float]
+    history: list[dict[str, float]] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0

@@ -1,0 +1,403 @@
+"""Reference bi-level problems with known solutions (closed form), each with its tolerance.
+
+Every problem is built deterministically from a seed. ``distance(x, y)`` is the relative distance
+``‖(x, y) − (x*, y*)‖ / max(1, ‖(x*, y*)‖)`` of a point to the known solution.
+
+Example:
+    >>> ref = get_reference("P3")
+    >>> round(ref.distance(ref.x_star, ref.y_star), 12)
+    0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..backends.numpy_backend import NumpySpace, as_array
+from ..errors import ProblemSpecError
+from ..problem.bilevel import BilevelProblem
+from ..problem.oracles import FunctionObjective
+
+__all__ = ["REFERENCES", "ReferenceProblem", "get_reference", "list_references"]
+
+_SPACE = NumpySpace()
+
+
+@dataclass(frozen=True)
+class ReferenceProblem:
+    """A bi-level problem with a known solution.
+
+    Attributes:
+        id: registry id (``"P3"``).
+        description: one line.
+        source: how the known solution was obtained.
+        problem: the numpy :class:`~ofmu_opt.problem.BilevelProblem`.
+        x0, y0: the standard starting point.
+        x_star, y_star: the known solution (``x_star`` is ``None`` without an outer variable).
+        f_star: the outer objective at the solution.
+        tol: the relative distance a solver must reach.
+        target: ``"bilevel"`` (the bi-level solution) or ``"penalized"`` (the minimizer of a penalized
+            problem at the fixed penalty ``penalty``).
+        penalty: the fixed penalty of a ``"penalized"`` target.
+        applies: preset name -> ``None`` if it applies, else the reason it does not.
+        hints: solver options derived from the problem's constants (e.g. ``inner_lr = 1/L_g``).
+        data: the arrays that define the problem (for the cvxpy references and the torch backend).
+    """
+
+    id: str
+    description: str
+    source: str
+    problem: BilevelProblem
+    x0: np.ndarray | None
+    y0: np.ndarray
+    x_star: np.ndarray | None
+    y_star: np.ndarray
+    f_star: float
+    tol: float = 1e-4
+    target: str = "bilevel"
+    penalty: float | None = None
+    applies: dict[str, str | None] = field(default_factory=dict)
+    hints: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def distance(self, x: Any, y: Any) -> float:
+        """Relative distance of ``(x, y)`` to the known solution."""
+        y = as_array(y, "y")
+        if y.shape != self.y_star.shape:
+            raise ProblemSpecError(f"y: expected shape {self.y_star.shape}, received {y.shape}")
+        d2 = float(np.sum((y - self.y_star) ** 2))
+        n2 = float(np.sum(self.y_star**2))
+        if self.x_star is not None:
+            x = as_array(x, "x")
+            if x.shape != self.x_star.shape:
+                raise ProblemSpecError(f"x: expected shape {self.x_star.shape}, received {x.shape}")
+            d2 += float(np.sum((x - self.x_star) ** 2))
+            n2 += float(np.sum(self.x_star**2))
+        return float(np.sqrt(d2) / max(1.0, np.sqrt(n2)))
+
+
+PRESETS = ("ofmu", "gpbgd", "vpbgd", "scalarized")
+
+
+def _applies(**reasons: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {p: None for p in PRESETS}
+    out.update(reasons)
+    return out
+
+
+_SCALARIZED = "biased by construction: the weighted sum's minimizer is not the bi-level solution"
+
+
+def _spd(rng: np.random.Generator, n: int, mu: float = 0.5) -> np.ndarray:
+    B = rng.standard_normal((n, n))
+    return B @ B.T / n + mu * np.eye(n)
+
+
+def _least_squares_obj(A: np.ndarray, b: np.ndarray) -> FunctionObjective:
+    """½‖Ay − b‖² as a y-only objective."""
+    M = A.T @ A
+    return FunctionObjective(
+        value_fn=lambda x, y, _b: 0.5 * float(np.sum((A @ y - b) ** 2)),
+        grad_fn=lambda x, y, _b: (None, A.T @ (A @ y - b)),
+        hvp_fn=lambda x, y, v, _b: (None, M @ v),
+        quadratic=True,
+    )
+
+
+def _p1b(seed: int) -> ReferenceProblem:
+    rng = np.random.default_rng(seed)
+    m, n, r = 6, 5, 3
+    A = rng.standard_normal((m, r)) @ rng.standard_normal((r, n))  # rank 3
+    b = rng.standard_normal(m)  # inconsistent (generic b is not in range(A))
+    c = rng.standard_normal(n)
+    Ap = np.linalg.pinv(A)
+    y_star = Ap @ b + (np.eye(n) - Ap @ A) @ c
+    outer = FunctionObjective(
+        value_fn=lambda x, y, _b: 0.5 * float(np.sum((y - c) ** 2)),
+        grad_fn=lambda x, y, _b: (None, y - c),
+        hvp_fn=lambda x, y, v, _b: (None, v.copy()),
+        quadratic=True,
+    )
+    prob = BilevelProblem(outer, _least_squares_obj(A, b), _SPACE, "min", has_x=False, name="P1b")
+    L = float(np.linalg.eigvalsh(A.T @ A).max())
+    return ReferenceProblem(
+        "P1b", "projection of c onto the solution set of a rank-deficient, inconsistent least-squares problem",
+        "closed form y* = A⁺b + (I − A⁺A)c (cvxpy with Aᵀ(Ay−b)=0 agrees)", prob, None, np.zeros(n), None, y_star,
+        0.5 * float(np.sum((y_star - c) ** 2)), applies=_applies(scalarized=_SCALARIZED),
+        hints={"inner_lr": 1.0 / L}, data={"A": A, "b": b, "c": c},
+    )
+
+
+def _p2(seed: int) -> ReferenceProblem:
+    rng = np.random.default_rng(seed + 1)
+    mt, mv, n = 8, 40, 20  # a tall validation matrix keeps the outer problem well conditioned
+    At, bt = rng.standard_normal((mt, n)), rng.standard_normal(mt)
+    Av, bv = rng.standard_normal((mv, n)), rng.standard_normal(mv)
+    y0p = np.linalg.pinv(At) @ bt
+    _, _, Vt = np.linalg.svd(At)
+    N = Vt[mt:].T
+    zs = np.linalg.lstsq(Av @ N, bv - Av @ y0p, rcond=None)[0]
+    y_star = y0p + N @ zs
+    Mv = Av.T @ Av
+    outer = FunctionObjective(
+        value_fn=lambda x, y, _b: 0.5 * float(np.sum((Av @ y - bv) ** 2)),
+        grad_fn=lambda x, y, _b: (None, Av.T @ (Av @ y - bv)),
+        hvp_fn=lambda x, y, v, _b: (None, Mv @ v),
+        quadratic=True,
+    )
+    prob = BilevelProblem(outer, _least_squares_obj(At, bt), _SPACE, "min", has_x=False, name="P2")
+    L = float(np.linalg.eigvalsh(At.T @ At).max())
+    return ReferenceProblem(
+        "P2", "over-parameterized regression: validation loss (40×20) over the training loss's solution set (8×20)",
+        "closed form y* = y0 + N z*, z* = lstsq(A_v N, b_v − A_v y0) (cvxpy with A_t y = b_t agrees)",
+        prob, None, np.zeros(n), None, y_star, 0.5 * float(np.sum((Av @ y_star - bv) ** 2)),
+        applies=_applies(scalarized=_SCALARIZED), hints={"inner_lr": 1.0 / L},
+        data={"At": At, "bt": bt, "Av": Av, "bv": bv},
+    )
+
+
+def p3_data(seed: int = 0, nx: int = 3, ny: int = 5) -> dict[str, np.ndarray]:
+    """The random P3 instance: ``Q ≻ 0``, ``C``, ``a``, ``t``, ``H ≻ 0`` (deterministic in ``seed``)."""
+    rng = np.random.default_rng(seed + 3)
+    return {
+        "Q": _spd(rng, ny, 1.0), "C": rng.standard_normal((nx, ny)) / np.sqrt(ny), "a": rng.standard_normal(ny),
+        "t": rng.standard_normal(ny), "H": _spd(rng, nx, 0.5),
+    }
+
+
+def _p3_problem(d: dict[str, np.ndarray], name: str) -> BilevelProblem:
+    Q, C, a, t, H = d["Q"], d["C"], d["a"], d["t"], d["H"]
+    inner = FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * y @ Q @ y + x @ C @ y + a @ y),
+        grad_fn=lambda x, y, _b: (C @ y, Q @ y + C.T @ x + a),
+        hvp_fn=lambda x, y, v, _b: (C @ v, Q @ v),
+        quadratic=True,
+    )
+    outer = FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * np.sum((y - t) ** 2) + 0.5 * x @ H @ x),
+        grad_fn=lambda x, y, _b: (H @ x, y - t),
+        hvp_fn=lambda x, y, v, _b: (np.zeros(H.shape[0]), v.copy()),
+        quadratic=True,
+    )
+    return BilevelProblem(outer, inner, _SPACE, "min", has_x=True, name=name)
+
+
+def _p3(seed: int, nx: int = 3, ny: int = 5) -> ReferenceProblem:
+    d = p3_data(seed, nx, ny)
+    Q, C, a, t, H = d["Q"], d["C"], d["a"], d["t"], d["H"]
+    J = -np.linalg.solve(Q, C.T)
+    c = -np.linalg.solve(Q, a)
+    P = J.T @ J + H
+    q = J.T @ (c - t)
+    x_star = -np.linalg.solve(P, q)
+    y_star = J @ x_star + c
+    f_star = float(0.5 * np.sum((y_star - t) ** 2) + 0.5 * x_star @ H @ x_star)
+    return ReferenceProblem(
+        "P3", f"parametric strongly convex quadratic inner problem (x ∈ R^{nx}, y ∈ R^{ny})",
+        "closed form x* = −P⁻¹q, y* = Jx* + c (cvxpy QP agrees)", _p3_problem(d, "P3"),
+        np.zeros(nx), np.zeros(ny), x_star, y_star, f_star,
+        applies=_applies(scalarized=_SCALARIZED),
+        hints={"inner_lr": 1.0 / float(np.linalg.eigvalsh(Q).max())}, data=dict(d),
+    )
+
+
+def _p4(seed: int) -> ReferenceProblem:
+    inner = FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * y[0] ** 2 - x[0] * y[0]),
+        grad_fn=lambda x, y, _b: (np.array([-y[0]]), np.array([y[0] - x[0], 0.0])),
+        hvp_fn=lambda x, y, v, _b: (np.array([-v[0]]), np.array([v[0], 0.0])),
+        quadratic=True,
+    )
+    outer = FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * (x[0] - y[1]) ** 2 + 0.5 * (y[0] - 1.0) ** 2),
+        grad_fn=lambda x, y, _b: (np.array([x[0] - y[1]]), np.array([y[0] - 1.0, y[1] - x[0]])),
+        hvp_fn=lambda x, y, v, _b: (np.array([-v[1]]), np.array([v[0], v[1]])),
+        quadratic=True,
+    )
+    prob = BilevelProblem(outer, inner, _SPACE, "min", has_x=True, name="P4")
+    return ReferenceProblem(
+        "P4", "non-singleton inner solution set (optimistic): outer w, inner (x1, x2)",
+        "closed form w* = 1, (x1, x2)* = (1, 1), f* = 0", prob, np.array([0.0]), np.zeros(2),
+        np.array([1.0]), np.array([1.0, 1.0]), 0.0, applies=_applies(scalarized=_SCALARIZED),
+        hints={"inner_lr": 1.0},
+    )
+
+
+def _p5(seed: int) -> ReferenceProblem:
+    t = np.array([1.5, -0.7, 0.3])
+    r = 0.5
+    x_star = np.where(t > 0, t / (1 + r), 0.0)
+    y_star = np.maximum(x_star, 0.0)
+    inner = FunctionObjective(
+        value_fn=lambda x, y, _b: 0.5 * float(np.sum((y - x) ** 2)),
+        grad_fn=lambda x, y, _b: (x - y, y - x),
+        hvp_fn=lambda x, y, v, _b: (-v, v.copy()),
+        quadratic=True,
+    )
+    outer = FunctionObjective(
+        value_fn=lambda x, y, _b: 0.5 * float(np.sum((y - t) ** 2)) + 0.5 * r * float(x @ x),
+        grad_fn=lambda x, y, _b: (r * x, y - t),
+        hvp_fn=lambda x, y, v, _b: (np.zeros(3), v.copy()),
+        quadratic=True,
+    )
+    prob = BilevelProblem(outer, inner, _SPACE, "min", has_x=True, name="P5")
+    reason = ("the inner problem has the constraint y ≥ 0, which the unconstrained penalty oracles cannot "
+              "express (the solvers would solve the unconstrained problem, whose solution differs)")
+    return ReferenceProblem(
+        "P5", "constrained inner problem y*(x) = argmin_{y≥0} ½‖y−x‖² = max(x, 0)",
+        "closed form x_i* = t_i/(1+r) if t_i > 0 else 0 (cvxpy agrees)", prob, np.zeros(3), np.zeros(3),
+        x_star, y_star, float(0.5 * np.sum((y_star - t) ** 2) + 0.5 * r * x_star @ x_star),
+        applies={p: reason for p in PRESETS}, data={"t": t, "r": r},
+    )
+
+
+def _p9(seed: int, rho: float = 10.0) -> ReferenceProblem:
+    d = p3_data(seed)
+    Q, C, a, t, H = d["Q"], d["C"], d["a"], d["t"], d["H"]
+    nx, ny = C.shape
+    Qi = np.linalg.inv(Q)
+    # F = ½‖y−t‖² + ½xᵀHx + ρ(g(x,y) − v(x)),  v(x) = −½(Cᵀx+a)ᵀQ⁻¹(Cᵀx+a)
+    K = np.block([[H + rho * C @ Qi @ C.T, rho * C], [rho * C.T, np.eye(ny) + rho * Q]])
+    rhs = -np.concatenate([rho * C @ Qi @ a, -t + rho * a])
+    sol = np.linalg.solve(K, rhs)
+    x_r, y_r = sol[:nx], sol[nx:]
+    prob = _p3_problem(d, "P9")
+    why = "P9's known solution is the value-gap penalized minimizer at penalty 10; only vpbgd targets it"
+    return ReferenceProblem(
+        "P9", "penalty bias on P3: the value-gap penalized problem min f + ρ(g − v) at ρ = 10 (a linear solve)",
+        "closed form (one linear solve of the penalized quadratic)", prob, np.zeros(nx), np.zeros(ny), x_r, y_r,
+        float(0.5 * np.sum((y_r - t) ** 2) + 0.5 * x_r @ H @ x_r), target="penalized", penalty=rho,
+        applies={"ofmu": why, "gpbgd": why, "scalarized": why, "vpbgd": None},
+        hints={"inner_lr": 1.0 / float(np.linalg.eigvalsh(Q).max())}, data=dict(d),
+    )
+
+
+def qofmu_data(seed: int = 0, n: int = 6, rank: int = 3) -> dict[str, np.ndarray]:
+    """The Q-OFMU instance: forget curvature ``A ⪰ 0`` of the given rank, ``d ∈ range(A)``, retain ``B ≻ 0``."""
+    rng = np.random.default_rng(seed + 7)
+    U = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    lam = np.concatenate([rng.uniform(1.0, 3.0, rank), np.zeros(n - rank)])
+    A = U @ np.diag(lam) @ U.T
+    d = A @ rng.standard_normal(n)
+    B = _spd(rng, n, 0.5)
+    b = rng.standard_normal(n)
+    return {"A": A, "d": d, "B": B, "b": b}
+
+
+def _qofmu_problem(dd: dict[str, np.ndarray], name: str) -> BilevelProblem:
+    A, d, B, b = dd["A"], dd["d"], dd["B"], dd["b"]
+    forget = FunctionObjective(  # L_f(θ) = −½θᵀAθ + dᵀθ, maximized by the inner problem
+        value_fn=lambda x, y, _b: float(-0.5 * y @ A @ y + d @ y),
+        grad_fn=lambda x, y, _b: (None, -A @ y + d),
+        hvp_fn=lambda x, y, v, _b: (None, -A @ v),
+        quadratic=True,
+    )
+    retain = FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * (y - b) @ B @ (y - b)),
+        grad_fn=lambda x, y, _b: (None, B @ (y - b)),
+        hvp_fn=lambda x, y, v, _b: (None, B @ v),
+        quadratic=True,
+    )
+    return BilevelProblem(retain, forget, _SPACE, "max", has_x=False, name=name)
+
+
+def _qofmu(seed: int) -> ReferenceProblem:
+    dd = qofmu_data(seed)
+    A, d, B, b = dd["A"], dd["d"], dd["B"], dd["b"]
+    n = A.shape[0]
+    w, V = np.linalg.eigh(A)
+    N = V[:, w < 1e-10]
+    tp = np.linalg.pinv(A) @ d
+    wstar = np.linalg.solve(N.T @ B @ N, N.T @ B @ (b - tp))
+    y_star = tp + N @ wstar
+    return ReferenceProblem(
+        "QOFMU", "unlearning-shaped quadratic, same variable at both levels, affine inner solution set "
+        "(rank-3 forget curvature in R^6)",
+        "closed form θ* = A⁺d + N w*, w* = (NᵀBN)⁻¹NᵀB(b − A⁺d) (cvxpy with Aθ = d agrees)",
+        _qofmu_problem(dd, "QOFMU"), None, np.zeros(n), None, y_star,
+        float(0.5 * (y_star - b) @ B @ (y_star - b)), applies=_applies(scalarized=_SCALARIZED),
+        hints={"inner_lr": 1.0 / float(w.max())}, data=dict(dd),
+    )
+
+
+def _qofmu_orth(seed: int) -> ReferenceProblem:
+    rng = np.random.default_rng(seed + 11)
+    k = 3
+    A = _spd(rng, k, 1.0)
+    B = _spd(rng, k, 1.0)
+    a = rng.standard_normal(k)
+    b = rng.standard_normal(k)
+    Z = np.zeros((k, k))
+    # forget loss on block u = θ[:k], retain loss on block w = θ[k:]: the gradients are orthogonal at every
+    # θ, so cos ≡ 0 and the similarity term (any kind, any β) has zero value and zero derivatives.
+    Af = np.block([[A, Z], [Z, Z]])
+    Br = np.block([[Z, Z], [Z, B]])
+    af = np.concatenate([a, np.zeros(k)])
+    br = np.concatenate([np.zeros(k), b])
+    forget = FunctionObjective(
+        value_fn=lambda x, y, _b: float(-0.5 * (y - af) @ Af @ (y - af)),
+        grad_fn=lambda x, y, _b: (None, -Af @ (y - af)),
+        hvp_fn=lambda x, y, v, _b: (None, -Af @ v),
+        quadratic=True,
+    )
+    retain = FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * (y - br) @ Br @ (y - br)),
+        grad_fn=lambda x, y, _b: (None, Br @ (y - br)),
+        hvp_fn=lambda x, y, v, _b: (None, Br @ v),
+        quadratic=True,
+    )
+    prob = BilevelProblem(retain, forget, _SPACE, "max", has_x=False, name="QOFMU-orth")
+    y_star = np.concatenate([a, b])
+    return ReferenceProblem(
+        "QOFMU-orth", "forget and retain losses on orthogonal coordinate blocks: the similarity term is "
+        "identically zero, so OFMU with beta > 0 must reach the beta = 0 solution",
+        "closed form θ* = (a, b): each block minimizes its own loss", prob, None, np.zeros(2 * k), None, y_star,
+        0.0, applies=_applies(scalarized=_SCALARIZED),
+        hints={"inner_lr": 1.0 / float(np.linalg.eigvalsh(A).max())},
+        data={"A": Af, "a": af, "B": Br, "b": br},
+    )
+
+
+REFERENCES: dict[str, Callable[[int], ReferenceProblem]] = {
+    "P1b": _p1b,
+    "P2": _p2,
+    "P3": _p3,
+    "P4": _p4,
+    "P5": _p5,
+    "P9": _p9,
+    "QOFMU": _qofmu,
+    "QOFMU-orth": _qofmu_orth,
+}
+
+
+def get_reference(problem_id: str, seed: int = 0) -> ReferenceProblem:
+    """Build the reference problem ``problem_id`` (deterministic in ``seed``).
+
+    Raises:
+        ProblemSpecError: unknown id (the message lists the known ones).
+    """
+    if problem_id not in REFERENCES:
+        raise ProblemSpecError(
+            f"problem id: expected one of {', '.join(REFERENCES)}, received {problem_id!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ProblemSpecError(f"seed: expected a non-negative int, received {seed!r}")
+    return REFERENCES[problem_id](seed)
+
+
+def list_references() -> list[dict[str, str]]:
+    """Id, description and source of the known solution of every reference problem."""
+    out = []
+    for pid in REFERENCES:
+        ref = get_reference(pid)
+        out.append({"id": pid, "description": ref.description, "source": ref.source, "target": ref.target})
+    return out
+
+
+def make_p3(seed: int = 0, nx: int = 3, ny: int = 5) -> ReferenceProblem:
+    """P3 at a chosen size (for benchmarks and scaling studies)."""
+    return _p3(seed, nx, ny)
