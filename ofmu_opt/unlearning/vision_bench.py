@@ -192,7 +192,7 @@ def unlearn_main(args: argparse.Namespace) -> int:
     opts = _method_options(args, spec.name, fields)
     if _get(args, "quick", False):
         opts.setdefault("steps", QUICK_STEPS)
-    mcfg = config_from_dict(spec.config_cls, opts, prefix=f"{spec.name}.")
+    mcfg = config_from_dict(spec.config_cls, opts)
     key = _key(config_to_dict(cfg), spec.name, config_to_dict(mcfg))
     summary_path = out / f"{_prefix(cfg)}_SUMMARY.json"
     state_path = out / "run.json"

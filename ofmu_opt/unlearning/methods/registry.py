@@ -102,6 +102,6 @@ def get_method(name: str) -> MethodSpec:
 def make_method(name: str, options: Mapping[str, Any] | None = None) -> UnlearningMethod:
     """Build method ``name`` with its config from ``options`` (unknown keys raise ConfigError)."""
     spec = get_method(name)
-    cfg = config_from_dict(spec.config_cls, dict(options or {}), prefix=f"{spec.name}.")
+    cfg = config_from_dict(spec.config_cls, dict(options or {}))
     method: UnlearningMethod = spec.method_cls(cfg)
     return method
