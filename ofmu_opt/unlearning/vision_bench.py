@@ -215,7 +215,7 @@ def unlearn_main(args: argparse.Namespace) -> int:
         with prog.bar(f"unlearn {spec.name}", mcfg.steps) as tick:
             res = run_method(method, original, data, cfg, device, seed=cfg.seed, progress=tick)
         model, wall, status = res.model, res.wall_time_s, res.status
-        hist = [dataclasses.asdict(h) for h in res.history]
+        hist = _history(res.history)
     metrics, per = evaluate(model, data, device)
     metrics["RTE"] = wall
     write_eval(out, _prefix(cfg), metrics, per, rt_metrics)
@@ -355,7 +355,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     _threads(args)
     quick = bool(_get(args, "quick", False))
     n_seeds = int(_get(args, "seeds", 3))
-    budget = int(_get(args, "budget", 4 if quick else 8))
+    budget = int(_get(args, "budget", 6 if quick else 8))
     if n_seeds < 1:
         raise ConfigError(f"--seeds: expected >= 1, received {n_seeds}")
     if budget < 1:
@@ -451,6 +451,11 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _history(records: Any) -> list[dict[str, Any]]:
+    """Step records (StepRecord dataclasses or plain dicts) as JSON-ready dicts."""
+    return [dict(h) if isinstance(h, Mapping) else dataclasses.asdict(h) for h in records]
+
+
 def _one_run(
     spec: Any,
     mcfg: Any,
@@ -466,7 +471,7 @@ def _one_run(
     metrics["RTE"] = res.wall_time_s
     if res.status != "completed":
         metrics = {k: (v if k == "RTE" else float("nan")) for k, v in metrics.items()}
-    return {"metrics": metrics, "status": res.status, "history": [dataclasses.asdict(h) for h in res.history]}
+    return {"metrics": metrics, "status": res.status, "history": _history(res.history)}
 
 
 def _cached_run(
