@@ -110,9 +110,7 @@ def truth_ratios(correct_losses: Sequence[float], wrong_losses: Sequence[Sequenc
     """
     c = np.asarray(correct_losses, dtype=np.float64)
     if len(wrong_losses) != len(c):
-        raise DataError(
-            f"wrong_losses: expected {len(c)} rows (one per sample), received {len(wrong_losses)}"
-        )
+        raise DataError(f"wrong_losses: expected {len(c)} rows (one per sample), received {len(wrong_losses)}")
     w = np.array([float(np.mean(np.asarray(r, dtype=np.float64))) for r in wrong_losses], dtype=np.float64)
     return np.exp(-w) / (np.exp(-c) + 1e-10)
 
@@ -130,15 +128,11 @@ def truth_ratio_aggregate(
         return float(np.mean(np.maximum(0.0, 1.0 - x)))
     if aggregator == "prob_mean":
         if p_correct is None:
-            raise ConfigError(
-                "p_correct: the 'prob_mean' aggregator needs P(correct) per sample, received None"
-            )
+            raise ConfigError("p_correct: the 'prob_mean' aggregator needs P(correct) per sample, received None")
         pc = np.asarray(p_correct, dtype=np.float64)
         pw = x * (pc + 1e-10)
         return float(np.mean(pc / (pc + pw + 1e-10)))
-    raise ConfigError(
-        f"aggregator: expected one of 'closer_to_1', 'true_better', 'prob_mean', received {aggregator!r}"
-    )
+    raise ConfigError(f"aggregator: expected one of 'closer_to_1', 'true_better', 'prob_mean', received {aggregator!r}")
 
 
 def prob_with_options(correct_loss: float, wrong_losses: Sequence[float]) -> float:
@@ -284,7 +278,9 @@ def token_stats(model: Any, batch: Any) -> list[TokenStats]:
 
     with torch.no_grad():
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        logits = logits[:, :-1].float()
+        logits = logits[:, :-1]
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # log-softmax in float32 for low-precision models
         labels = batch.labels[:, 1:]
         mask = labels != -100
         logp_all = torch.log_softmax(logits, dim=-1)
@@ -299,9 +295,7 @@ def token_stats(model: Any, batch: Any) -> list[TokenStats]:
     for i in range(labels.shape[0]):
         m = mask[i]
         if not bool(m.any()):
-            raise DataError(
-                f"batch row {i}: expected at least one answer token (labels != -100), received none"
-            )
+            raise DataError(f"batch row {i}: expected at least one answer token (labels != -100), received none")
         out.append(
             TokenStats(
                 tok[i][m].cpu().numpy().astype(np.float64),
@@ -371,9 +365,7 @@ def read_retain_logs(path: str | os.PathLike[str]) -> RetainLogs:
     p = Path(path)
     data = read_json(p, "retain logs")
     if not isinstance(data, dict):
-        raise DataError(
-            f"retain logs {str(p)!r}: expected a JSON object of metrics, received {type(data).__name__}"
-        )
+        raise DataError(f"retain logs {str(p)!r}: expected a JSON object of metrics, received {type(data).__name__}")
     key = next((k for k in _TR_KEYS if k in data), None)
     if key is None:
         raise DataError(
@@ -393,8 +385,7 @@ def read_retain_logs(path: str | os.PathLike[str]) -> RetainLogs:
         score = v.get("score") if isinstance(v, dict) else v
         if isinstance(score, bool) or not isinstance(score, int | float):
             raise DataError(
-                f"retain logs {str(p)!r}: {key}.value_by_index[{k!r}].score: expected a number, "
-                f"received {score!r}"
+                f"retain logs {str(p)!r}: {key}.value_by_index[{k!r}].score: expected a number, received {score!r}"
             )
         values.append(float(score))
     mk = data.get("mia_min_k")
@@ -421,9 +412,7 @@ def _prob_block(stats: Sequence[TokenStats]) -> dict[str, Any]:
 def _rouge_block(items: Sequence[QAItem], gens: Sequence[str]) -> dict[str, Any]:
     rows = {}
     for i, (it, g) in enumerate(zip(items, gens, strict=True)):
-        rows[str(i)] = dict(
-            rouge_scores(it.answer, g), input=it.question, ground_truth=it.answer, generation=g
-        )
+        rows[str(i)] = dict(rouge_scores(it.answer, g), input=it.question, ground_truth=it.answer, generation=g)
     return _entry(float(np.mean([r["rougeL_recall"] for r in rows.values()])), rows)
 
 
@@ -450,9 +439,7 @@ def _wrong_stats(
 
 def _tr_block(correct: Sequence[float], wrong: Sequence[Sequence[float]], aggregator: str) -> dict[str, Any]:
     tr = truth_ratios(correct, wrong)
-    return _entry(
-        truth_ratio_aggregate(tr, aggregator), {str(i): {"score": float(v)} for i, v in enumerate(tr)}
-    )
+    return _entry(truth_ratio_aggregate(tr, aggregator), {str(i): {"score": float(v)} for i, v in enumerate(tr)})
 
 
 def evaluate_tofu(
@@ -504,10 +491,7 @@ def evaluate_tofu(
     ev["forget_Q_A_PARA_Prob"] = _prob_block(f_para)
     ev["forget_Q_A_PERT_Prob"] = _entry(
         float(np.mean([np.mean([math.exp(-x) for x in row]) for row in f_wrong.losses()])),
-        {
-            str(i): {"prob": [math.exp(-x) for x in row], "avg_loss": row}
-            for i, row in enumerate(f_wrong.losses())
-        },
+        {str(i): {"prob": [math.exp(-x) for x in row], "avg_loss": row} for i, row in enumerate(f_wrong.losses())},
     )
     ev["forget_truth_ratio"] = _tr_block(_losses(f_para), f_wrong.losses(), "closer_to_1")
     f_tr = [v["score"] for v in ev["forget_truth_ratio"]["value_by_index"].values()]

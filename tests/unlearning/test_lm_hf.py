@@ -1,0 +1,156 @@
+"""The Hugging Face path for real: tokenizer, tiny GPT-2, save/load by path, LoRA, cache, LM adapter."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from test_tofu_metrics import PROBS, BigramLM, example_batch
+
+from ofmu_opt.errors import CheckpointError, ConfigError
+from ofmu_opt.unlearning.data.tinytofu import TinyTofuConfig, generate_tinytofu
+from ofmu_opt.unlearning.lm_adapter import CausalLMAdapter
+from ofmu_opt.unlearning.metrics.tofu import evaluate_tofu, token_stats
+from ofmu_opt.unlearning.models.hf import (
+    PromptTemplate,
+    TinyGPT2Config,
+    TrainConfig,
+    apply_lora,
+    build_tiny_gpt2,
+    cached_model_dir,
+    encode_qa,
+    load_causal_lm,
+    make_batches,
+    save_causal_lm,
+    train_causal_lm,
+    train_tokenizer,
+    trainable_parameters,
+)
+
+DATA = generate_tinytofu(TinyTofuConfig(n_authors=10, n_retain_eval_authors=2, n_real_authors=4, n_world_facts=4))
+SHAPE = TinyGPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=96)
+T = PromptTemplate()
+
+
+@pytest.fixture(scope="module")
+def tok() -> Any:
+    texts = [q.question + " " + q.answer + " " + q.idk_answer for q in DATA.qa + DATA.holdout_qa]
+    return train_tokenizer(texts, vocab_size=400)
+
+
+def test_encode_masks_prompt_and_ends_with_eos(tok: Any) -> None:
+    q = DATA.qa[0]
+    e = encode_qa(tok, q.question, q.answer, T, max_length=96)
+    assert e.labels[: e.prompt_len] == [-100] * e.prompt_len
+    assert e.labels[e.prompt_len :] == e.input_ids[e.prompt_len :]
+    assert e.input_ids[-1] == tok.eos_token_id
+    assert tok.decode(e.input_ids[e.prompt_len : -1]) == " " + q.answer  # byte-exact round trip
+    short = encode_qa(tok, q.question, q.answer, T, max_length=e.prompt_len + 3)
+    assert short.answer_len == 3 and short.input_ids[-1] == tok.eos_token_id
+
+
+def test_model_init_is_seeded_and_leaves_global_rng_alone(tok: Any) -> None:
+    state = torch.random.get_rng_state()
+    a = build_tiny_gpt2(tok, SHAPE, seed=3)
+    b = build_tiny_gpt2(tok, SHAPE, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_save_pretrained_load_by_path_and_evaluate(tok: Any, tmp_path: Path) -> None:
+    model = build_tiny_gpt2(tok, SHAPE, seed=0)
+    model.save_pretrained(str(tmp_path / "m"))
+    tok.save_pretrained(str(tmp_path / "m"))
+    loaded, ltok = load_causal_lm(tmp_path / "m")
+    b = make_batches(ltok, [(q.question, q.answer) for q in DATA.qa[:4]], T, 4, 96)[0]
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids=b.input_ids).logits, loaded(input_ids=b.input_ids).logits)
+    ev = evaluate_tofu(loaded, ltok, DATA.split("forget10"), T, max_new_tokens=3, max_length=96)
+    assert 0.0 <= ev["model_utility"]["agg_value"] <= 1.0  # untrained: ROUGE may be 0, then utility is 0
+    assert 0.0 < ev["forget_Q_A_Prob"]["agg_value"] < 1.0
+    assert 0.0 <= ev["mia_min_k"]["agg_value"] <= 1.0
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_causal_lm(tmp_path)
+    with pytest.raises(ConfigError, match="dtype"):
+        load_causal_lm(tmp_path / "m", dtype="float16")
+
+
+def test_bfloat16_load_and_adapter(tok: Any, tmp_path: Path) -> None:
+    save_causal_lm(build_tiny_gpt2(tok, SHAPE, seed=0), tok, tmp_path / "m")
+    m16, t16 = load_causal_lm(tmp_path / "m", dtype="bfloat16")
+    assert next(m16.parameters()).dtype == torch.bfloat16
+    b = make_batches(t16, [(q.question, q.answer) for q in DATA.qa[:2]], T, 2, 96)[0]
+    nll = CausalLMAdapter(t16, T).per_example_nll(m16, b)
+    assert nll.dtype == torch.float32 and torch.isfinite(nll).all()
+
+
+def test_lora_trains_only_adapter_parameters(tok: Any) -> None:
+    model = apply_lora(build_tiny_gpt2(tok, SHAPE, seed=0), r=2, alpha=4)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    pairs = [(q.question, q.answer) for q in DATA.qa[:8]]
+    train_causal_lm(model, tok, pairs, T, TrainConfig(epochs=2, batch_size=4, lr=1e-2, warmup_steps=1))
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert changed and changed <= trainable  # frozen base weights never move
+    assert len(trainable_parameters(model)) == len(trainable)
+
+
+def test_cache_trains_once_and_is_keyed_by_recipe(tok: Any, tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def build() -> tuple[Any, Any]:
+        calls.append(1)
+        return build_tiny_gpt2(tok, SHAPE, seed=0), tok
+
+    d1 = cached_model_dir(tmp_path, "target", {"a": 1}, build)
+    d2 = cached_model_dir(tmp_path, "target", {"a": 1}, build)
+    d3 = cached_model_dir(tmp_path, "target", {"a": 2}, build)
+    assert d1 == d2 != d3 and len(calls) == 2
+    assert (d1 / "recipe.json").is_file() and (d1 / "config.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+    load_causal_lm(d1)
+
+
+# ----------------------------------------------------------------------------- adapter on known probabilities
+
+
+def test_adapter_matches_hand_computed_values() -> None:
+    model, batch = BigramLM(PROBS), example_batch()
+    ad = CausalLMAdapter(tokenizer=None, template=T)
+    want = [0.3, 0.6, 0.5, 0.4]
+    assert ad.per_example_nll(model, batch).item() == pytest.approx(-sum(map(math.log, want)) / 4, rel=1e-12)
+    assert ad.per_example_logprob(model, batch).item() == pytest.approx(sum(map(math.log, want)), rel=1e-12)
+    assert ad.target_length(batch).tolist() == [4]
+    assert ad.kl_to_reference(model, model, batch).item() == pytest.approx(0.0, abs=1e-12)
+    (st,) = token_stats(model, batch)
+    assert st.loss == pytest.approx(ad.per_example_nll(model, batch).item(), rel=1e-12)
+    h = ad.hidden_states(model, batch, 0)
+    assert h.shape == (1, 6, 5) and float(h[0, -1].detach().abs().sum()) == 0.0  # padding zeroed
+    with pytest.raises(ConfigError, match="'idk'"):
+        ad.relabel(batch, "random", torch.Generator())
+
+
+def test_kl_to_reference_by_hand() -> None:
+    other = [row[:] for row in PROBS]
+    other[0] = [0.2, 0.2, 0.2, 0.2, 0.2]
+    ad = CausalLMAdapter(tokenizer=None, template=T)
+    p = PROBS[0]
+    kl0 = sum(pi * math.log(pi / 0.2) for pi in p)  # KL(p_ref || p_model) at the first answer position
+    got = ad.kl_to_reference(BigramLM(other), BigramLM(PROBS), example_batch()).item()
+    assert got == pytest.approx(kl0 / 4, rel=1e-9)
+
+
+def test_relabel_idk_replaces_answers(tok: Any) -> None:
+    items = DATA.qa[:3]
+    b = make_batches(tok, [(q.question, q.answer) for q in items], T, 3, 96, items=items)[0]
+    ad = CausalLMAdapter(tok, T, max_length=96)
+    r = ad.relabel(b, "idk", torch.Generator().manual_seed(0))
+    for i, q in enumerate(items):
+        ans = [t for t in r.labels[i].tolist() if t != -100]
+        assert tok.decode(ans[:-1]) == " " + q.idk_answer and ans[-1] == tok.eos_token_id
+    assert r.index.tolist() == b.index.tolist()
