@@ -147,6 +147,8 @@ class PenaltySolver:
         maxiter: most rounds.
         max_time: wall-clock limit in seconds.
         adam_b1, adam_b2, adam_eps: Adam's parameters.
+        allow_inner_base_with_x: permit ``base="inner"`` when an outer-only variable x exists. It converges
+            to a wrong point (OFMU_SPEC.md §2); only for experiments that demonstrate this.
 
     Example:
         >>> from ofmu_opt.reference import get_reference
@@ -187,6 +189,7 @@ class PenaltySolver:
     adam_b1: float = 0.9
     adam_b2: float = 0.999
     adam_eps: float = 1e-8
+    allow_inner_base_with_x: bool = False
     name: str = field(default="penalty", compare=False)
 
     def __post_init__(self) -> None:
@@ -261,7 +264,7 @@ class PenaltySolver:
         """The base actually used: ``auto`` is ``inner`` without x and ``outer`` with x."""
         if self.base == "auto":
             return "outer" if (problem.has_x or self.penalty_type != "stationarity") else "inner"
-        if self.base == "inner" and problem.has_x:
+        if self.base == "inner" and problem.has_x and not self.allow_inner_base_with_x:
             raise ConfigError(
                 "base: 'inner' with an outer-only variable x converges to a wrong point (resetting y to the "
                 "inner result erases the offset through which the penalty carries the hyper-gradient to x; "

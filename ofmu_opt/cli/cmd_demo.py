@@ -1,0 +1,96 @@
+"""``ofmu demo``: the main job on built-in data, as ``make demo`` runs it.
+
+1. every preset on every reference problem (status, distance, oracle calls, time);
+2. the convergence-rate verdicts (``ofmu rates --quick``), when the rates module is installed;
+3. the quick digits unlearning benchmark, when torch and the vision benchmark are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["reference_table", "register"]
+
+
+def reference_table(tol: float = 1e-4) -> list[dict[str, Any]]:
+    """Run every preset on every reference problem; one row per pair (not-applicable pairs say why)."""
+    from ..reference import REFERENCES, get_reference
+    from ..reference.solvers import PRESET_FACTORIES
+    from .cmd_solve import solve_reference
+
+    rows: list[dict[str, Any]] = []
+    for pid in REFERENCES:
+        ref = get_reference(pid)
+        for preset in PRESET_FACTORIES:
+            reason = ref.applies.get(preset)
+            if reason is not None and preset != "scalarized":
+                rows.append({"problem": pid, "solver": preset, "status": "n/a", "note": reason})
+                continue
+            if pid == "P5":
+                rows.append({"problem": pid, "solver": preset, "status": "n/a", "note": reason})
+                continue
+            rec = solve_reference(pid, preset, tol=tol, options=["beta=0"] if preset == "ofmu" else [])
+            rows.append({**rec, "note": reason or ""})
+    return rows
+
+
+def _format(rows: list[dict[str, Any]]) -> str:
+    head = f"{'problem':<11} {'solver':<10} {'status':<16} {'distance':>9} {'calls':>8} {'time s':>7}  note"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r["status"] == "n/a":
+            lines.append(f"{r['problem']:<11} {r['solver']:<10} {'n/a':<16} {'':>9} {'':>8} {'':>7}  {r['note'][:60]}")
+            continue
+        note = "biased by construction" if r["solver"] == "scalarized" else ""
+        lines.append(
+            f"{r['problem']:<11} {r['solver']:<10} {r['status']:<16} {r['distance']:>9.2e} {r['oracle_calls']:>8d} "
+            f"{r['wall_time_s']:>7.2f}  {note}"
+        )
+    return "\n".join(lines)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .._io import atomic_write_json
+
+    out = Path(args.out)
+    sys.stdout.write("== 1. Reference problems: every preset, target relative distance 1e-4 (ofmu with beta=0)\n")
+    rows = reference_table()
+    sys.stdout.write(_format(rows) + "\n\n")
+    atomic_write_json(out / "reference_table.json", rows)
+    steps: list[tuple[str, list[str]]] = [
+        ("2. Convergence rates (quick)", ["rates", "--quick", "--out", str(out / "rates")]),
+        ("3. Digits unlearning benchmark (quick)", [
+            "bench", "--benchmark", "digits", "--scenario", "random10", "--methods", "all", "--seeds", "2",
+            "--quick", "--out", str(out / "digits"),
+        ]),
+    ]
+    from . import build_parser
+
+    parser = build_parser()
+    for title, argv in steps:
+        name = argv[0]
+        if importlib.util.find_spec(f"ofmu_opt.cli.cmd_{name}") is None and name not in parser.format_help():
+            sys.stdout.write(f"== {title}: skipped (the `{name}` command is not installed)\n\n")
+            continue
+        sys.stdout.write(f"== {title}\n")
+        sys.stdout.flush()
+        sub = parser.parse_args(argv)
+        code = sub.handler(sub)
+        sys.stdout.write("\n")
+        if code not in (0, None):
+            sys.stdout.write(f"(step '{title}' exited with code {code})\n")
+    sys.stdout.write(f"Demo outputs (JSON, plots) are under {out.resolve()}\n")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the main job on built-in data: references, rates, digits benchmark")
+    p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    p.set_defaults(handler=_demo)

@@ -1,0 +1,108 @@
+"""``ofmu references`` and ``ofmu solve``: list the reference problems; solve one with a preset."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["register", "solve_reference"]
+
+
+def _references(args: argparse.Namespace) -> int:
+    from ..reference import list_references
+
+    rows = list_references()
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    width = max(len(r["id"]) for r in rows)
+    for r in rows:
+        sys.stdout.write(f"{r['id']:<{width}}  {r['description']}\n{'':<{width}}  known solution: {r['source']}\n")
+    return 0
+
+
+def solve_reference(
+    problem_id: str, solver_name: str, *, backend: str = "numpy", options: list[str] | None = None,
+    maxiter: int | None = None, tol: float = 1e-4, seed: int = 0,
+) -> dict[str, Any]:
+    """Solve a reference problem and return the JSON record that ``ofmu solve --json`` prints."""
+    import numpy as np
+
+    from ..reference import get_reference
+    from ..reference.solvers import parse_options, solver_for_reference
+
+    if not (isinstance(tol, float) and 0 < tol < 1):
+        raise ConfigError(f"--tol: expected a relative accuracy in (0, 1), received {tol!r}")
+    if maxiter is not None and maxiter < 1:
+        raise ConfigError(f"--maxiter: expected an integer >= 1, received {maxiter}")
+    ref = get_reference(problem_id, seed=seed)
+    solver = solver_for_reference(solver_name, ref, tol=tol, options=parse_options(options or []), maxiter=maxiter)
+    run_ref: Any = ref
+    if backend == "torch":
+        try:
+            torch_reference = importlib.import_module("ofmu_opt.reference.torch_refs").torch_reference
+        except ImportError as exc:  # torch not installed
+            from ..errors import BackendError
+
+            raise BackendError(f"--backend torch: the torch backend is not available ({exc})") from exc
+        run_ref = torch_reference(ref)
+    elif backend != "numpy":
+        raise ConfigError(f"--backend: expected 'numpy' or 'torch', received {backend!r}")
+    t0 = time.perf_counter()
+    with np.errstate(all="ignore"):
+        res = solver.run(run_ref.problem, run_ref.x0, run_ref.y0)
+    wall = time.perf_counter() - t0
+    sp = run_ref.problem.space
+    x = None if res.x is None else sp.to_host(res.x)
+    y = sp.to_host(res.y)
+    distance = ref.distance(None if x is None else np.asarray(x), np.asarray(y))
+    return {
+        "problem": ref.id, "solver": solver_name, "backend": backend, "status": res.status.value,
+        "success": res.success, "message": res.message, "nit": res.nit, "fun": res.fun, "f_star": ref.f_star,
+        "distance": distance, "tol": tol, "within_tol": bool(distance <= tol), "target": ref.target,
+        "applies": ref.applies.get(solver_name) is None, "not_applicable_because": ref.applies.get(solver_name),
+        "counts": res.counts, "oracle_calls": sum(res.counts.values()), "penalty": res.penalty,
+        "residuals": res.residuals, "wall_time_s": wall, "x": x, "y": y, "options": res.config,
+    }
+
+
+def _solve(args: argparse.Namespace) -> int:
+    rec = solve_reference(
+        args.problem, args.solver, backend=args.backend, options=args.option, maxiter=args.maxiter,
+        tol=args.tol, seed=args.seed,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(rec, allow_nan=True) + "\n")
+    else:
+        sys.stdout.write(
+            f"{rec['problem']} / {rec['solver']} ({rec['backend']}): {rec['status']} after {rec['nit']} rounds, "
+            f"distance {rec['distance']:.3e}, {rec['oracle_calls']} oracle calls, {rec['wall_time_s']:.2f} s\n"
+            f"{rec['message']}\n"
+        )
+        if rec["not_applicable_because"]:
+            sys.stdout.write(f"note: {rec['not_applicable_because']}\n")
+    return 0 if rec["success"] else 1
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("references", help="list the reference problems with known solutions")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_references)
+
+    s = sub.add_parser("solve", help="solve a reference problem with a solver preset")
+    s.add_argument("problem", help="reference problem id (see `ofmu references`)")
+    s.add_argument("--solver", default="ofmu", help="ofmu | gpbgd | vpbgd | scalarized (default ofmu)")
+    s.add_argument("--backend", default="numpy", help="numpy | torch")
+    s.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="set any solver option (repeatable), e.g. --option beta=0")
+    s.add_argument("--maxiter", type=int, default=None, help="most rounds")
+    s.add_argument("--tol", type=float, default=1e-4, help="target relative accuracy (default 1e-4)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the problem instance")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(handler=_solve)

@@ -1,0 +1,89 @@
+"""How each preset is configured to solve a reference problem to a target accuracy.
+
+The presets' own defaults are the papers' algorithms (fixed steps, a penalty schedule). Reaching a
+target accuracy needs more: :func:`ofmu_opt.core.with_continuation` (penalty levels with warm starts,
+Nesterov steps with backtracking, Richardson extrapolation in 1/ρ). The step size of inner loops comes
+from the problem's known constants (``ref.hints``). A ``"penalized"`` target (P9) is the minimizer at a
+fixed penalty, so it is solved at that penalty without continuation.
+
+Example:
+    >>> from ofmu_opt.reference import get_reference
+    >>> s = solver_for_reference("gpbgd", get_reference("P3"), tol=1e-4)
+    >>> s.strategy, s.tol
+    ('continuation', 0.0001)
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._config import coerce_value
+from ..core.solver import PenaltySolver, gpbgd, ofmu, scalarized, vpbgd, with_continuation
+from ..errors import ConfigError
+from .problems import ReferenceProblem
+
+__all__ = ["PRESET_FACTORIES", "parse_options", "solver_for_reference"]
+
+PRESET_FACTORIES: dict[str, Callable[..., PenaltySolver]] = {
+    "ofmu": ofmu,
+    "gpbgd": gpbgd,
+    "vpbgd": vpbgd,
+    "scalarized": scalarized,
+}
+
+
+def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``NAME=VALUE`` strings into typed solver options (validated against :class:`PenaltySolver`).
+
+    Raises:
+        ConfigError: a malformed pair or an unknown option name.
+
+    Example:
+        >>> parse_options(["beta=0", "hvp=finite_difference"])
+        {'beta': 0.0, 'hvp': 'finite_difference'}
+    """
+    hints = typing.get_type_hints(PenaltySolver)
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--option: expected NAME=VALUE, received {pair!r}")
+        name, value = (s.strip() for s in pair.split("=", 1))
+        if name not in hints or name == "name":
+            valid = ", ".join(sorted(k for k in hints if k != "name"))
+            raise ConfigError(f"--option: unknown solver option {name!r}; valid options: {valid}")
+        out[name] = coerce_value(name, hints[name], value)
+    return out
+
+
+def solver_for_reference(
+    preset: str, ref: ReferenceProblem, *, tol: float = 1e-4, options: Mapping[str, Any] | None = None,
+    maxiter: int | None = None,
+) -> PenaltySolver:
+    """The solver ``preset`` configured to solve ``ref`` to relative accuracy ``tol``.
+
+    User ``options`` are applied last, so any choice can be overridden (and is validated).
+    """
+    if preset not in PRESET_FACTORIES:
+        raise ConfigError(f"solver: expected one of {', '.join(PRESET_FACTORIES)}, received {preset!r}")
+    solver = PRESET_FACTORIES[preset]()
+    hints = {k: v for k, v in ref.hints.items()}
+    solver = solver.replace(**hints)
+    if ref.target == "penalized" or preset == "scalarized":
+        changes: dict[str, Any] = dict(
+            strategy="paper", schedule="constant", line_search=True, outer_rule="nesterov",
+            scale_step_by_penalty=False, tol=1e-3 * tol, maxiter=200_000,
+        )
+        if ref.penalty is not None:
+            changes["penalty"] = ref.penalty
+        if solver.penalty_type == "value_gap":
+            changes["inner_tol"] = 1e-5 * tol
+        solver = solver.replace(**changes)
+    else:
+        solver = with_continuation(solver, tol=tol)
+    if options:
+        solver = solver.replace(**dict(options))
+    if maxiter is not None:
+        solver = solver.replace(maxiter=maxiter)
+    return solver

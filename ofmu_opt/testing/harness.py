@@ -1,0 +1,135 @@
+"""The common harness every solver and oracle passes (adding a solver = one row in :data:`SOLVER_CASES`).
+
+Each ``check_*`` function raises :class:`HarnessFailure` with a message saying what went wrong, so a
+test is one call per (solver, problem) pair, and a user can run the same checks on their own solver.
+
+Example:
+    >>> from ofmu_opt.reference import get_reference
+    >>> check_state_structure(SOLVER_CASES["gpbgd"](get_reference("P3")), get_reference("P3"))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..core.result import Status
+from ..core.solver import PenaltySolver
+from ..problem.checks import check_gradient, check_hvp
+from ..problem.oracles import has_hvp
+from ..reference.problems import ReferenceProblem
+from ..reference.solvers import solver_for_reference
+
+__all__ = [
+    "SOLVER_CASES",
+    "HarnessFailure",
+    "check_deterministic",
+    "check_oracles_fd",
+    "check_run_equals_manual_loop",
+    "check_solves_reference",
+    "check_state_structure",
+    "check_stop_iteration",
+]
+
+
+class HarnessFailure(AssertionError):
+    """A harness check failed; the message says which and how."""
+
+
+SOLVER_CASES: dict[str, Callable[[ReferenceProblem], PenaltySolver]] = {
+    "ofmu": lambda ref: solver_for_reference("ofmu", ref, options={"beta": 0.0}),
+    "ofmu_beta": lambda ref: solver_for_reference("ofmu", ref, options={"beta": 0.5, "hvp": "exact"}),
+    "gpbgd": lambda ref: solver_for_reference("gpbgd", ref),
+    "vpbgd": lambda ref: solver_for_reference("vpbgd", ref),
+    "scalarized": lambda ref: solver_for_reference("scalarized", ref),
+}
+"""Solver rows: name -> factory of the solver configured for a reference problem."""
+
+
+def _leaf_signature(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, np.ndarray):
+        return ("array", v.shape)
+    if isinstance(v, tuple) and hasattr(v, "_fields"):
+        return (type(v).__name__, tuple(_leaf_signature(getattr(v, f)) for f in v._fields))
+    if isinstance(v, tuple):
+        return ("tuple",)  # variable-length bookkeeping (extrapolation rows) may grow
+    return type(v).__name__
+
+
+def check_state_structure(solver: PenaltySolver, ref: ReferenceProblem, rounds: int = 4) -> None:
+    """The state keeps its type, fields and leaf shapes across rounds."""
+    st = solver.init_state(ref.problem, ref.x0, ref.y0)
+    sig0 = {f: _leaf_signature(getattr(st, f)) for f in ("x", "y", "z", "outer_rule", "inner_rule")}
+    for k in range(rounds):
+        st = solver.update(ref.problem, st)
+        sig = {f: _leaf_signature(getattr(st, f)) for f in sig0}
+        if type(st).__name__ != "PenaltyState" or sig != sig0:
+            raise HarnessFailure(f"state structure changed at round {k + 1}: {sig0} -> {sig}")
+
+
+def check_run_equals_manual_loop(solver: PenaltySolver, ref: ReferenceProblem, rounds: int = 6) -> None:
+    """``run`` with ``maxiter=rounds`` returns exactly what a hand-written init_state + update loop gives."""
+    s = solver.replace(maxiter=rounds, tol=1e-300)
+    res = s.run(ref.problem, ref.x0, ref.y0)
+    st = s.init_state(ref.problem, ref.x0, ref.y0)
+    for _ in range(rounds):
+        st = s.update(ref.problem, st)
+    x, y = s._point(st)
+    if not np.array_equal(np.asarray(res.y), np.asarray(y)) or (
+        x is not None and not np.array_equal(np.asarray(res.x), np.asarray(x))
+    ):
+        raise HarnessFailure("run() and the manual init_state/update loop disagree")
+    if res.nit != rounds:
+        raise HarnessFailure(f"run() reported nit={res.nit}, expected {rounds}")
+
+
+def check_stop_iteration(solver: PenaltySolver, ref: ReferenceProblem, stop_at: int = 3) -> None:
+    """A callback raising StopIteration at round ``stop_at`` ends the run there with CALLBACK_STOP."""
+    def cb(r: Any) -> None:
+        if r.nit >= stop_at:
+            raise StopIteration
+
+    res = solver.replace(tol=1e-300).run(ref.problem, ref.x0, ref.y0, callback=cb)
+    if res.status is not Status.CALLBACK_STOP or res.nit != stop_at or res.success:
+        raise HarnessFailure(f"StopIteration not honoured: status={res.status}, nit={res.nit}")
+
+
+def check_deterministic(solver: PenaltySolver, ref: ReferenceProblem, rounds: int = 20) -> None:
+    """Two runs give bit-identical results."""
+    s = solver.replace(maxiter=rounds)
+    a = s.run(ref.problem, ref.x0, ref.y0)
+    b = s.run(ref.problem, ref.x0, ref.y0)
+    if not np.array_equal(np.asarray(a.y), np.asarray(b.y)) or a.counts != b.counts:
+        raise HarnessFailure("two identical runs differ")
+
+
+def check_oracles_fd(ref: ReferenceProblem, rtol: float = 1e-6) -> None:
+    """Every oracle's gradient (and HVP, if any) agrees with central finite differences."""
+    sp = ref.problem.space
+    rng = np.random.default_rng(0)
+    y = ref.y0 + rng.standard_normal(ref.y0.shape)
+    x = None if ref.x0 is None else ref.x0 + rng.standard_normal(ref.x0.shape)
+    for label, obj in (("outer", ref.problem.outer), ("inner", ref.problem.inner)):
+        rep = check_gradient(sp, obj, x, y, rtol=rtol)
+        if not rep.ok:
+            raise HarnessFailure(f"{ref.id} {label}.grad disagrees with finite differences: {rep}")
+        if has_hvp(obj):
+            rep = check_hvp(sp, obj, x, y, rtol=rtol)
+            if not rep.ok:
+                raise HarnessFailure(f"{ref.id} {label}.hvp disagrees with finite differences: {rep}")
+
+
+def check_solves_reference(solver: PenaltySolver, ref: ReferenceProblem) -> float:
+    """The solver converges and lands within the reference's tolerance; returns the distance."""
+    res = solver.run(ref.problem, ref.x0, ref.y0)
+    d = ref.distance(res.x, res.y)
+    if not res.success or not math.isfinite(d) or d > ref.tol:
+        raise HarnessFailure(
+            f"{ref.id}: status={res.status.value}, distance={d:.3e} > tol={ref.tol:.1e} after {res.nit} rounds"
+        )
+    return d

@@ -1,0 +1,12 @@
+import os
+import sys
+from pathlib import Path
+
+from hypothesis import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, max_examples=8)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

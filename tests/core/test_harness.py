@@ -1,0 +1,80 @@
+"""Every solver row of the common harness on every reference problem it applies to."""
+
+import numpy as np
+import pytest
+
+from ofmu_opt.core import gpbgd, ofmu, vpbgd
+from ofmu_opt.reference import REFERENCES, get_reference
+from ofmu_opt.reference.solvers import solver_for_reference
+from ofmu_opt.testing import (
+    SOLVER_CASES,
+    check_deterministic,
+    check_oracles_fd,
+    check_run_equals_manual_loop,
+    check_solves_reference,
+    check_state_structure,
+    check_stop_iteration,
+)
+
+PRESET_ROWS = ["ofmu", "gpbgd", "vpbgd"]
+APPLICABLE = [
+    (case, pid)
+    for pid in REFERENCES
+    for case in PRESET_ROWS
+    if get_reference(pid).applies.get(case) is None
+]
+
+
+@pytest.mark.parametrize("pid", list(REFERENCES))
+def test_oracles_pass_finite_difference_checks(pid):
+    check_oracles_fd(get_reference(pid))
+
+
+@pytest.mark.parametrize(("case", "pid"), APPLICABLE)
+def test_preset_solves_reference_to_its_tolerance(case, pid):
+    ref = get_reference(pid)
+    d = check_solves_reference(SOLVER_CASES[case](ref), ref)
+    assert d <= ref.tol
+
+
+def test_ofmu_with_similarity_solves_the_orthogonal_block_reference():
+    ref = get_reference("QOFMU-orth")
+    for kind in ("signed", "abs", "squared"):
+        s = solver_for_reference("ofmu", ref, options={"beta": 0.7, "similarity": kind, "hvp": "exact"})
+        assert check_solves_reference(s, ref) <= ref.tol
+
+
+def test_every_reference_has_an_applicable_preset_or_a_reason():
+    for pid in REFERENCES:
+        ref = get_reference(pid)
+        for preset, reason in ref.applies.items():
+            assert reason is None or len(reason) > 20, (pid, preset)
+    assert all(r is not None for r in get_reference("P5").applies.values())
+
+
+@pytest.mark.parametrize("case", list(SOLVER_CASES))
+@pytest.mark.parametrize("pid", ["P3", "QOFMU"])
+def test_harness_structure_loop_stop_determinism(case, pid):
+    ref = get_reference(pid)
+    if case == "ofmu_beta" and pid == "P3":
+        pytest.skip("the similarity term on P3 has no known solution; structure is covered on QOFMU")
+    s = SOLVER_CASES[case](ref)
+    check_state_structure(s, ref)
+    check_run_equals_manual_loop(s, ref)
+    check_stop_iteration(s, ref)
+    check_deterministic(s, ref)
+
+
+def test_scalarized_baseline_is_biased_on_the_same_variable_problem():
+    ref = get_reference("QOFMU")
+    res = SOLVER_CASES["scalarized"](ref).run(ref.problem, ref.x0, ref.y0)
+    assert res.success  # it solves its own weighted-sum problem ...
+    assert ref.distance(res.x, res.y) > 1e-2  # ... whose minimizer is not the bi-level solution
+
+
+def test_paper_presets_run_with_their_own_defaults():
+    ref = get_reference("QOFMU")
+    for s in (ofmu(beta=0.0, inner_lr=ref.hints["inner_lr"]), gpbgd(), vpbgd(inner_lr=ref.hints["inner_lr"])):
+        res = s.replace(maxiter=300).run(ref.problem, ref.x0, ref.y0)
+        d0 = ref.distance(ref.x0, ref.y0)
+        assert np.isfinite(res.fun) and ref.distance(res.x, res.y) < d0

@@ -1,0 +1,55 @@
+"""The `ofmu references` / `ofmu solve` contract."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ofmu_opt.cli import main
+
+OFMU = [sys.executable, "-m", "ofmu_opt.cli"]
+
+
+def _solve(capsys, *args):
+    code = main(["solve", *args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("solver", ["gpbgd", "vpbgd", "ofmu"])
+def test_solve_p3_default_and_tight_tolerance(capsys, solver):
+    extra = ["--option", "beta=0"] if solver == "ofmu" else []
+    code, rec = _solve(capsys, "P3", "--solver", solver, *extra)
+    assert code == 0 and rec["success"] and rec["distance"] <= 1e-4 and rec["wall_time_s"] < 10
+    for key in ("problem", "solver", "backend", "status", "nit", "fun", "counts", "wall_time_s"):
+        assert key in rec
+    code, rec = _solve(capsys, "P3", "--solver", solver, "--tol", "1e-6", *extra)
+    assert code == 0 and rec["distance"] <= 1e-6 and rec["wall_time_s"] < 60
+
+
+def test_not_converged_exits_1(capsys):
+    code, rec = _solve(capsys, "P3", "--solver", "gpbgd", "--maxiter", "5")
+    assert code == 1 and rec["status"] == "maxiter" and not rec["success"]
+
+
+def test_references_json(capsys):
+    assert main(["references", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"P1b", "P2", "P3", "P4", "P5", "P9", "QOFMU", "QOFMU-orth"} <= {r["id"] for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["solve", "P42"], "problem id"),
+        (["solve", "P3", "--option", "beta=-1"], "beta"),
+        (["solve", "P3", "--maxiter", "0"], "--maxiter"),
+        (["solve", "P3", "--option", "nonsense"], "NAME=VALUE"),
+        (["solve", "P3", "--solver", "sgd"], "solver"),
+        (["solve", "P3", "--tol", "2"], "--tol"),
+    ],
+)
+def test_bad_input_exit_2_one_line_no_traceback(args, needle):
+    p = subprocess.run([*OFMU, *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr and p.stderr.count("\n") == 1 and needle in p.stderr
