@@ -133,6 +133,9 @@ def _method_options(args: argparse.Namespace, name: str, fields: set[str]) -> di
 def _threads(args: argparse.Namespace) -> None:
     import torch
 
+    if _get(args, "split"):
+        log.warning("--split applies to language-model benchmarks; ignored for %s", args.benchmark)
+
     n = int(_get(args, "threads", 1))
     if n < 1:
         raise ConfigError(f"--threads: expected >= 1, received {n}")
