@@ -112,12 +112,13 @@ def plot_conflict(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: Pa
     ax_c.axhline(0.0, color="grey", lw=0.8)
     ax_c.set_xlabel("step")
     ax_c.set_ylabel("cos(∇L_f, ∇L_r)")
-    ax_c.legend(fontsize=8)
+    if histories:
+        ax_c.legend(fontsize=8)
+        ax_n.legend(fontsize=7)
     ax_c.grid(alpha=0.3)
     ax_n.set_xlabel("step")
     ax_n.set_ylabel("gradient norm")
     ax_n.set_yscale("log")
-    ax_n.legend(fontsize=7)
     ax_n.grid(alpha=0.3)
     if not histories:
         ax_c.text(0.5, 0.5, "no diagnostics recorded", ha="center", transform=ax_c.transAxes)

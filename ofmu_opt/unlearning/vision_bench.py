@@ -268,13 +268,9 @@ def eval_main(args: argparse.Namespace) -> int:
     rt: Mapping[str, float] | None
     if _get(args, "retain_logs"):
         raw = read_json(args.retain_logs, "retain logs")
-        rt = {
-            k: float(v["agg_value"] if isinstance(v, dict) else v) for k, v in raw.items() if k in GAP_METRICS
-        }
+        rt = {k: float(v["agg_value"] if isinstance(v, dict) else v) for k, v in raw.items() if k in GAP_METRICS}
         if set(rt) != set(GAP_METRICS):
-            raise ConfigError(
-                f"--retain-logs: expected the metrics {', '.join(GAP_METRICS)}, received {sorted(rt)}"
-            )
+            raise ConfigError(f"--retain-logs: expected the metrics {', '.join(GAP_METRICS)}, received {sorted(rt)}")
     else:
         prog = _Progress(args)
         _, retrain, _ = reference_models(cfg, data, device, prog.factory)
@@ -289,9 +285,7 @@ def eval_main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- bench
 
 
-def sample_configs(
-    config_cls: type[Any], fixed: Mapping[str, Any], budget: int, seed: int, steps: int
-) -> list[Any]:
+def sample_configs(config_cls: type[Any], fixed: Mapping[str, Any], budget: int, seed: int, steps: int) -> list[Any]:
     """The ``budget`` candidate configs of one method: defaults first, then seeded draws from SEARCH_SPACE.
 
     Keys given in ``fixed`` are never searched. ``"log"`` draws log-uniformly, ``"uniform"`` uniformly,
@@ -347,9 +341,7 @@ def _resolve_methods(spec: str) -> list[str]:
         if n not in list_methods():
             raise ConfigError(f"--methods: unknown method {n!r}; known: {', '.join(list_methods())}")
         if n not in list_methods("classifier"):
-            raise ConfigError(
-                f"--methods: {n!r} does not apply to classifiers; use one of {', '.join(known)}"
-            )
+            raise ConfigError(f"--methods: {n!r} does not apply to classifiers; use one of {', '.join(known)}")
     return [n for n in names if n != "retrain"]
 
 
@@ -390,6 +382,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     search: dict[str, list[dict[str, Any]]] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
     skipped: list[str] = []
+    failed: dict[str, str] = {}
     total_runs = len(methods) * (budget + n_seeds)
     with prog.bar("bench", total_runs) as tick:
         for name in methods:
@@ -401,39 +394,35 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 if tick:
                     tick(budget + n_seeds)
                 continue
-            fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-            fixed = _method_options(args, name, fields)
-            cands = sample_configs(spec.config_cls, fixed, budget, seed=base_seed, steps=steps)
-            rows = []
-            for i, mc in enumerate(cands):
-                run_fn = functools.partial(
-                    _one_run, spec, mc, originals[seeds[0]], data, cfg0, device, seeds[0], "val"
+            try:
+                rows, best, seed_metrics, hist = _bench_method(
+                    args,
+                    name,
+                    spec,
+                    budget,
+                    base_seed,
+                    steps,
+                    seeds,
+                    cfgs,
+                    originals,
+                    data,
+                    device,
+                    rt_val,
+                    rt_test,
+                    runs_dir,
+                    resume,
+                    tick,
                 )
-                rec = _cached_run(runs_dir / f"{name}-search{i}.json", resume, cfg0, name, mc, "val", run_fn)
-                rec["score"] = selection_score(rec["metrics"], rt_val[seeds[0]])
-                rows.append({"config": config_to_dict(mc), "score": rec["score"], "val": rec["metrics"]})
-                if tick:
-                    tick(1)
-            finite = [r for r in rows if math.isfinite(r["score"])]
-            best_i = int(np.argmin([r["score"] for r in finite])) if finite else 0
-            best = cands[rows.index(finite[best_i])] if finite else cands[0]
+            except ConfigError:
+                raise
+            except Exception as exc:  # one broken method must not lose the others' results
+                log.error("method %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=True)
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                continue
             search[name] = rows
             selected[name] = config_to_dict(best)
-            per_seed[name] = {}
-            for s in seeds:
-                run_fn = functools.partial(
-                    _one_run, spec, best, originals[s], data, cfgs[s], device, s, "test"
-                )
-                rec = _cached_run(
-                    runs_dir / f"{name}-seed{s}.json", resume, cfgs[s], name, best, "test", run_fn
-                )
-                m = dict(rec["metrics"])
-                m["avg_gap"] = gaps(m, rt_test[s])["avg_gap"]
-                per_seed[name][s] = m
-                if s == seeds[0]:
-                    histories[name] = rec["history"]
-                if tick:
-                    tick(1)
+            per_seed[name] = seed_metrics
+            histories[name] = hist
     summary = {n: {k: _agg([per_seed[n][s][k] for s in seeds]) for k in METRICS} for n in per_seed}
     results = {
         "benchmark": cfg0.benchmark,
@@ -449,9 +438,58 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "per_seed": {n: {str(s): v for s, v in d.items()} for n, d in per_seed.items()},
         "summary": {n: {k: list(v) for k, v in d.items()} for n, d in summary.items()},
         "skipped": skipped,
+        "failed": failed,
     }
     _write_bench(out, results, summary, per_seed, histories, seeds)
     return results
+
+
+def _bench_method(
+    args: argparse.Namespace,
+    name: str,
+    spec: Any,
+    budget: int,
+    base_seed: int,
+    steps: int,
+    seeds: list[int],
+    cfgs: Mapping[int, VisionExperimentConfig],
+    originals: Mapping[int, Any],
+    data: VisionData,
+    device: Any,
+    rt_val: Mapping[int, Mapping[str, float]],
+    rt_test: Mapping[int, Mapping[str, float]],
+    runs_dir: Path,
+    resume: bool,
+    tick: Callable[[int], None] | None,
+) -> tuple[list[dict[str, Any]], Any, dict[int, dict[str, float]], list[dict[str, Any]]]:
+    """Search (validation only) then run the selected config on every seed, for one method."""
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    fixed = _method_options(args, name, fields)
+    cands = sample_configs(spec.config_cls, fixed, budget, seed=base_seed, steps=steps)
+    cfg0 = cfgs[seeds[0]]
+    rows: list[dict[str, Any]] = []
+    for i, mc in enumerate(cands):
+        run_fn = functools.partial(_one_run, spec, mc, originals[seeds[0]], data, cfg0, device, seeds[0], "val")
+        rec = _cached_run(runs_dir / f"{name}-search{i}.json", resume, cfg0, name, mc, "val", run_fn)
+        score = selection_score(rec["metrics"], rt_val[seeds[0]])
+        rows.append({"config": config_to_dict(mc), "score": score, "val": rec["metrics"]})
+        if tick:
+            tick(1)
+    scores = [r["score"] if math.isfinite(r["score"]) else math.inf for r in rows]
+    best = cands[int(np.argmin(scores))]
+    seed_metrics: dict[int, dict[str, float]] = {}
+    hist: list[dict[str, Any]] = []
+    for s in seeds:
+        run_fn = functools.partial(_one_run, spec, best, originals[s], data, cfgs[s], device, s, "test")
+        rec = _cached_run(runs_dir / f"{name}-seed{s}.json", resume, cfgs[s], name, best, "test", run_fn)
+        m = dict(rec["metrics"])
+        m["avg_gap"] = gaps(m, rt_test[s])["avg_gap"]
+        seed_metrics[s] = m
+        if s == seeds[0]:
+            hist = rec["history"]
+        if tick:
+            tick(1)
+    return rows, best, seed_metrics, hist
 
 
 def _history(records: Any) -> list[dict[str, Any]]:
@@ -498,9 +536,7 @@ def _cached_run(
     return rec
 
 
-def results_markdown(
-    results: Mapping[str, Any], summary: Mapping[str, Mapping[str, tuple[float, float]]]
-) -> str:
+def results_markdown(results: Mapping[str, Any], summary: Mapping[str, Mapping[str, tuple[float, float]]]) -> str:
     """The results table (mean ± std over seeds) as Markdown."""
     lines = [
         f"# {results['benchmark']} {results['scenario']}: {len(results['seeds'])} seeds, "
@@ -509,9 +545,7 @@ def results_markdown(
         "| method | UA | RA | TA | MIA-efficacy | avg gap ↓ | RTE (s) |",
         "|---|---|---|---|---|---|---|",
     ]
-    order = ["retrain"] + sorted(
-        (n for n in summary if n != "retrain"), key=lambda n: summary[n]["avg_gap"][0]
-    )
+    order = ["retrain"] + sorted((n for n in summary if n != "retrain"), key=lambda n: summary[n]["avg_gap"][0])
     for n in order:
         s = summary[n]
         cells = [_fmt(*s[k]) for k in ("UA", "RA", "TA", "MIA", "avg_gap")] + [_fmt(*s["RTE"], digits=3)]
@@ -522,6 +556,9 @@ def results_markdown(
     for n, c in results["selected"].items():
         shown = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in c.items()}
         lines.append(f"- {n}: {shown}")
+    for n, msg in results.get("failed", {}).items():
+        lines.append("")
+        lines.append(f"Failed: {n}: {msg}")
     if results["skipped"]:
         lines.append("")
         lines.append(f"Skipped (not available): {', '.join(results['skipped'])}")
@@ -565,4 +602,4 @@ def bench_main(args: argparse.Namespace) -> int:
         f"\nresults: {out / 'results.md'}, {out / 'results.csv'}, {out / 'results.json'}\n"
         f"plots: {out / 'tradeoff.png'}, {out / 'conflict.png'}\n"
     )
-    return 0 if results["summary"] else 1
+    return 1 if results["failed"] or len(results["summary"]) < 2 else 0

@@ -171,3 +171,31 @@ def test_bench_writes_table_csv_json_and_plots(tmp_path, capsys):
     second = (out / "results.md").read_text()
     strip_rte = [line.rsplit("|", 2)[0] for line in first.splitlines()]
     assert strip_rte == [line.rsplit("|", 2)[0] for line in second.splitlines()]
+
+
+def test_a_crashing_method_is_reported_without_losing_the_others(tmp_path, capsys, monkeypatch):
+    import ofmu_opt.unlearning.vision_bench as vb
+    from ofmu_opt.unlearning.methods.registry import MethodSpec, get_method
+
+    class Boom:
+        name = "ft"
+
+        def __init__(self, config):
+            self.config = config
+
+        def run(self, ctx):
+            raise RuntimeError("kaboom")
+
+    real = get_method
+
+    def fake(name):
+        spec = real(name)
+        return MethodSpec(spec.name, Boom, spec.config_cls, spec.tasks) if name == "ft" else spec
+
+    monkeypatch.setattr(vb, "get_method", fake)
+    out = tmp_path / "b"
+    code = main(["bench", "--benchmark", "digits", "--methods", "ft,ga", "--seeds", "1", "--budget", "1",
+                 "--out", str(out), "--option", "steps=3", *QUICK])  # fmt: skip
+    assert code == 1
+    md = (out / "results.md").read_text()
+    assert "| ga |" in md and "Failed: ft: RuntimeError: kaboom" in md
