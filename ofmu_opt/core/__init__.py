@@ -1,7 +1,9 @@
 """Backend-agnostic solver core: state, result, schedules, step rules, similarity, inner objective, solver."""
 
 from .callbacks import HistoryRecorder
+from .comparison import Bome, F2sa, ImplicitDiff
 from .inner import ComposedInner, InnerObjective, InnerSpec, make_inner
+from .loop import run_solver
 from .result import MESSAGES, BilevelResult, IntermediateResult, Status
 from .schedules import next_penalty
 from .similarity import similarity_and_grad, similarity_jvp
@@ -18,6 +20,10 @@ from .solver import (
 from .steps import get_step_rule
 
 __all__ = [
+    "Bome",
+    "F2sa",
+    "ImplicitDiff",
+    "run_solver",
     "MESSAGES",
     "BilevelResult",
     "ComposedInner",

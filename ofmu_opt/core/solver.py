@@ -30,20 +30,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from .._config import check_choice, check_range, config_to_dict
 from .._typing import Batch, Pair, Vec
 from ..errors import ConfigError, OracleError, ProblemSpecError
-from ..problem.bilevel import BilevelProblem, with_counter
-from ..problem.oracles import CallCounter
+from ..problem.bilevel import BilevelProblem
 from ..problem.space import VectorSpace
 from .inner import InnerObjective, InnerSpec, make_inner
+from .loop import run_solver
 from .pair import paxpy, pfinite, pnorm, pscale, psub
-from .result import MESSAGES, BilevelResult, IntermediateResult, Status
+from .result import BilevelResult, IntermediateResult, Status
 from .schedules import SCHEDULES, next_penalty
 from .similarity import SIMILARITY_KINDS
 from .steps import STEP_RULES, Nesterov, get_step_rule
@@ -539,68 +538,19 @@ class PenaltySolver:
         Returns:
             A :class:`BilevelResult`; never raises for non-convergence.
         """
-        counter = CallCounter()
-        cp = with_counter(problem, counter)
-        sp = problem.space
-        t0 = time.perf_counter()
-        state = self.init_state(cp, x0, y0)
-        history: list[dict[str, float]] | None = [] if record_history else None
-        it: Iterator[Batch] | None = iter(batches) if batches is not None else None
-        status = Status.MAXITER
-        detail = ""
-        if not (sp.all_finite(y0) and (x0 is None or sp.all_finite(x0))):
-            status, detail = Status.NUMERICAL_ERROR, " (the starting point is not finite)"
-        else:
-            for _ in range(self.maxiter):
-                batch = None
-                if it is not None:
-                    try:
-                        batch = next(it)
-                    except StopIteration:
-                        detail = " (the batch iterator ran out)"
-                        break
-                new = self.update(cp, state, batch=batch)
-                if new.terminal == "numerical_error":
-                    status = Status.NUMERICAL_ERROR
-                    state = state._replace(nit=new.nit)
-                    break
-                state = new
-                res = state.residuals._asdict()
-                if history is not None:
-                    row = {"nit": float(state.nit), "penalty": state.penalty, **res}
-                    if distance_fn is not None:
-                        px, py = self._point(state)
-                        row["distance"] = float(distance_fn(px, py))
-                    history.append(row)
-                if callback is not None:
-                    try:
-                        callback(IntermediateResult(state.nit, state.x, state.y, state.penalty, res, state))
-                    except StopIteration:
-                        status = Status.CALLBACK_STOP
-                        break
-                if state.terminal == "converged":
-                    status = Status.CONVERGED
-                    break
-                if self.max_time is not None and time.perf_counter() - t0 > self.max_time:
-                    status = Status.MAXTIME
-                    break
-        x, y = self._point(state)
-        try:
-            fun = sp.to_float(cp.outer.value(x, y))
-        except (ArithmeticError, ValueError):  # pragma: no cover - an oracle failing at the final point
-            fun = math.nan
-        if not math.isfinite(fun) and status is not Status.NUMERICAL_ERROR:
-            status, detail = Status.NUMERICAL_ERROR, " (the outer objective is not finite at the final point)"
-        if status is not Status.CONVERGED and self.strategy == "paper":
-            detail += (
-                f" Final penalty {state.penalty:.3g}: the penalized solution is Θ(1/penalty) from the bi-level one."
-            )
-        return BilevelResult(
-            x=x, y=y, fun=fun, success=status.success, status=status, message=MESSAGES[status] + detail,
-            nit=state.nit, counts=counter.snapshot(), penalty=state.penalty,
-            residuals=state.residuals._asdict(), history=history, config=self.options(),
-            wall_time_s=time.perf_counter() - t0,
+        return run_solver(
+            self, problem, x0, y0, callback=callback, batches=batches, record_history=record_history,
+            distance_fn=distance_fn, final_detail=self._final_detail,
         )
+
+    def _final_detail(self, state: PenaltyState, status: Status) -> str:
+        if status is not Status.CONVERGED and self.strategy == "paper":
+            return f" Final penalty {state.penalty:.3g}: the penalized solution is Θ(1/penalty) from the bi-level one."
+        return ""
+
+    def point(self, state: PenaltyState) -> Pair:
+        """The point a run returns: the extrapolated estimate when extrapolating, else the iterate."""
+        return self._point(state)
 
     def _point(self, state: PenaltyState) -> Pair:
         if self.extrapolation and state.estimate is not None:

@@ -2,6 +2,7 @@
 (:mod:`ofmu_opt.testing.strategies`, needs the dev extra)."""
 
 from .harness import (
+    COMPARISON_CASES,
     SOLVER_CASES,
     HarnessFailure,
     check_deterministic,
@@ -13,6 +14,7 @@ from .harness import (
 )
 
 __all__ = [
+    "COMPARISON_CASES",
     "SOLVER_CASES",
     "HarnessFailure",
     "check_deterministic",

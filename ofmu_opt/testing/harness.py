@@ -10,12 +10,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ..core.comparison import Bome, F2sa, ImplicitDiff
 from ..core.result import Status
 from ..core.solver import PenaltySolver
 from ..problem.checks import check_gradient, check_hvp
@@ -24,6 +26,7 @@ from ..reference.problems import ReferenceProblem
 from ..reference.solvers import solver_for_reference
 
 __all__ = [
+    "COMPARISON_CASES",
     "SOLVER_CASES",
     "HarnessFailure",
     "check_deterministic",
@@ -49,6 +52,22 @@ SOLVER_CASES: dict[str, Callable[[ReferenceProblem], PenaltySolver]] = {
 """Solver rows: name -> factory of the solver configured for a reference problem."""
 
 
+def _lip(ref: ReferenceProblem) -> float:
+    return 1.0 / float(ref.hints.get("inner_lr", 0.1))
+
+
+COMPARISON_CASES: dict[str, Callable[[ReferenceProblem], Any]] = {
+    "implicit_diff": lambda ref: ImplicitDiff(lr=0.2, inner_lr=1.0 / _lip(ref), outer_rule="nesterov"),
+    "bome": lambda ref: Bome(lr=0.05, inner_lr=1.0 / _lip(ref)),
+    "f2sa": lambda ref: F2sa(lr=0.05, inner_lr=1.0 / _lip(ref)),
+}
+"""Comparison solvers (issue-7 baselines) as harness rows: structure, loop, stop and determinism checks."""
+
+
+def _replace(solver: Any, **changes: Any) -> Any:
+    return dataclasses.replace(solver, **changes)
+
+
 def _leaf_signature(v: Any) -> Any:
     if v is None:
         return None
@@ -61,25 +80,27 @@ def _leaf_signature(v: Any) -> Any:
     return type(v).__name__
 
 
-def check_state_structure(solver: PenaltySolver, ref: ReferenceProblem, rounds: int = 4) -> None:
+def check_state_structure(solver: Any, ref: ReferenceProblem, rounds: int = 4) -> None:
     """The state keeps its type, fields and leaf shapes across rounds."""
     st = solver.init_state(ref.problem, ref.x0, ref.y0)
-    sig0 = {f: _leaf_signature(getattr(st, f)) for f in ("x", "y", "z", "outer_rule", "inner_rule")}
+    kind = type(st)
+    names = [f for f in ("x", "y", "z", "outer_rule", "inner_rule", "prev") if f in st._fields]
+    sig0 = {f: _leaf_signature(getattr(st, f)) for f in names}
     for k in range(rounds):
         st = solver.update(ref.problem, st)
         sig = {f: _leaf_signature(getattr(st, f)) for f in sig0}
-        if type(st).__name__ != "PenaltyState" or sig != sig0:
+        if type(st) is not kind or sig != sig0:
             raise HarnessFailure(f"state structure changed at round {k + 1}: {sig0} -> {sig}")
 
 
-def check_run_equals_manual_loop(solver: PenaltySolver, ref: ReferenceProblem, rounds: int = 6) -> None:
+def check_run_equals_manual_loop(solver: Any, ref: ReferenceProblem, rounds: int = 6) -> None:
     """``run`` with ``maxiter=rounds`` returns exactly what a hand-written init_state + update loop gives."""
-    s = solver.replace(maxiter=rounds, tol=1e-300)
+    s = _replace(solver, maxiter=rounds, tol=1e-300)
     res = s.run(ref.problem, ref.x0, ref.y0)
     st = s.init_state(ref.problem, ref.x0, ref.y0)
     for _ in range(rounds):
         st = s.update(ref.problem, st)
-    x, y = s._point(st)
+    x, y = s.point(st)
     if not np.array_equal(np.asarray(res.y), np.asarray(y)) or (
         x is not None and not np.array_equal(np.asarray(res.x), np.asarray(x))
     ):
@@ -88,20 +109,20 @@ def check_run_equals_manual_loop(solver: PenaltySolver, ref: ReferenceProblem, r
         raise HarnessFailure(f"run() reported nit={res.nit}, expected {rounds}")
 
 
-def check_stop_iteration(solver: PenaltySolver, ref: ReferenceProblem, stop_at: int = 3) -> None:
+def check_stop_iteration(solver: Any, ref: ReferenceProblem, stop_at: int = 3) -> None:
     """A callback raising StopIteration at round ``stop_at`` ends the run there with CALLBACK_STOP."""
     def cb(r: Any) -> None:
         if r.nit >= stop_at:
             raise StopIteration
 
-    res = solver.replace(tol=1e-300).run(ref.problem, ref.x0, ref.y0, callback=cb)
+    res = _replace(solver, tol=1e-300).run(ref.problem, ref.x0, ref.y0, callback=cb)
     if res.status is not Status.CALLBACK_STOP or res.nit != stop_at or res.success:
         raise HarnessFailure(f"StopIteration not honoured: status={res.status}, nit={res.nit}")
 
 
-def check_deterministic(solver: PenaltySolver, ref: ReferenceProblem, rounds: int = 20) -> None:
+def check_deterministic(solver: Any, ref: ReferenceProblem, rounds: int = 20) -> None:
     """Two runs give bit-identical results."""
-    s = solver.replace(maxiter=rounds)
+    s = _replace(solver, maxiter=rounds)
     a = s.run(ref.problem, ref.x0, ref.y0)
     b = s.run(ref.problem, ref.x0, ref.y0)
     if not np.array_equal(np.asarray(a.y), np.asarray(b.y)) or a.counts != b.counts:
@@ -124,7 +145,7 @@ def check_oracles_fd(ref: ReferenceProblem, rtol: float = 1e-6) -> None:
                 raise HarnessFailure(f"{ref.id} {label}.hvp disagrees with finite differences: {rep}")
 
 
-def check_solves_reference(solver: PenaltySolver, ref: ReferenceProblem) -> float:
+def check_solves_reference(solver: Any, ref: ReferenceProblem) -> float:
     """The solver converges and lands within the reference's tolerance; returns the distance."""
     res = solver.run(ref.problem, ref.x0, ref.y0)
     d = ref.distance(res.x, res.y)

@@ -1,0 +1,316 @@
+r"""Comparison solvers implemented from their papers, on the same problems, oracles and loop.
+
+- :class:`Bome` — BOME (Liu, Ye, Wright, Stone, Liu, NeurIPS 2022): value-function constraint
+  :math:`q(x,y) = g(x,y) - g(x, y_T)` with :math:`y_T` from T inner gradient steps, and a dynamic barrier:
+  :math:`(x,y) \leftarrow (x,y) - \xi(\nabla f + \lambda\nabla q)`,
+  :math:`\lambda = \max\big((\eta\|\nabla q\|^2 - \langle\nabla f,\nabla q\rangle)/\|\nabla q\|^2, 0\big)`.
+- :class:`F2sa` — F2SA (Kwon, Kwon, Wright, Nowak, ICML 2023): fully first-order Lagrangian
+  :math:`f(x,y) + \lambda(g(x,y) - g(x,z))`; T steps for z on g and for y on :math:`f/\lambda + g`,
+  one step for x, and a multiplier growing by ``lam_step`` per round.
+- :class:`ImplicitDiff` — exact implicit-differentiation hypergradient descent for strongly convex inner
+  problems: inner solve, conjugate gradient on :math:`\nabla^2_{yy} g\,v = \nabla_y f`, hypergradient
+  :math:`\nabla_x f - \nabla^2_{xy} g\,v` (the accuracy reference).
+
+All minimize the inner objective in its minimization form (``sense="max"`` is handled by a sign), use
+the problem's HVP oracle where they need one, and return a :class:`~ofmu_opt.core.result.BilevelResult`.
+
+Example:
+    >>> from ofmu_opt.reference import get_reference
+    >>> ref = get_reference("P3")
+    >>> res = ImplicitDiff(lr=0.5, tol=1e-8).run(ref.problem, ref.x0, ref.y0)
+    >>> res.success, ref.distance(res.x, res.y) < 1e-6
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from .._config import check_choice, check_range, config_to_dict
+from .._typing import Batch, Pair, Vec
+from ..errors import ConfigError, ProblemSpecError
+from ..problem.bilevel import BilevelProblem
+from .inner import InnerObjective, InnerSpec, make_inner
+from .loop import run_solver
+from .pair import paxpy, pdot, pfinite, pnorm
+from .result import BilevelResult, IntermediateResult
+
+__all__ = ["Bome", "F2sa", "ImplicitDiff"]
+
+
+class CompState(NamedTuple):
+    """State of a comparison solver (same fields every round)."""
+
+    x: Vec | None
+    y: Vec
+    z: Vec
+    penalty: float
+    nit: int
+    prev: Pair
+    t: float
+    residuals: Any
+    scale: float
+    terminal: str
+
+
+class Res(NamedTuple):
+    outer: float
+    inner: float
+
+
+def _plain_inner(problem: BilevelProblem) -> InnerObjective:
+    return make_inner(problem, InnerSpec("none", 0.0, 0.0, "forget_hessian", 1e-6, problem.sign))
+
+
+def _check_common(obj: Any) -> None:
+    for name in ("maxiter", "inner_steps"):
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name}: expected an integer >= 1, received {v!r}")
+    check_range("tol", obj.tol, low=0.0, low_open=True)
+    if obj.max_time is not None:
+        check_range("max_time", obj.max_time, low=0.0, low_open=True)
+
+
+def _gd(problem: BilevelProblem, fn: Callable[[Vec], Vec], z: Vec, lr: float, steps: int) -> Vec:
+    sp = problem.space
+    for _ in range(steps):
+        z = sp.axpy(-lr, fn(z), z)
+    return z
+
+
+class _Base:
+    maxiter: int
+    max_time: float | None
+
+    def options(self) -> dict[str, Any]:
+        return {"solver": type(self).__name__.lower(), **config_to_dict(self)}
+
+    def point(self, state: CompState) -> Pair:
+        return (state.x, state.y)
+
+    def _init(self, problem: BilevelProblem, x0: Vec | None, y0: Vec, penalty: float) -> CompState:
+        if problem.has_x != (x0 is not None):
+            raise ProblemSpecError("x0: expected a starting point exactly when the problem has an outer variable x")
+        nan = math.nan
+        return CompState(x0, y0, y0, penalty, 0, (x0, y0), 1.0, Res(nan, nan), nan, "")
+
+    def run(
+        self, problem: BilevelProblem, x0: Vec | None, y0: Vec, *,
+        callback: Callable[[IntermediateResult], Any] | None = None, batches: Iterable[Batch] | None = None,
+        record_history: bool = False, distance_fn: Callable[[Vec | None, Vec], float] | None = None,
+    ) -> BilevelResult:
+        """Run the loop shared by every solver (:func:`ofmu_opt.core.loop.run_solver`)."""
+        return run_solver(self, problem, x0, y0, callback=callback, batches=batches,  # type: ignore[arg-type]
+                          record_history=record_history, distance_fn=distance_fn)
+
+
+@dataclass(frozen=True)
+class Bome(_Base):
+    """BOME: value-function constraint with a dynamic barrier (see the module docstring).
+
+    Args:
+        lr: ξ, the joint step size.
+        inner_lr: α, the step of the T inner steps that approximate ``min_y g``.
+        inner_steps: T.
+        eta: η > 0 of the barrier's control ``η‖∇q‖²``.
+        tol: stop when ``‖∇f + λ∇q‖ ≤ tol·max(1, first norm)`` and ``q ≤ tol``.
+    """
+
+    lr: float = 0.05
+    inner_lr: float = 0.1
+    inner_steps: int = 10
+    eta: float = 0.5
+    tol: float = 1e-6
+    maxiter: int = 10_000
+    max_time: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        for name in ("lr", "inner_lr", "eta"):
+            check_range(name, getattr(self, name), low=0.0, low_open=True)
+
+    def init_state(self, problem: BilevelProblem, x0: Vec | None, y0: Vec) -> CompState:
+        return self._init(problem, x0, y0, 0.0)
+
+    def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
+        sp = problem.space
+        g = _plain_inner(problem)
+        x, y = state.x, state.y
+        yT = _gd(problem, lambda v: g.grad(x, v, batch=batch)[1], y, self.inner_lr, self.inner_steps)
+        gxy = g.grad(x, y, batch=batch)
+        q = sp.to_float(g.value(x, y, batch=batch)) - sp.to_float(g.value(x, yT, batch=batch))
+        dq: Pair = (None if x is None else sp.sub(gxy[0], g.grad(x, yT, batch=batch)[0]), gxy[1])
+        df = problem.outer.grad(x, y, batch=batch)
+        nq2 = pnorm(sp, dq) ** 2
+        lam = 0.0 if nq2 == 0.0 else max((self.eta * nq2 - sp.to_float(pdot(sp, df, dq))) / nq2, 0.0)
+        d = paxpy(sp, lam, dq, df)
+        dn = pnorm(sp, d)
+        new = paxpy(sp, -self.lr, d, (x, y))
+        if not (math.isfinite(dn) and math.isfinite(q) and pfinite(sp, new)):
+            return state._replace(terminal="numerical_error", nit=state.nit + 1)
+        scale = state.scale if math.isfinite(state.scale) else max(1.0, dn)
+        done = dn <= self.tol * scale and q <= self.tol
+        return CompState(new[0], new[1], yT, lam, state.nit + 1, state.prev, 1.0, Res(dn, abs(q)), scale,
+                         "converged" if done else "")
+
+
+@dataclass(frozen=True)
+class F2sa(_Base):
+    """F2SA: fully first-order Lagrangian method with a growing multiplier λ (see the module docstring).
+
+    Args:
+        lr: ξ, the step for x.
+        inner_lr: step for z on g and (divided by ``1 + λ·inner_lr·L``-free scaling ``1/(1+λ)``) for y on
+            ``f + λg``.
+        inner_steps: T steps for z and for y per round.
+        lam: initial multiplier λ0.
+        lam_step: additive growth of λ per round.
+        lam_max: cap on λ.
+        tol: stop when the x-step's gradient norm ≤ tol·max(1, first norm) at λ = lam_max.
+    """
+
+    lr: float = 0.05
+    inner_lr: float = 0.1
+    inner_steps: int = 10
+    lam: float = 1.0
+    lam_step: float = 0.5
+    lam_max: float = 1e4
+    tol: float = 1e-6
+    maxiter: int = 10_000
+    max_time: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        for name in ("lr", "inner_lr", "lam"):
+            check_range(name, getattr(self, name), low=0.0, low_open=True)
+        check_range("lam_step", self.lam_step, low=0.0)
+        check_range("lam_max", self.lam_max, low=self.lam)
+
+    def init_state(self, problem: BilevelProblem, x0: Vec | None, y0: Vec) -> CompState:
+        return self._init(problem, x0, y0, self.lam)
+
+    def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
+        sp = problem.space
+        g = _plain_inner(problem)
+        x, lam = state.x, state.penalty
+        z = _gd(problem, lambda v: g.grad(x, v, batch=batch)[1], state.z, self.inner_lr, self.inner_steps)
+        step_y = self.inner_lr / (1.0 + lam)
+
+        def gy(v: Vec) -> Vec:
+            return sp.axpy(lam, g.grad(x, v, batch=batch)[1], problem.outer.grad(x, v, batch=batch)[1])
+
+        y = _gd(problem, gy, state.y, step_y, self.inner_steps)
+        fx = problem.outer.grad(x, y, batch=batch)
+        gyx = g.grad(x, y, batch=batch)
+        gzx = g.grad(x, z, batch=batch)
+        if x is not None:
+            dx = sp.axpy(lam, sp.sub(gyx[0], gzx[0]), fx[0])
+            dn = sp.to_float(sp.norm(dx))
+            x_new = sp.axpy(-self.lr, dx, x)
+        else:
+            dn, x_new = sp.to_float(sp.norm(gy(y))) / (1.0 + lam), None
+        vn = sp.to_float(sp.norm(gyx[1]))
+        if not (math.isfinite(dn) and pfinite(sp, (x_new, y)) and sp.all_finite(z)):
+            return state._replace(terminal="numerical_error", nit=state.nit + 1)
+        scale = state.scale if math.isfinite(state.scale) else max(1.0, dn)
+        done = lam >= self.lam_max and dn <= self.tol * scale
+        return CompState(x_new, y, z, min(lam + self.lam_step, self.lam_max), state.nit + 1, state.prev, 1.0,
+                         Res(dn, vn), scale, "converged" if done else "")
+
+
+@dataclass(frozen=True)
+class ImplicitDiff(_Base):
+    """Implicit-differentiation hypergradient descent with conjugate gradient (the accuracy reference).
+
+    Args:
+        lr: outer step on x.
+        outer_rule: ``sgd`` or ``nesterov`` (accelerated, with gradient restart).
+        inner_lr: inner gradient step (≈ 1/L of the inner problem).
+        inner_steps: at least this many inner steps per round (warm-started).
+        inner_tol: and until ``‖∇_y g‖ ≤ inner_tol`` (at most ``inner_maxiter``).
+        cg_iters: conjugate-gradient iterations for ``∇²_yy g v = ∇_y f``.
+        cg_tol: relative residual at which CG stops.
+        tol: stop when ``‖hypergradient‖ ≤ tol·max(1, first norm)``.
+    """
+
+    lr: float = 0.1
+    outer_rule: Literal["sgd", "nesterov"] = "sgd"
+    inner_lr: float = 0.1
+    inner_steps: int = 1
+    inner_tol: float = 1e-10
+    inner_maxiter: int = 10_000
+    cg_iters: int = 100
+    cg_tol: float = 1e-12
+    tol: float = 1e-8
+    maxiter: int = 10_000
+    max_time: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        check_choice("outer_rule", self.outer_rule, ("sgd", "nesterov"))
+        for name in ("lr", "inner_lr", "inner_tol", "cg_tol"):
+            check_range(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("cg_iters", "inner_maxiter"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name}: expected an integer >= 1, received {v!r}")
+
+    def init_state(self, problem: BilevelProblem, x0: Vec | None, y0: Vec) -> CompState:
+        if not problem.has_x:
+            raise ProblemSpecError("ImplicitDiff: the problem has no outer variable x, so there is no hypergradient")
+        return self._init(problem, x0, y0, 0.0)
+
+    def _cg(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, b: Vec, batch: Batch) -> Vec:
+        sp = problem.space
+        v = sp.zeros_like(b)
+        r = b
+        p = r
+        rr = sp.to_float(sp.dot(r, r))
+        stop = (self.cg_tol**2) * rr
+        for _ in range(self.cg_iters):
+            if rr <= stop or rr == 0.0:
+                break
+            hp = g.hvp(x, y, p, batch=batch)[1]
+            php = sp.to_float(sp.dot(p, hp))
+            if php <= 0:
+                raise ProblemSpecError("ImplicitDiff: the inner Hessian is not positive definite at the iterate")
+            alpha = rr / php
+            v = sp.axpy(alpha, p, v)
+            r = sp.axpy(-alpha, hp, r)
+            rr_new = sp.to_float(sp.dot(r, r))
+            p = sp.axpy(rr_new / rr, p, r)
+            rr = rr_new
+        return v
+
+    def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
+        sp = problem.space
+        g = _plain_inner(problem)
+        cur = (state.x, state.y)
+        t_next = (1 + math.sqrt(1 + 4 * state.t * state.t)) / 2 if self.outer_rule == "nesterov" else 1.0
+        mom = (state.t - 1) / t_next if self.outer_rule == "nesterov" else 0.0
+        x = cur[0] if mom == 0.0 else sp.axpy(mom, sp.sub(cur[0], state.prev[0]), cur[0])
+        y = state.y
+        for k in range(self.inner_maxiter):
+            gy = g.grad(x, y, batch=batch)[1]
+            if k >= self.inner_steps and sp.to_float(sp.norm(gy)) <= self.inner_tol:
+                break
+            y = sp.axpy(-self.inner_lr, gy, y)
+        fx, fy = problem.outer.grad(x, y, batch=batch)
+        v = self._cg(problem, g, x, y, fy, batch)
+        hx, _ = g.hvp(x, y, v, batch=batch)
+        hyper = sp.sub(fx, hx)
+        hn = sp.to_float(sp.norm(hyper))
+        x_new = sp.axpy(-self.lr, hyper, x)
+        if not (math.isfinite(hn) and sp.all_finite(x_new) and sp.all_finite(y)):
+            return state._replace(terminal="numerical_error", nit=state.nit + 1)
+        t = t_next
+        if self.outer_rule == "nesterov" and sp.to_float(sp.dot(hyper, sp.sub(x_new, cur[0]))) > 0:
+            t = 1.0  # gradient restart
+        scale = state.scale if math.isfinite(state.scale) else max(1.0, hn)
+        gyn = sp.to_float(sp.norm(g.grad(x, y, batch=batch)[1]))
+        return CompState(x_new, y, y, 0.0, state.nit + 1, cur, t, Res(hn, gyn), scale,
+                         "converged" if hn <= self.tol * scale else "")

@@ -1,0 +1,109 @@
+"""The one run loop every solver shares: rounds, history, callback, stopping, the result.
+
+A solver provides ``init_state(problem, x0, y0)``, ``update(problem, state, *, batch)``, ``point(state)``
+(the returned ``(x, y)``), ``options()``, ``maxiter`` and ``max_time``. Its state has ``nit``,
+``penalty``, ``residuals`` (a NamedTuple of floats) and ``terminal`` (``""``, ``"converged"`` or
+``"numerical_error"``); ``update`` must return the previous point with ``terminal="numerical_error"``
+when a non-finite value appears.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from .._typing import Batch, Pair, Vec
+from ..problem.bilevel import BilevelProblem, with_counter
+from ..problem.oracles import CallCounter
+from .result import MESSAGES, BilevelResult, IntermediateResult, Status
+
+__all__ = ["LoopSolver", "run_solver"]
+
+
+class LoopSolver(Protocol):
+    @property
+    def maxiter(self) -> int: ...
+    @property
+    def max_time(self) -> float | None: ...
+
+    def init_state(self, problem: BilevelProblem, x0: Vec | None, y0: Vec) -> Any: ...
+    def update(self, problem: BilevelProblem, state: Any, *, batch: Batch = None) -> Any: ...
+    def point(self, state: Any) -> Pair: ...
+    def options(self) -> dict[str, Any]: ...
+
+
+def run_solver(
+    solver: LoopSolver,
+    problem: BilevelProblem,
+    x0: Vec | None,
+    y0: Vec,
+    *,
+    callback: Callable[[IntermediateResult], Any] | None = None,
+    batches: Iterable[Batch] | None = None,
+    record_history: bool = False,
+    distance_fn: Callable[[Vec | None, Vec], float] | None = None,
+    final_detail: Callable[[Any, Status], str] | None = None,
+) -> BilevelResult:
+    """Run ``solver`` on ``problem`` from ``(x0, y0)``; see :meth:`PenaltySolver.run` for the arguments."""
+    counter = CallCounter()
+    cp = with_counter(problem, counter)
+    sp = problem.space
+    t0 = time.perf_counter()
+    state = solver.init_state(cp, x0, y0)
+    history: list[dict[str, float]] | None = [] if record_history else None
+    it: Iterator[Batch] | None = iter(batches) if batches is not None else None
+    status = Status.MAXITER
+    detail = ""
+    if not (sp.all_finite(y0) and (x0 is None or sp.all_finite(x0))):
+        status, detail = Status.NUMERICAL_ERROR, " (the starting point is not finite)"
+    else:
+        for _ in range(solver.maxiter):
+            batch = None
+            if it is not None:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    detail = " (the batch iterator ran out)"
+                    break
+            new = solver.update(cp, state, batch=batch)
+            if new.terminal == "numerical_error":
+                status = Status.NUMERICAL_ERROR
+                state = state._replace(nit=new.nit)
+                break
+            state = new
+            res = state.residuals._asdict()
+            if history is not None:
+                row = {"nit": float(state.nit), "penalty": float(state.penalty), **res}
+                if distance_fn is not None:
+                    px, py = solver.point(state)
+                    row["distance"] = float(distance_fn(px, py))
+                history.append(row)
+            if callback is not None:
+                try:
+                    callback(IntermediateResult(state.nit, state.x, state.y, float(state.penalty), res, state))
+                except StopIteration:
+                    status = Status.CALLBACK_STOP
+                    break
+            if state.terminal == "converged":
+                status = Status.CONVERGED
+                break
+            if solver.max_time is not None and time.perf_counter() - t0 > solver.max_time:
+                status = Status.MAXTIME
+                break
+    x, y = solver.point(state)
+    try:
+        fun = sp.to_float(cp.outer.value(x, y))
+    except (ArithmeticError, ValueError):  # pragma: no cover - an oracle failing at the final point
+        fun = math.nan
+    if not math.isfinite(fun) and status is not Status.NUMERICAL_ERROR:
+        status, detail = Status.NUMERICAL_ERROR, " (the outer objective is not finite at the final point)"
+    if final_detail is not None:
+        detail += final_detail(state, status)
+    return BilevelResult(
+        x=x, y=y, fun=fun, success=status.success, status=status, message=MESSAGES[status] + detail,
+        nit=state.nit, counts=counter.snapshot(), penalty=float(state.penalty),
+        residuals=state.residuals._asdict(), history=history, config=solver.options(),
+        wall_time_s=time.perf_counter() - t0,
+    )
