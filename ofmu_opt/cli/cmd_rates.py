@@ -1,0 +1,69 @@
+"""``ofmu rates``: run the convergence-rate experiments and report fitted against expected values.
+
+``ofmu rates [EXPERIMENT ...] [--quick] [--out DIR] [--json]``: no names runs all; ``--json`` prints a list
+of ``{experiment, quantity, kind, fitted, expected, r2, verdict}``; otherwise a table and where the plots
+are. Each experiment writes ``DIR/<name>.json`` and ``DIR/<name>.png``; ``DIR/rates.json`` collects every
+record with its details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _rates(args: argparse.Namespace) -> int:
+    from ..rates import format_table, resolve_names, run_experiments, write_summary
+
+    names = resolve_names(args.experiments)  # ConfigError (exit 2) before any work
+    bar: Any = None
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(names), desc="rates", unit="exp", file=sys.stderr,
+                   disable=not sys.stderr.isatty())
+    except ImportError:  # tqdm is optional: no progress bar
+        bar = None
+
+    def done(res: Any) -> None:
+        if bar is not None:
+            bar.set_postfix_str(res.name)
+            bar.update(1)
+
+    try:
+        results = run_experiments(names, quick=args.quick, out=args.out, seed=args.seed, on_done=done)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = write_summary(results, args.out)
+    if args.json:
+        rows = [{k: _jsonable(v) for k, v in r.summary().items()} for res in results for r in res.records]
+        sys.stdout.write(json.dumps(rows, indent=2, allow_nan=False) + "\n")
+    else:
+        sys.stdout.write(format_table(results) + "\n")
+        sys.stdout.write(f"All records with details: {summary}\n")
+    return 0
+
+
+def register(sub: Any) -> None:
+    from ..rates.experiments import EXPERIMENTS
+
+    p = sub.add_parser("rates", help="measure convergence rates and compare them with the theory")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                   help=f"experiments to run (default all): {', '.join(EXPERIMENTS)}")
+    p.add_argument("--quick", action="store_true", help="small grids (all experiments in well under a minute)")
+    p.add_argument("--out", default="rates_out", help="output directory for JSON and PNG files (default rates_out)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the problem instances and the noise (default 0)")
+    p.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    p.set_defaults(handler=_rates)
