@@ -1,0 +1,420 @@
+r"""Autodiff oracles on the torch backend: gradients, Hessian-vector products, third-order products, and
+the similarity-aware inner objective φ with exact derivatives.
+
+An objective is a plain torch function ``fn(x, y, batch) -> 0-d tensor`` where ``x`` (``None`` when the
+problem has no outer-only variable) and ``y`` are blocks of :class:`~ofmu_opt.backends.torch_backend.
+TorchSpace` (a tensor or a tuple of tensors). :class:`TorchObjective` gives
+
+- ``grad``: one reverse pass (``torch.autograd.grad``);
+- ``hvp(x, y, v) = ∇_{(x,y)}⟨∇_y h, v⟩`` by one of three modes:
+
+  ========================  ============================================================  ==============
+  mode                      how                                                           cost (passes)
+  ========================  ============================================================  ==============
+  ``forward_over_reverse``  ``torch.func.jvp`` of ``torch.func.grad`` along ``(0, v)``;    ≈ 1 fwd + 1 bwd
+                            the x block is ``∇²_{xy}h·v`` by symmetry of the Hessian       in dual numbers
+  ``double_backward``       reverse pass with ``create_graph``, then a second reverse      2 bwd + graph
+                            pass through ``⟨∇_y h, v⟩``                                    kept in memory
+  ``finite_difference``     central difference of ``grad`` along ``v``, step               2 gradients
+                            ``fd_step·(1+‖y‖)/‖v‖``
+  ========================  ============================================================  ==============
+
+- ``tvp(x, y, u, v) = ∇_{(x,y)}(uᵀ∇²_{yy}h\,v)`` (third order; forward-over-forward-over-reverse,
+  triple backward, or a central difference of the exact HVP).
+
+:func:`autodiff_inner_factory` builds the problem hook that replaces the composed inner objective of
+:mod:`ofmu_opt.core.inner`: φ = s·g + β·sim(−s∇_y g, ∇_y f) written as one differentiable torch function,
+so ``grad`` is exact (reverse mode through the two inner gradients) and the ``exact`` HVP mode is
+third order through the cosine by autodiff. Nothing here synchronises with the host: step sizes of
+finite differences and the cosine's guards are tensors.
+
+Example:
+    >>> import torch
+    >>> h = TorchObjective(lambda x, y, b: (y ** 3).sum(), has_x=False)
+    >>> y = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    >>> h.grad(None, y)[1].tolist(), h.hvp(None, y, torch.ones(2, dtype=torch.float64))[1].tolist()
+    ([3.0, 12.0], [6.0, 12.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._config import check_choice, check_range
+from .._typing import Batch, Pair
+from ..errors import ConfigError, OracleError
+from .torch_backend import TorchSpace, TorchVec
+
+__all__ = [
+    "AUTODIFF_MODES",
+    "AutodiffInner",
+    "TorchFn",
+    "TorchObjective",
+    "autodiff_inner_factory",
+    "similarity_value",
+]
+
+TorchFn = Callable[[Any, Any, Any], Tensor]
+"""``fn(x, y, batch) -> 0-d tensor``."""
+
+AUTODIFF_MODES = ("forward_over_reverse", "double_backward", "finite_difference")
+_LOW = (torch.float16, torch.bfloat16)
+
+
+# ---------------------------------------------------------------------- pytree helpers (tensor | tuple)
+def _flat(v: TorchVec | list[Tensor] | None) -> list[Tensor]:
+    if v is None:
+        return []
+    return [v] if isinstance(v, Tensor) else list(v)
+
+
+def _unflat(like: TorchVec | None, items: list[Tensor]) -> Any:
+    if like is None:
+        return None
+    return items[0] if isinstance(like, Tensor) else tuple(items)
+
+
+def _zeros(v: TorchVec | None) -> Any:
+    if v is None:
+        return None
+    return torch.zeros_like(v) if isinstance(v, Tensor) else tuple(torch.zeros_like(t) for t in v)
+
+
+def _vdot(a: TorchVec, b: TorchVec) -> Tensor:
+    """Differentiable inner product of two blocks (per tensor, summed; float32 accumulation for halves)."""
+    terms = []
+    for u, w in zip(_flat(a), _flat(b), strict=True):
+        if u.dtype in _LOW or w.dtype in _LOW:
+            u, w = u.float(), w.float()
+        terms.append((u * w).sum())
+    return terms[0] if len(terms) == 1 else torch.stack(terms).sum()
+
+
+def _vnorm(a: TorchVec) -> Tensor:
+    """Differentiable norm of a block whose derivatives of every order are 0 at ``a = 0`` (the limit the
+    composed similarity uses), instead of the 0/0 of ``sqrt`` there."""
+    sq = _vdot(a, a)
+    pos = sq > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
+def _check_out(out: Any, what: str) -> Tensor:
+    if not isinstance(out, Tensor) or out.numel() != 1:
+        desc = f"tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+        raise OracleError(f"{what}: expected a scalar (0-d) tensor, received {desc}")
+    return out.reshape(())
+
+
+def similarity_value(a: TorchVec, b: TorchVec, kind: str, eps: float) -> Tensor:
+    r"""``sim(a, b)`` as a differentiable torch expression (kinds as in :mod:`ofmu_opt.core.similarity`).
+
+    ``c = ⟨a,b⟩/(‖a‖‖b‖+ε)``; 0 where the denominator is 0. ``signed``: c; ``abs``: |c|; ``squared``: c².
+    """
+    if kind == "none":
+        return torch.zeros((), dtype=_flat(a)[0].dtype, device=_flat(a)[0].device)
+    p = _vdot(a, b)
+    d = _vnorm(a) * _vnorm(b) + eps
+    ok = d > 0
+    c = torch.where(ok, p / torch.where(ok, d, torch.ones_like(d)), torch.zeros_like(p))
+    if kind == "signed":
+        return c
+    if kind == "abs":
+        return c.abs()
+    if kind == "squared":
+        return c * c
+    raise ConfigError(f"similarity: expected one of 'signed', 'abs', 'squared', 'none', received {kind!r}")
+
+
+# ---------------------------------------------------------------------- objective
+class TorchObjective:
+    """An objective from a torch function, with autodiff ``grad``, ``hvp`` and ``tvp``.
+
+    Args:
+        fn: ``fn(x, y, batch) -> 0-d tensor``; must be differentiable (twice for ``hvp``, three times for
+            ``tvp``) in ``x`` and ``y``.
+        has_x: whether the problem has an outer-only variable (``x`` is then a block; else ``None``).
+        hvp_mode: ``forward_over_reverse`` (default), ``double_backward`` or ``finite_difference``.
+        fd_step: relative step of ``finite_difference``.
+        space: the :class:`TorchSpace` used for the finite-difference arithmetic (default: a plain one).
+
+    Raises:
+        ConfigError: unknown mode or a non-positive ``fd_step``.
+    """
+
+    hvp_available = True
+    tvp_available = True
+
+    def __init__(
+        self,
+        fn: TorchFn,
+        *,
+        has_x: bool,
+        hvp_mode: str = "forward_over_reverse",
+        fd_step: float = 1e-6,
+        space: TorchSpace | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise ConfigError(f"fn: expected a callable (x, y, batch) -> tensor, received {type(fn).__name__}")
+        check_choice("hvp_mode", hvp_mode, AUTODIFF_MODES)
+        check_range("fd_step", fd_step, low=0.0, low_open=True)
+        self.fn = fn
+        self.has_x = bool(has_x)
+        self.hvp_mode = hvp_mode
+        self.fd_step = float(fd_step)
+        self.space = space if space is not None else TorchSpace()
+
+    # -------------------------------------------------------------- helpers
+    def _leaves(self, x: TorchVec | None, y: TorchVec) -> tuple[Any, Any, list[Tensor], list[Tensor]]:
+        lx = [t.detach().requires_grad_(True) for t in _flat(x)]
+        ly = [t.detach().requires_grad_(True) for t in _flat(y)]
+        return _unflat(x, lx), _unflat(y, ly), lx, ly
+
+    def _eval(self, x: Any, y: Any, batch: Batch) -> Tensor:
+        return _check_out(self.fn(x if self.has_x else None, y, batch), "objective")
+
+    def _args(self, x: TorchVec | None, y: TorchVec) -> tuple[Any, ...]:
+        return (x, y) if self.has_x else (y,)
+
+    def _pure(self, batch: Batch) -> Callable[..., Tensor]:
+        """The objective as a function of ``(x, y)`` or ``(y,)`` for ``torch.func``."""
+        if self.has_x:
+            return lambda x, y: _check_out(self.fn(x, y, batch), "objective")
+        return lambda y: _check_out(self.fn(None, y, batch), "objective")
+
+    def _pair(self, items: tuple[Any, ...]) -> Pair:
+        return (items[0], items[1]) if self.has_x else (None, items[0])
+
+    @staticmethod
+    def _fill(grads: tuple[Tensor | None, ...], leaves: list[Tensor]) -> list[Tensor]:
+        return [torch.zeros_like(l) if g is None else g for g, l in zip(grads, leaves, strict=True)]
+
+    # -------------------------------------------------------------- oracles
+    def value(self, x: TorchVec | None, y: TorchVec, *, batch: Batch = None) -> Tensor:
+        with torch.no_grad():
+            return self._eval(x, y, batch).detach()
+
+    def grad(self, x: TorchVec | None, y: TorchVec, *, batch: Batch = None) -> Pair:
+        xl, yl, lx, ly = self._leaves(x, y)
+        with torch.enable_grad():
+            out = self._eval(xl, yl, batch)
+            gs = torch.autograd.grad(out, lx + ly, allow_unused=True)
+        flat = self._fill(gs, lx + ly)
+        return (_unflat(x, flat[: len(lx)]) if self.has_x else None, _unflat(y, flat[len(lx):]))
+
+    def value_and_grad(self, x: TorchVec | None, y: TorchVec, *, batch: Batch = None) -> tuple[Tensor, Pair]:
+        """Value and gradient from one forward and one backward pass."""
+        xl, yl, lx, ly = self._leaves(x, y)
+        with torch.enable_grad():
+            out = self._eval(xl, yl, batch)
+            gs = torch.autograd.grad(out, lx + ly, allow_unused=True)
+        flat = self._fill(gs, lx + ly)
+        return out.detach(), (_unflat(x, flat[: len(lx)]) if self.has_x else None, _unflat(y, flat[len(lx):]))
+
+    def hvp(self, x: TorchVec | None, y: TorchVec, v: TorchVec, *, batch: Batch = None) -> Pair:
+        """``∇_{(x,y)}⟨∇_y h, v⟩`` by this objective's ``hvp_mode``."""
+        if self.hvp_mode == "forward_over_reverse":
+            return self._hvp_for(x, y, v, batch)
+        if self.hvp_mode == "double_backward":
+            return self._hvp_db(x, y, v, batch)
+        return self._hvp_fd(x, y, v, batch)
+
+    def _hvp_for(self, x: TorchVec | None, y: TorchVec, v: TorchVec, batch: Batch) -> Pair:
+        f = self._pure(batch)
+        n = 2 if self.has_x else 1
+        g = torch.func.grad(f, argnums=tuple(range(n)))
+        primals = self._args(_detach(x), _detach(y))
+        tangents = self._args(_zeros(x), v)
+        out = torch.func.jvp(g, primals, tangents)[1]
+        return self._pair(out)
+
+    def _hvp_db(self, x: TorchVec | None, y: TorchVec, v: TorchVec, batch: Batch) -> Pair:
+        xl, yl, lx, ly = self._leaves(x, y)
+        with torch.enable_grad():
+            out = self._eval(xl, yl, batch)
+            gy = self._fill(torch.autograd.grad(out, ly, create_graph=True, allow_unused=True), ly)
+            s = _vdot(tuple(gy), tuple(_flat(v)))
+            if not s.requires_grad:  # linear objective: zero Hessian
+                flat = [torch.zeros_like(t) for t in lx + ly]
+            else:
+                flat = self._fill(torch.autograd.grad(s, lx + ly, allow_unused=True), lx + ly)
+        return (_unflat(x, flat[: len(lx)]) if self.has_x else None, _unflat(y, flat[len(lx):]))
+
+    def _fd_step(self, y: TorchVec, v: TorchVec) -> Tensor:
+        sp = self.space
+        nv = sp.norm(v)
+        return self.fd_step * (1.0 + sp.norm(y)) / torch.where(nv > 0, nv, torch.ones_like(nv))
+
+    def _hvp_fd(self, x: TorchVec | None, y: TorchVec, v: TorchVec, batch: Batch) -> Pair:
+        sp = self.space
+        h = self._fd_step(y, v)
+        gp = self.grad(x, sp.axpy(h, v, y), batch=batch)
+        gm = self.grad(x, sp.axpy(-h, v, y), batch=batch)
+        inv = 0.5 / h
+        return (
+            None if gp[0] is None else sp.scale(sp.sub(gp[0], gm[0]), inv),
+            sp.scale(sp.sub(gp[1], gm[1]), inv),
+        )
+
+    def tvp(self, x: TorchVec | None, y: TorchVec, u: TorchVec, v: TorchVec, *, batch: Batch = None) -> Pair:
+        """``∇_{(x,y)}(uᵀ∇²_{yy}h·v)`` (third derivatives), by this objective's ``hvp_mode``."""
+        if self.hvp_mode == "forward_over_reverse":
+            f = self._pure(batch)
+            n = 2 if self.has_x else 1
+            g = torch.func.grad(f, argnums=tuple(range(n)))
+            zx = _zeros(x)
+
+            def hu(*args: Any) -> Any:
+                return torch.func.jvp(g, args, self._args(zx, u))[1]
+
+            out = torch.func.jvp(hu, self._args(_detach(x), _detach(y)), self._args(zx, v))[1]
+            return self._pair(out)
+        if self.hvp_mode == "double_backward":
+            xl, yl, lx, ly = self._leaves(x, y)
+            with torch.enable_grad():
+                out = self._eval(xl, yl, batch)
+                gy = self._fill(torch.autograd.grad(out, ly, create_graph=True, allow_unused=True), ly)
+                s = _vdot(tuple(gy), tuple(_flat(v)))
+                zero = [torch.zeros_like(t) for t in lx + ly]
+                if not s.requires_grad:
+                    flat = zero
+                else:
+                    hv = self._fill(torch.autograd.grad(s, ly, create_graph=True, allow_unused=True), ly)
+                    s2 = _vdot(tuple(hv), tuple(_flat(u)))
+                    flat = zero if not s2.requires_grad else self._fill(
+                        torch.autograd.grad(s2, lx + ly, allow_unused=True), lx + ly
+                    )
+            return (_unflat(x, flat[: len(lx)]) if self.has_x else None, _unflat(y, flat[len(lx):]))
+        # finite difference of the exact (forward-over-reverse) HVP along v
+        sp = self.space
+        h = self._fd_step(y, v)
+        hp = self._hvp_for(x, sp.axpy(h, v, y), u, batch)
+        hm = self._hvp_for(x, sp.axpy(-h, v, y), u, batch)
+        inv = 0.5 / h
+        return (
+            None if hp[0] is None else sp.scale(sp.sub(hp[0], hm[0]), inv),
+            sp.scale(sp.sub(hp[1], hm[1]), inv),
+        )
+
+
+def _detach(v: TorchVec | None) -> Any:
+    if v is None:
+        return None
+    return v.detach() if isinstance(v, Tensor) else tuple(t.detach() for t in v)
+
+
+# ---------------------------------------------------------------------- the inner objective φ
+class AutodiffInner:
+    r"""φ = s·g + β·sim(−s∇_y g, ∇_y f) (minimization form) with autodiff derivatives.
+
+    ``grad`` is exact (reverse mode through both inner gradients: two forward/backward passes kept as
+    graphs, then one backward through them). ``hvp`` follows ``spec.hvp``: ``exact`` differentiates
+    ∇φ once more (third order through the cosine) with the configured autodiff mode,
+    ``finite_difference`` takes a central difference of ∇φ, ``forget_hessian`` returns ``s·∇²g·v``.
+
+    Args:
+        f_fn, g_fn: the outer and inner torch functions ``(x, y, batch) -> scalar``.
+        spec: an :class:`~ofmu_opt.core.inner.InnerSpec` (similarity, beta, eps, hvp, fd_step, sign).
+        has_x: whether ``x`` exists.
+        autodiff: how exact second/third derivatives are taken (``forward_over_reverse`` or
+            ``double_backward``).
+        space: the :class:`TorchSpace`.
+    """
+
+    def __init__(
+        self,
+        f_fn: TorchFn,
+        g_fn: TorchFn,
+        spec: Any,
+        *,
+        has_x: bool,
+        autodiff: str = "forward_over_reverse",
+        space: TorchSpace | None = None,
+    ) -> None:
+        check_choice("autodiff", autodiff, ("forward_over_reverse", "double_backward"))
+        check_choice("hvp", spec.hvp, ("exact", "finite_difference", "forget_hessian"))
+        self.spec = spec
+        self.sign = float(spec.sign)
+        self.beta = float(spec.beta)
+        self.active = spec.similarity != "none" and spec.beta != 0.0
+        self.space = space if space is not None else TorchSpace()
+        self.has_x = has_x
+        self.autodiff = autodiff
+        self.f_fn, self.g_fn = f_fn, g_fn
+        self.g = TorchObjective(g_fn, has_x=has_x, hvp_mode=autodiff, fd_step=spec.fd_step, space=self.space)
+        mode = "finite_difference" if spec.hvp == "finite_difference" else autodiff
+        self.phi = TorchObjective(self._phi_fn, has_x=has_x, hvp_mode=mode, fd_step=spec.fd_step, space=self.space)
+
+    def _phi_fn(self, x: Any, y: Any, batch: Batch) -> Tensor:
+        s, spec = self.sign, self.spec
+
+        def g_of_y(yy: Any) -> Tensor:
+            return _check_out(self.g_fn(x, yy, batch), "inner objective")
+
+        def f_of_y(yy: Any) -> Tensor:
+            return _check_out(self.f_fn(x, yy, batch), "outer objective")
+
+        if self.autodiff == "double_backward":
+            # y holds autograd leaves here (TorchObjective makes them): keep both gradients as graphs
+            ly = _flat(y)
+            gv = g_of_y(y)
+            gg = self.g._fill(torch.autograd.grad(gv, ly, create_graph=True, allow_unused=True), ly)
+            fg = self.g._fill(torch.autograd.grad(f_of_y(y), ly, create_graph=True, allow_unused=True), ly)
+        else:
+            gg, gv = torch.func.grad_and_value(g_of_y)(y)
+            fg = torch.func.grad(f_of_y)(y)
+        a = tuple(-s * t for t in _flat(gg))
+        b = tuple(_flat(fg))
+        sim = similarity_value(a, b, spec.similarity, spec.eps)
+        return s * gv + self.beta * sim.to(gv.dtype)
+
+    def value(self, x: TorchVec | None, y: TorchVec, *, batch: Batch = None) -> Tensor:
+        if not self.active:
+            return self.sign * self.g.value(x, y, batch=batch)
+        # the similarity term needs gradients, so this value is computed with autograd enabled
+        xl, yl, _, _ = self.phi._leaves(x, y)
+        with torch.enable_grad():
+            return self.phi._eval(xl, yl, batch).detach()
+
+    def grad(self, x: TorchVec | None, y: TorchVec, *, batch: Batch = None) -> Pair:
+        if not self.active:
+            gx, gy = self.g.grad(x, y, batch=batch)
+            sp = self.space
+            return (None if gx is None else sp.scale(gx, self.sign), sp.scale(gy, self.sign))
+        return self.phi.grad(x, y, batch=batch)
+
+    def hvp(self, x: TorchVec | None, y: TorchVec, v: TorchVec, *, batch: Batch = None) -> Pair:
+        if self.spec.hvp == "forget_hessian" or not self.active:
+            hx, hy = self.g.hvp(x, y, v, batch=batch)
+            sp = self.space
+            return (None if hx is None else sp.scale(hx, self.sign), sp.scale(hy, self.sign))
+        return self.phi.hvp(x, y, v, batch=batch)
+
+
+def autodiff_inner_factory(
+    f_fn: TorchFn,
+    g_fn: TorchFn,
+    *,
+    has_x: bool,
+    autodiff: str = "forward_over_reverse",
+    space: TorchSpace | None = None,
+) -> Callable[[Any], AutodiffInner]:
+    """The ``inner_factory`` hook of :class:`~ofmu_opt.problem.bilevel.BilevelProblem` for torch functions.
+
+    Example:
+        >>> import torch
+        >>> from ofmu_opt.core.inner import InnerSpec
+        >>> fac = autodiff_inner_factory(lambda x, y, b: (y ** 2).sum(), lambda x, y, b: y.sum(), has_x=False)
+        >>> phi = fac(InnerSpec("signed", 0.5, 0.0, "exact", 1e-6, 1.0))
+        >>> round(float(phi.value(None, torch.ones(2, dtype=torch.float64))), 6)  # 2 + 0.5·cos(−∇g, ∇f) = 2 − 0.5
+        1.5
+    """
+    check_choice("autodiff", autodiff, ("forward_over_reverse", "double_backward"))
+
+    def factory(spec: Any) -> AutodiffInner:
+        return AutodiffInner(f_fn, g_fn, spec, has_x=has_x, autodiff=autodiff, space=space)
+
+    return factory
