@@ -57,6 +57,10 @@ __all__ = ["bench_main", "eval_main", "experiment_config", "run_bench", "sample_
 log = logging.getLogger(__name__)
 
 QUICK_EXPERIMENT = {"hidden": 64, "train_steps": 400, "batch_size": 32, "diagnostics_every": 2}
+# CIFAR-10 defaults (no data augmentation): ResNet-18, ~10 epochs for the full setting; a 5,000-image
+# subsample and a narrow ResNet-18 for --quick.
+CIFAR_FULL = {"model": "resnet18", "hidden": 64, "train_steps": 4000, "train_batch_size": 128, "batch_size": 64}
+CIFAR_QUICK = {"model": "resnet18", "hidden": 16, "train_steps": 500, "data_limit": 5000, "batch_size": 64}
 QUICK_STEPS = 60
 FULL_STEPS = 150
 METRICS = ("UA", "RA", "TA", "MIA", "RTE", "avg_gap")
@@ -88,7 +92,7 @@ def _toml(args: argparse.Namespace) -> dict[str, Any]:
 def experiment_config(args: argparse.Namespace, seed: int | None = None) -> VisionExperimentConfig:
     """Build the experiment config from ``--config [experiment]``, ``--option experiment.X=...`` and flags."""
     data: dict[str, Any] = dict(_toml(args).get("experiment", {}))
-    if _get(args, "quick", False):
+    if _get(args, "quick", False) and args.benchmark == "digits":
         for k, v in QUICK_EXPERIMENT.items():
             data.setdefault(k, v)
     data["benchmark"] = args.benchmark
@@ -102,9 +106,9 @@ def experiment_config(args: argparse.Namespace, seed: int | None = None) -> Visi
     for key, val in _parse_options(_get(args, "option")).items():
         if key.startswith("experiment."):
             data[key.split(".", 1)[1]] = val
-    if data.get("benchmark") == "cifar10" and "model" not in data:
-        data["model"] = "resnet18"
-        data.setdefault("hidden", 16 if _get(args, "quick", False) else 64)
+    if data.get("benchmark") == "cifar10":
+        for k, v in (CIFAR_QUICK if _get(args, "quick", False) else CIFAR_FULL).items():
+            data.setdefault(k, v)
     return config_from_dict(VisionExperimentConfig, data, prefix="experiment.")
 
 
