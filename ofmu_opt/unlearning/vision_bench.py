@@ -59,8 +59,20 @@ log = logging.getLogger(__name__)
 QUICK_EXPERIMENT: dict[str, Any] = {"hidden": 64, "train_steps": 400, "batch_size": 32, "diagnostics_every": 2}
 # CIFAR-10 defaults (no data augmentation): ResNet-18, ~10 epochs for the full setting; a 5,000-image
 # subsample and a narrow ResNet-18 for --quick.
-CIFAR_FULL: dict[str, Any] = {"model": "resnet18", "hidden": 64, "train_steps": 4000, "train_batch_size": 128, "batch_size": 64}
-CIFAR_QUICK: dict[str, Any] = {"model": "resnet18", "hidden": 16, "train_steps": 500, "data_limit": 5000, "batch_size": 64}
+CIFAR_FULL: dict[str, Any] = {
+    "model": "resnet18",
+    "hidden": 64,
+    "train_steps": 4000,
+    "train_batch_size": 128,
+    "batch_size": 64,
+}
+CIFAR_QUICK: dict[str, Any] = {
+    "model": "resnet18",
+    "hidden": 16,
+    "train_steps": 500,
+    "data_limit": 5000,
+    "batch_size": 64,
+}
 QUICK_STEPS = 60
 FULL_STEPS = 150
 METRICS = ("UA", "RA", "TA", "MIA", "RTE", "avg_gap")
