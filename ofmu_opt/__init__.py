@@ -10,7 +10,7 @@ The public API is small and importing it pulls in neither torch nor cvxpy (names
 - backends: :class:`NumpySpace` (torch: ``ofmu_opt.backends.torch_backend``);
 - errors: :class:`OfmuError` and its subclasses in :mod:`ofmu_opt.errors`.
 
-Example:
+Examples:
     >>> import ofmu_opt as oo
     >>> ref = oo.get_reference("P3")
     >>> res = oo.with_continuation(oo.gpbgd(), tol=1e-4).run(ref.problem, ref.x0, ref.y0)

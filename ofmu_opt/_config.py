@@ -4,7 +4,7 @@ Every configuration object in the package is a frozen dataclass. :func:`config_f
 from a mapping (unknown keys raise :class:`~ofmu_opt.errors.ConfigError` naming the key and listing
 the valid ones); :func:`config_to_toml` / :func:`config_from_toml` round-trip it through TOML.
 
-Example:
+Examples:
     >>> from dataclasses import dataclass
     >>> @dataclass(frozen=True)
     ... class C:

@@ -4,7 +4,7 @@ Every file the package writes goes through :func:`atomic_write_bytes` (temp file
 ``fsync``, ``os.replace``), so a reader never sees a truncated file and a crash leaves either the old or
 the new content.
 
-Example:
+Examples:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> p = atomic_write_json(d / "a.json", {"x": 1})

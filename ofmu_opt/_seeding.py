@@ -1,6 +1,6 @@
 """Seeding helpers. The library never touches global RNG state; scripts and the CLI may.
 
-Example:
+Examples:
     >>> seed_everything(0)
     0
 """

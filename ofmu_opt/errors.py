@@ -4,7 +4,7 @@ Every exception subclasses :class:`OfmuError` and, where one fits, a builtin exc
 catch either ``OfmuError`` (everything this package raises on purpose) or the builtin they already
 handle (``ValueError``, ``FileNotFoundError`` ...).
 
-Example:
+Examples:
     >>> from ofmu_opt.errors import ConfigError, OfmuError
     >>> issubclass(ConfigError, OfmuError) and issubclass(ConfigError, ValueError)
     True

@@ -1,6 +1,6 @@
 """The numpy vector space: a block is an ``ndarray`` (any shape); operations are vectorized.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> sp = NumpySpace()
     >>> sp.dot(np.array([1.0, 2.0]), np.array([3.0, 4.0]))

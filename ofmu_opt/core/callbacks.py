@@ -1,6 +1,6 @@
 """Callbacks: a history recorder (history lives here, not in the solver state).
 
-Example:
+Examples:
     >>> rec = HistoryRecorder()
     >>> rec.rows
     []

@@ -14,7 +14,7 @@ r"""Comparison solvers implemented from their papers, on the same problems, orac
 All minimize the inner objective in its minimization form (``sense="max"`` is handled by a sign), use
 the problem's HVP oracle where they need one, and return a :class:`~ofmu_opt.core.result.BilevelResult`.
 
-Example:
+Examples:
     >>> from ofmu_opt.reference import get_reference
     >>> ref = get_reference("P3")
     >>> res = ImplicitDiff(lr=0.5, tol=1e-8).run(ref.problem, ref.x0, ref.y0)

@@ -14,7 +14,7 @@ __all__ = ["MESSAGES", "BilevelResult", "IntermediateResult", "Status"]
 class Status(enum.StrEnum):
     """Why a run ended. ``success`` means exactly :attr:`CONVERGED`.
 
-    Example:
+    Examples:
         >>> Status.CONVERGED.success, Status.MAXITER.group
         (True, 'limit')
     """

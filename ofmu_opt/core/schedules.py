@@ -1,6 +1,6 @@
 """Penalty schedules: ``geometric`` (ρ·γ, the paper's), ``linear`` ramp, ``constant``; optional cap.
 
-Example:
+Examples:
     >>> next_penalty("geometric", 4.0, 1, growth=2.0, cap=5.0)
     5.0
     >>> [next_penalty("linear", 0.0, k, start=1.0, cap=5.0, ramp_steps=4) for k in (1, 2, 8)]

@@ -16,7 +16,7 @@ finite when either gradient is zero. :func:`similarity_jvp` gives the directiona
 :math:`(\partial s/\partial a, \partial s/\partial b)` along ``(da, db)``, which the exact Hessian of
 the inner objective needs.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from ofmu_opt.backends.numpy_backend import NumpySpace
     >>> s, ga, gb = similarity_and_grad(NumpySpace(), np.array([1.0, 0]), np.array([1.0, 1]), "signed", 0.0)

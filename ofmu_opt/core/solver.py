@@ -145,11 +145,13 @@ class PenaltySolver:
             penalized gradient norm relative to its first value).
         maxiter: most rounds.
         max_time: wall-clock limit in seconds.
-        adam_b1, adam_b2, adam_eps: Adam's parameters.
+        adam_b1: Adam's first-moment decay.
+        adam_b2: Adam's second-moment decay.
+        adam_eps: Adam's denominator offset.
         allow_inner_base_with_x: permit ``base="inner"`` when an outer-only variable x exists. It converges
             to a wrong point (OFMU_SPEC.md §2); only for experiments that demonstrate this.
 
-    Example:
+    Examples:
         >>> from ofmu_opt.reference import get_reference
         >>> ref = get_reference("P3")
         >>> res = with_continuation(gpbgd(), tol=1e-6).run(ref.problem, ref.x0, ref.y0)
@@ -573,7 +575,7 @@ def ofmu(**options: Any) -> PenaltySolver:
     exact HVPs, base ``auto`` (the paper's ``inner`` when there is no outer-only variable), T = 5 inner
     steps, geometric penalty schedule (γ = 1.05, capped at 100) with steps divided by ρ.
 
-    Example:
+    Examples:
         >>> ofmu(beta=0.0).beta
         0.0
     """
@@ -589,7 +591,7 @@ def gpbgd(**options: Any) -> PenaltySolver:
     """G-PBGD: the stationarity (gradient-norm) penalty without similarity term, constant ρ = 10, base
     ``outer``, step divided by ρ.
 
-    Example:
+    Examples:
         >>> gpbgd().penalty_type
         'stationarity'
     """
@@ -604,7 +606,7 @@ def vpbgd(**options: Any) -> PenaltySolver:
     """V-PBGD: the value-gap penalty ``ρ(g(x,y) − g(x,z))`` with a warm-started surrogate ``z`` updated by
     T = 5 inner steps per round; needs no Hessian.
 
-    Example:
+    Examples:
         >>> vpbgd().penalty_type
         'value_gap'
     """
@@ -619,7 +621,7 @@ def scalarized(weight: float = 1.0, **options: Any) -> PenaltySolver:
     """The weighted-sum baseline ``min f + weight·φ`` that OFMU argues against: biased by construction
     (its minimizer is not the bi-level solution for any finite weight unless the two levels agree).
 
-    Example:
+    Examples:
         >>> scalarized(0.5).penalty
         0.5
     """
@@ -640,7 +642,7 @@ def with_continuation(
     Fixed-step penalty descent needs O(ρ) iterations per penalty level; this modifier is how the
     presets reach 1e-6 relative accuracy (the presets' own defaults stay the papers' algorithms).
 
-    Example:
+    Examples:
         >>> with_continuation(gpbgd(), tol=1e-6).strategy
         'continuation'
     """

@@ -5,7 +5,7 @@
 - ``nesterov``: accelerated gradient (FISTA momentum) with gradient-based adaptive restart; the gradient is
   read at the look-ahead point.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from ofmu_opt.backends.numpy_backend import NumpySpace
     >>> sp, rule = NumpySpace(), get_step_rule("sgd")

@@ -27,7 +27,7 @@ class BilevelProblem:
         inner_factory: optional backend hook ``(spec) -> inner objective`` that replaces the composed
             similarity-aware inner objective (the torch backend supplies an autodiff one).
 
-    Example:
+    Examples:
         >>> from ofmu_opt.reference import get_reference
         >>> get_reference("P3").problem.has_x
         True

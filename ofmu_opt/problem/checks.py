@@ -1,6 +1,6 @@
 """Finite-difference checks of gradient and Hessian-vector oracles.
 
-Example:
+Examples:
     >>> from ofmu_opt.reference import get_reference
     >>> ref = get_reference("P3")
     >>> rep = check_gradient(ref.problem.space, ref.problem.inner, ref.x0, ref.y0)

@@ -52,7 +52,7 @@ class FunctionObjective:
         quadratic: declare the objective quadratic in ``(x, y)``: third derivatives are zero, so
             ``tvp`` is known (zero) without a ``tvp_fn``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> h = FunctionObjective(lambda x, y, b: float(y @ y) / 2, lambda x, y, b: (None, y))
         >>> h.value(None, np.array([3.0, 4.0]))

@@ -11,7 +11,7 @@ Slater point and reach only ~1e-5). Problems that are not of this form are refor
 - P6 (lexicographic LP): two stages, the second constrained to the first stage's optimal value;
 - P9 (a penalized problem): a convex QP in ``(x, y)`` directly.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> import cvxpy as cp
     >>> Q = np.diag([1.0, 0.0]); a = np.array([-1.0, 0.0])   # inner: argmin ½y1² − y1 = {(1, y2)}
@@ -120,7 +120,7 @@ def least_squares_inner_reference(
 ) -> CvxpySolution:
     """``min outer(None, y)  s.t.  y ∈ argmin ½‖Ay − b‖²`` (the inner set is ``{Aᵀ(Ay − b) = 0}``).
 
-    Example:
+    Examples:
         >>> import numpy as np, cvxpy as cp
         >>> A = np.array([[1.0, 1.0]]); b = np.array([2.0])
         >>> sol = least_squares_inner_reference(lambda x, y: cp.sum_squares(y), A=A, b=b)

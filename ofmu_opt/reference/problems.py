@@ -3,7 +3,7 @@
 Every problem is built deterministically from a seed. ``distance(x, y)`` is the relative distance
 ``‖(x, y) − (x*, y*)‖ / max(1, ‖(x*, y*)‖)`` of a point to the known solution.
 
-Example:
+Examples:
     >>> ref = get_reference("P3")
     >>> round(ref.distance(ref.x_star, ref.y_star), 12)
     0.0

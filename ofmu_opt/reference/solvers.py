@@ -6,7 +6,7 @@ Nesterov steps with backtracking, Richardson extrapolation in 1/ρ). The step si
 from the problem's known constants (``ref.hints``). A ``"penalized"`` target (P9) is the minimizer at a
 fixed penalty, so it is solved at that penalty without continuation.
 
-Example:
+Examples:
     >>> from ofmu_opt.reference import get_reference
     >>> s = solver_for_reference("gpbgd", get_reference("P3"), tol=1e-4)
     >>> s.strategy, s.tol
@@ -40,7 +40,7 @@ def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     Raises:
         ConfigError: a malformed pair or an unknown option name.
 
-    Example:
+    Examples:
         >>> parse_options(["beta=0", "hvp=finite_difference"])
         {'beta': 0.0, 'hvp': 'finite_difference'}
     """

@@ -3,7 +3,7 @@
 Each ``check_*`` function raises :class:`HarnessFailure` with a message saying what went wrong, so a
 test is one call per (solver, problem) pair, and a user can run the same checks on their own solver.
 
-Example:
+Examples:
     >>> from ofmu_opt.reference import get_reference
     >>> check_state_structure(SOLVER_CASES["gpbgd"](get_reference("P3")), get_reference("P3"))
 """

@@ -2,7 +2,7 @@
 
 Requires the ``hypothesis`` package (a dev extra); importing this module without it raises ImportError.
 
-Example:
+Examples:
     >>> spd_matrices(3).example().shape  # doctest: +SKIP
     (3, 3)
 """
