@@ -430,7 +430,7 @@ def nonconvex_min_grad(*, quick: bool = False, seed: int = 0) -> ExperimentResul
         m = min(len(sg), k_det - 1)
         if m:  # round k's residual is ‖∇F‖ at the point it stepped from, θ_{k-1}
             ref_g = np.sqrt(g2[:m])
-            ok = ref_g > 1e-10
+            ok = ref_g > 1e-4  # below, the residual ‖θ_{k+1} − θ_k‖/η carries round-off of order eps‖θ‖/(η‖∇F‖)
             grad_check = max(grad_check, float(np.max(np.abs(ref_g[ok] - np.array(sg[:m])[ok]) / ref_g[ok])))
         min_curv.append(float(np.linalg.eigvalsh(model.hessian(y0)).min()))
         sel = np.unique(np.round(np.logspace(0, math.log10(k_det), 30)).astype(int)) - 1
@@ -598,10 +598,11 @@ def base_choice(*, quick: bool = False, seed: int = 0) -> ExperimentResult:
                 criterion="relative error >= 0.3 at every rho and T, and no decay with rho (slope > -0.1)",
                 finding=("base=inner converges to a wrong point: relative error "
                          + ", ".join(f"{k}: {min(dist[k]):.2f}-{max(dist[k]):.2f}" for k in inner_keys)
-                         + f" for ρ = 1..1000, slopes in ρ {', '.join(f'{s:.3f}' for s in slopes)}; as T → ∞ the "
-                         f"limit is (x, y) = (0, y*(0)) (relative error {t_inf:.2f}), because resetting y to the "
-                         "inner solution makes the penalty's x-gradient vanish. The size differs from OFMU_SPEC.md's "
-                         "0.88-0.98 (instance and step dependent); the qualitative fact holds"),
+                         + f" for ρ = 1..1000, slopes in ρ {', '.join(f'{s:.3f}' for s in slopes)}; as T, ρ → ∞ the "
+                         f"limit tends to (x, y) = (0, y*(0)) (relative error {t_inf:.2f}): once y is reset to the "
+                         "inner solution the penalty's x-gradient vanishes and x only follows ∇_x f = Hx → 0. "
+                         "The size differs from OFMU_SPEC.md's 0.88-0.98 (instance and step dependent); the "
+                         "qualitative fact holds"),
                 details={**common, "T_to_inf_limit_distance": t_inf, "slopes_in_rho": slopes},
             ))
         series: list[Series] = []

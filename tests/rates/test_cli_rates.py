@@ -1,0 +1,37 @@
+"""The `ofmu rates` contract: the JSON list, the table, unknown names (exit 2), the files written."""
+
+import json
+
+from ofmu_opt.cli import main
+
+KEYS = {"experiment", "quantity", "kind", "fitted", "expected", "r2", "verdict"}
+
+
+def test_rates_json_contract(capsys, tmp_path):
+    code = main(["rates", "inner_contraction", "outer_linear", "--quick", "--json", "--out", str(tmp_path)])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert isinstance(rows, list) and len(rows) >= 3
+    assert {r["experiment"] for r in rows} == {"inner_contraction", "outer_linear"}
+    for r in rows:
+        assert set(r) == KEYS
+        assert r["kind"] == "law" and r["verdict"] == "holds"
+        assert isinstance(r["fitted"], float) and isinstance(r["expected"], float) and r["r2"] >= 0.95
+    for name in ("inner_contraction", "outer_linear"):
+        assert (tmp_path / f"{name}.json").is_file() and (tmp_path / f"{name}.png").is_file()
+    summary = json.loads((tmp_path / "rates.json").read_text())
+    assert len(summary["records"]) == len(rows) and all("details" in r for r in summary["records"])
+
+
+def test_rates_table_names_the_plots(capsys, tmp_path):
+    assert main(["rates", "inner_contraction", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "inner_contraction" in out and "verdict" in out and "holds" in out
+    assert str(tmp_path / "inner_contraction.png") in out
+
+
+def test_unknown_experiment_exits_2_and_lists_the_valid_ones(capsys, tmp_path):
+    assert main(["rates", "nope", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "penalty_bias" in err and "base_choice" in err
+    assert not any(tmp_path.iterdir())  # rejected before any work
