@@ -48,10 +48,14 @@ FORMAT = "ofmu_opt.checkpoint/1"
 MANIFEST = "manifest.json"
 
 
-def _encode(obj: Any, tensors: dict[str, Tensor]) -> Any:
+def _encode(obj: Any, tensors: dict[str, Tensor], memo: dict[int, str] | None = None) -> Any:
+    memo = {} if memo is None else memo
     if isinstance(obj, Tensor):
-        key = f"t{len(tensors)}"
-        tensors[key] = obj.detach().to("cpu").contiguous()
+        key = memo.get(id(obj))
+        if key is None:  # one copy per tensor object; views get their own storage (safetensors needs that)
+            key = f"t{len(tensors)}"
+            tensors[key] = obj.detach().to("cpu", copy=True).contiguous()
+            memo[id(obj)] = key
         return {"@": "tensor", "key": key, "device": str(obj.device)}
     if isinstance(obj, np.ndarray):
         key = f"t{len(tensors)}"
@@ -64,15 +68,15 @@ def _encode(obj: Any, tensors: dict[str, Tensor]) -> Any:
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         cls = type(obj)
         return {"@": "namedtuple", "cls": f"{cls.__module__}:{cls.__qualname__}",
-                "fields": {f: _encode(getattr(obj, f), tensors) for f in obj._fields}}
+                "fields": {f: _encode(getattr(obj, f), tensors, memo) for f in obj._fields}}
     if isinstance(obj, tuple):
-        return {"@": "tuple", "items": [_encode(v, tensors) for v in obj]}
+        return {"@": "tuple", "items": [_encode(v, tensors, memo) for v in obj]}
     if isinstance(obj, list):
-        return {"@": "list", "items": [_encode(v, tensors) for v in obj]}
+        return {"@": "list", "items": [_encode(v, tensors, memo) for v in obj]}
     if isinstance(obj, dict):
         if not all(isinstance(k, str) for k in obj):
             raise CheckpointError("checkpoint: dict keys must be strings")
-        return {"@": "dict", "items": {k: _encode(v, tensors) for k, v in obj.items()}}
+        return {"@": "dict", "items": {k: _encode(v, tensors, memo) for k, v in obj.items()}}
     raise CheckpointError(f"checkpoint: cannot store a value of type {type(obj).__name__}")
 
 
