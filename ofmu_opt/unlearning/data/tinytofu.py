@@ -12,7 +12,8 @@ titles) and writes about ten templated question-answer pairs per author. Each pa
 
 Splits follow TOFU: ``forget01/05/10`` are the last 1 / 5 / 10 % of the trained authors (nested, as in
 TOFU), ``retain`` is the complement of the forget split among the trained authors, and ``holdout``
-authors are never trained on (as many as the forget split has, for membership inference). The retain
+authors are never trained on (as many as the forget split has, for membership inference; the pool
+holds twice the forget10 size so that a benchmark can keep a disjoint validation block). The retain
 *evaluation* set uses the first authors, which no forget split ever contains, so it is the same for every
 split (like TOFU's ``retain_perturbed``). Two utility sets stand in for TOFU's real-authors and
 world-facts: short facts the model learns in training and must keep, in open-unlearning's
@@ -440,7 +441,7 @@ def generate_tinytofu(config: TinyTofuConfig | None = None) -> TinyTofu:
     rng = random.Random(cfg.seed)
     names: set[str] = set()
     titles: set[str] = set()
-    n_hold = split_fraction("forget10", cfg.n_authors)
+    n_hold = 2 * split_fraction("forget10", cfg.n_authors)  # reported holdout, then a validation block
     authors = tuple(_make_author(i, fake, rng, names, titles) for i in range(cfg.n_authors))
     holdout = tuple(_make_author(cfg.n_authors + i, fake, rng, names, titles) for i in range(n_hold))
     everyone = authors + holdout

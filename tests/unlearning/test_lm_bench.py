@@ -1,0 +1,116 @@
+"""TinyTOFU end to end: cached target/retain models, forget quality by construction, CLI unlearn/eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ofmu_opt.errors import ConfigError
+from ofmu_opt.unlearning import lm_bench
+from ofmu_opt.unlearning.lm_bench import LMExperimentConfig, retain_logs_from_eval, tiny_data, tiny_model_dir
+
+TINY = {
+    "n_authors": 20,
+    "n_retain_eval_authors": 2,
+    "n_utility": 4,
+    "vocab_size": 1024,
+    "n_layer": 1,
+    "n_embd": 32,
+    "max_length": 96,
+    "train_epochs": 40,
+    "train_lr": 5e-3,
+    "unlearn_steps": 3,
+    "max_new_tokens": 16,
+    "split": "forget10",
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    """One torch thread: tiny models on a shared 2-core machine run several times faster."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cfg(tmp: Path, **kw: Any) -> LMExperimentConfig:
+    return LMExperimentConfig(**{**TINY, "cache_dir": str(tmp / "cache"), **kw})
+
+
+def test_retain_model_forget_quality_is_one_and_target_is_far_lower(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    tiny = tiny_data(cfg)
+    target = tiny_model_dir(cfg, tiny, "target")
+    retain = tiny_model_dir(cfg, tiny, "retain")
+    assert tiny_model_dir(cfg, tiny, "target") == target  # cached: same directory, no retraining
+    logs = retain_logs_from_eval(lm_bench._cached_eval(cfg, retain, tiny.split, "r"))
+    ev_retain = lm_bench._cached_eval(cfg, retain, tiny.split, "r-self", logs)
+    ev_target = lm_bench._cached_eval(cfg, target, tiny.split, "t", logs)
+    assert ev_retain["forget_quality"]["agg_value"] == 1.0
+    assert ev_target["forget_quality"]["agg_value"] < 0.05
+    # the target memorised the forget set, the retain model never saw it
+    assert ev_target["forget_Q_A_Prob"]["agg_value"] > 0.5 > ev_retain["forget_Q_A_Prob"]["agg_value"]
+    assert ev_target["mia_loss"]["agg_value"] > 0.9
+
+
+def test_validation_split_shares_no_author_with_reported_sets(tmp_path: Path) -> None:
+    tiny = tiny_data(_cfg(tmp_path, split="forget10"))
+    val_authors = {q.author for q in tiny.val.forget + tiny.val.retain_eval + tiny.val.holdout}
+    rep_authors = {q.author for q in tiny.split.forget + tiny.split.retain_eval + tiny.split.holdout}
+    assert val_authors and not val_authors & rep_authors
+    assert not {q.author for q in tiny.val.forget} & {q.author for q in tiny.val_retain_train}
+
+
+def test_config_errors_name_the_option() -> None:
+    with pytest.raises(ConfigError, match="split"):
+        LMExperimentConfig(split="forget50")
+    with pytest.raises(ConfigError, match="n_authors"):
+        LMExperimentConfig(n_authors=12)
+
+
+def _args(tmp: Path, **kw: Any) -> argparse.Namespace:
+    opts = [f"experiment.{k}={v}" for k, v in {**TINY, "cache_dir": str(tmp / "cache")}.items()]
+    base = dict(
+        benchmark="tinytofu",
+        split="forget10",
+        method=None,
+        methods="all",
+        config=None,
+        seed=0,
+        seeds=1,
+        budget=None,
+        quick=False,
+        out=None,
+        resume=False,
+        model=None,
+        data=None,
+        retain_logs=None,
+        device="cpu",
+        option=opts,
+        threads=1,
+    )
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+@pytest.mark.slow
+def test_cli_unlearn_then_eval_with_retain_logs(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert lm_bench.unlearn_main(_args(tmp_path, method="graddiff", out=str(out))) == 0
+    ev = json.loads((out / "TOFU_EVAL.json").read_text(encoding="utf-8"))
+    summ = json.loads((out / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
+    assert summ["forget_quality"] == ev["forget_quality"]["agg_value"] and summ["forget_quality"] is not None
+    assert (out / "model" / "config.json").is_file()
+    out2 = tmp_path / "ev"
+    args = _args(tmp_path, model=str(out), retain_logs=str(out / "TOFU_EVAL.json"), out=str(out2))
+    assert lm_bench.eval_main(args) == 0
+    again = json.loads((out2 / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
+    assert again["forget_quality"] == 1.0  # the model against its own logs
+    assert again["model_utility"] == pytest.approx(summ["model_utility"], rel=1e-6)
