@@ -16,16 +16,12 @@ def add_unlearning_options(p: argparse.ArgumentParser) -> None:
     """Add the options shared by the unlearning subcommands to ``p``."""
     from ..unlearning.benchmarks import list_benchmarks
 
-    p.add_argument(
-        "--benchmark", default="digits", help=f"one of {', '.join(list_benchmarks())} (default digits)"
-    )
+    p.add_argument("--benchmark", default="digits", help=f"one of {', '.join(list_benchmarks())} (default digits)")
     p.add_argument("--scenario", default=None, help="vision: random10 (10%% random samples) or class:K")
     p.add_argument("--split", default=None, help="language models: forget01 | forget05 | forget10")
     p.add_argument("--method", default=None, help="one method (see --methods all for the list)")
     p.add_argument("--methods", default="all", help="bench: 'all' or a comma-separated list of methods")
-    p.add_argument(
-        "--config", default=None, metavar="FILE", help="TOML file: [experiment], [method], [methods.NAME]"
-    )
+    p.add_argument("--config", default=None, metavar="FILE", help="TOML file: [experiment], [method], [methods.NAME]")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--seeds", type=int, default=3, help="bench: number of seeds (default 3)")
     p.add_argument("--budget", type=int, default=None, help="bench: hyper-parameter configs per method")
@@ -49,9 +45,7 @@ def add_unlearning_options(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="override a method option (METHOD.NAME=VALUE for one method, experiment.NAME=VALUE)",
     )
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for small models)"
-    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for small models)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 

@@ -109,9 +109,7 @@ class VisionExperimentConfig:
                 raise ConfigError(f"{name}: expected an integer >= 1, received {v!r}")
         check_range("train_lr", self.train_lr, low=0.0, low_open=True)
         if self.benchmark == "cifar10" and not self.data_path:
-            raise ConfigError(
-                "data_path: expected the CIFAR-10 directory for benchmark 'cifar10', received ''"
-            )
+            raise ConfigError("data_path: expected the CIFAR-10 directory for benchmark 'cifar10', received ''")
         if self.benchmark == "digits" and self.model == "resnet18":
             raise ConfigError("model: resnet18 needs 32×32 images (cifar10); use 'mlp' or 'cnn' for digits")
 
@@ -265,9 +263,7 @@ def load_state(model: nn.Module, path: Path) -> nn.Module:
     if set(state) != set(own):
         missing = sorted(set(own) - set(state))[:3]
         extra = sorted(set(state) - set(own))[:3]
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} does not match the model: missing {missing}, extra {extra}"
-        )
+        raise CheckpointError(f"checkpoint {str(path)!r} does not match the model: missing {missing}, extra {extra}")
     for k, v in state.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(

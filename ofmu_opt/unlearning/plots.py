@@ -26,9 +26,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points not dominated when both coordinates are to be maximised (sorted by x)."""
     keep = []
     for i, (x, y) in enumerate(points):
-        dominated = any(
-            (x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i
-        )
+        dominated = any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i)
         if not dominated:
             keep.append(i)
     return sorted(keep, key=lambda i: (points[i][0], points[i][1]))

@@ -199,3 +199,24 @@ def test_a_crashing_method_is_reported_without_losing_the_others(tmp_path, capsy
     assert code == 1
     md = (out / "results.md").read_text()
     assert "| ga |" in md and "Failed: ft: RuntimeError: kaboom" in md
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["random10", "class:3"])
+def test_quick_bench_with_every_method_finishes_in_five_minutes(tmp_path, capsys, scenario, request):
+    import time
+
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("heavier run: opt in with -m slow")
+
+    from ofmu_opt.unlearning.methods.registry import list_methods
+
+    t0 = time.perf_counter()
+    out = tmp_path / "b"
+    code = main(["bench", "--benchmark", "digits", "--scenario", scenario, "--methods", "all", "--seeds", "3",
+                 "--quick", "-q", "--out", str(out)])  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    res = json.loads((out / "results.json").read_text())
+    expected = {m for m in list_methods("classifier") if m != "retrain"} - set(res["skipped"])
+    assert code == 0 and set(res["summary"]) == expected | {"retrain"}
+    assert elapsed < 300.0

@@ -168,3 +168,12 @@ def test_resnet18_cifar_stem_keeps_resolution_and_runs():
     assert m.features(x, -1).shape == (2, 64)
     n_params = sum(p.numel() for p in build_model("resnet18", (3, 32, 32), 10, seed=0, hidden=64).parameters())
     assert 11_000_000 < n_params < 11_300_000  # the standard CIFAR ResNet-18 has about 11.17 M
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
+def test_cuda_without_a_gpu_is_a_config_error():
+    from ofmu_opt.unlearning.experiment import resolve_device
+
+    with pytest.raises(ConfigError, match="cuda"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"

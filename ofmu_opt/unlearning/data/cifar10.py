@@ -59,6 +59,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file, encoding="bytes")
 
     def find_class(self, module: str, name: str) -> Any:
+        """Resolve only the allowed numpy/codecs globals; anything else raises UnsafeFileError."""
         if (module, name) not in _ALLOWED:
             raise UnsafeFileError(
                 f"pickle global {module}.{name}: not allowed in a CIFAR-10 batch file (only numpy array "
@@ -69,6 +70,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
+        """Persistent ids never occur in CIFAR-10 files: always UnsafeFileError."""
         raise UnsafeFileError("persistent ids are not allowed in a CIFAR-10 batch file")
 
 

@@ -162,9 +162,7 @@ def make_scenario(splits: ClassificationSplits, spec: ScenarioSpec, seed: int) -
     n = splits.y_train.shape[0]
     if spec.kind == "class":
         if not 0 <= spec.target_class < splits.num_classes:
-            raise ConfigError(
-                f"scenario: class must be in 0..{splits.num_classes - 1}, received {spec.target_class}"
-            )
+            raise ConfigError(f"scenario: class must be in 0..{splits.num_classes - 1}, received {spec.target_class}")
         forget = np.flatnonzero(splits.y_train == spec.target_class).astype(np.int64)
         test_keep = splits.y_test != spec.target_class
         val_keep = splits.y_val != spec.target_class
@@ -178,9 +176,7 @@ def make_scenario(splits: ClassificationSplits, spec: ScenarioSpec, seed: int) -
     mask[forget] = False
     retain = np.flatnonzero(mask).astype(np.int64)
     if forget.size == 0 or retain.size == 0:
-        raise DataError(
-            f"scenario {spec.name}: forget ({forget.size}) and retain ({retain.size}) must be non-empty"
-        )
+        raise DataError(f"scenario {spec.name}: forget ({forget.size}) and retain ({retain.size}) must be non-empty")
     return ForgetScenario(spec, forget, retain, test_keep, val_keep)
 
 
@@ -237,9 +233,7 @@ class BatchStream:
         import torch
 
         if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-            raise DataError(
-                f"BatchStream: expected matching non-empty x and y, received {x.shape[0]} and {y.shape[0]}"
-            )
+            raise DataError(f"BatchStream: expected matching non-empty x and y, received {x.shape[0]} and {y.shape[0]}")
         if batch_size < 1:
             raise ConfigError(f"batch_size: expected >= 1, received {batch_size}")
         self.x, self.y = x, y
@@ -264,6 +258,4 @@ class BatchStream:
             self._pos = 0
         sel = self._order[self._pos : self._pos + self.batch_size]
         self._pos += sel.numel()
-        return LabeledBatch(
-            self.x[sel].to(self.device), self.y[sel].to(self.device), self.index[sel].to(self.device)
-        )
+        return LabeledBatch(self.x[sel].to(self.device), self.y[sel].to(self.device), self.index[sel].to(self.device))

@@ -60,6 +60,8 @@ class GAMethod:
         self.config = config or GAConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+
         def terms(fb: Any, rb: Any, step: int) -> LossTerms:
             return LossTerms(forget=-ctx.adapter.per_example_nll(ctx.model, fb).mean())
 
@@ -93,6 +95,7 @@ class GradDiffMethod:
         self.config = config or GradDiffConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         c = self.config
 
         def terms(fb: Any, rb: Any, step: int) -> LossTerms:
@@ -131,6 +134,7 @@ class NPOMethod:
         self.config = config or NPOConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         c = self.config
 
         def terms(fb: Any, rb: Any, step: int) -> LossTerms:
@@ -174,6 +178,7 @@ class SimNPOMethod:
         self.config = config or SimNPOConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         c = self.config
 
         def terms(fb: Any, rb: Any, step: int) -> LossTerms:
@@ -214,6 +219,7 @@ class IdkDPOMethod:
         self.config = config or IdkDPOConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         c = self.config
         gen = ctx.generator(salt=17)
         lp = ctx.adapter.per_example_logprob

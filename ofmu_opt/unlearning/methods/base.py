@@ -92,17 +92,29 @@ class TaskAdapter(Protocol):
 
     task: str
 
-    def per_example_nll(self, model: nn.Module, batch: Any) -> Tensor: ...
+    def per_example_nll(self, model: nn.Module, batch: Any) -> Tensor:
+        """``[B]`` losses: cross-entropy (classifier) or mean answer-token NLL (LM)."""
+        ...
 
-    def per_example_logprob(self, model: nn.Module, batch: Any) -> Tensor: ...
+    def per_example_logprob(self, model: nn.Module, batch: Any) -> Tensor:
+        """``[B]`` log-probabilities: log p(label) (classifier) or summed answer-token log-probs (LM)."""
+        ...
 
-    def target_length(self, batch: Any) -> Tensor: ...
+    def target_length(self, batch: Any) -> Tensor:
+        """``[B]`` target lengths: ones (classifier) or the number of answer tokens (LM)."""
+        ...
 
-    def relabel(self, batch: Any, kind: str, generator: torch.Generator) -> Any: ...
+    def relabel(self, batch: Any, kind: str, generator: torch.Generator) -> Any:
+        """The batch with new targets: ``"random"`` wrong labels or the ``"idk"`` answer; ConfigError if unsupported."""
+        ...
 
-    def hidden_states(self, model: nn.Module, batch: Any, layer: int) -> Tensor: ...
+    def hidden_states(self, model: nn.Module, batch: Any, layer: int) -> Tensor:
+        """Activations after ``layer``, ``[B, ..., d]`` (for RMU)."""
+        ...
 
-    def kl_to_reference(self, model: nn.Module, ref_model: nn.Module, batch: Any) -> Tensor: ...
+    def kl_to_reference(self, model: nn.Module, ref_model: nn.Module, batch: Any) -> Tensor:
+        """Scalar mean KL(p_ref || p_model) over the target positions."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,9 @@ class UnlearningMethod(Protocol):
     name: ClassVar[str]
     config: Any
 
-    def run(self, ctx: UnlearnContext) -> MethodResult: ...
+    def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Unlearn ``ctx.forget`` from ``ctx.model``; never raises on divergence (status ``non_finite``)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -336,6 +350,7 @@ class LossTerms:
     penalty: Tensor | None = None
 
     def total(self) -> Tensor:
+        """The sum of the terms that are set."""
         parts = [t for t in (self.forget, self.retain, self.penalty) if t is not None]
         if not parts:
             raise ConfigError("LossTerms: expected at least one term, received none")

@@ -65,6 +65,7 @@ class RetrainMethod:
         self.config = config or RetrainConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         if ctx.fresh_model is None:
             raise ConfigError("retrain: expected a context with fresh_model(), received None")
         model = ctx.fresh_model()
@@ -91,6 +92,8 @@ class FTMethod:
         self.config = config or FTConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+
         def terms(fb: Any, rb: Any, step: int) -> LossTerms:
             return LossTerms(retain=ctx.adapter.per_example_nll(ctx.model, rb).mean())
 
@@ -124,6 +127,7 @@ class L1SparseMethod:
         self.config = config or L1SparseConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         c = self.config
         params = trainable_params(ctx.model)
 
@@ -171,6 +175,7 @@ class RLMethod:
         self.config = config or RLConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         c = self.config
         return run_loss_method(ctx, c, self.name, _rl_terms(ctx, c.gamma, c.alpha, ctx.generator(salt=29)))
 
@@ -230,6 +235,7 @@ class SalUnMethod:
         self.config = config or SalUnConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         c = self.config
         loop = StepLoop(ctx, self.name)
         mask = saliency_mask(ctx, c.keep, c.mask_batches)

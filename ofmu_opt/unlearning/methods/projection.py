@@ -57,6 +57,7 @@ class BlurMethod:
         self.config = config or BlurConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         gamma = self.config.gamma
 
         def objectives(fb: Any, rb: Any) -> tuple[Tensor, Tensor]:
@@ -87,6 +88,8 @@ class NGDiffMethod:
         self.config = config or NGDiffConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+
         def objectives(fb: Any, rb: Any) -> tuple[Tensor, Tensor]:
             return (
                 ctx.adapter.per_example_nll(ctx.model, fb).mean(),

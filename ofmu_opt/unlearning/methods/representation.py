@@ -57,6 +57,7 @@ class RMUMethod:
         self.config = config or RMUConfig()
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
         c = self.config
         gen = ctx.generator(salt=41)
         state: dict[str, Tensor] = {}

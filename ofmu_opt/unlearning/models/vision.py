@@ -60,9 +60,7 @@ class MLP(_Classifier):
     def __init__(self, in_features: int, num_classes: int, hidden: int = 128, depth: int = 2) -> None:
         super().__init__()
         dims = [in_features] + [hidden] * depth
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Linear(dims[i], dims[i + 1]), nn.ReLU()) for i in range(depth)
-        )
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(dims[i], dims[i + 1]), nn.ReLU()) for i in range(depth))
         self.head = nn.Linear(dims[-1], num_classes)
 
 
@@ -74,9 +72,7 @@ class SmallCNN(_Classifier):
         self.blocks = nn.ModuleList(
             [
                 nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
-                nn.Sequential(
-                    nn.Conv2d(hidden, 2 * hidden, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
-                ),
+                nn.Sequential(nn.Conv2d(hidden, 2 * hidden, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)),
             ]
         )
         self.head = nn.Linear(2 * hidden, num_classes)
@@ -93,11 +89,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Residual block output ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
@@ -170,9 +165,7 @@ def build_model(
             model: nn.Module = MLP(int(math.prod(input_shape)), num_classes, hidden)
         else:
             if len(input_shape) != 3:
-                raise ConfigError(
-                    f"model {name!r}: expected image inputs [C, H, W], received shape {input_shape}"
-                )
+                raise ConfigError(f"model {name!r}: expected image inputs [C, H, W], received shape {input_shape}")
             if name == "cnn":
                 model = SmallCNN(input_shape[0], num_classes, hidden)
             else:
@@ -210,16 +203,20 @@ class ClassifierAdapter:
         self.num_classes = num_classes
 
     def per_example_nll(self, model: nn.Module, batch: LabeledBatch) -> Tensor:
+        """Cross-entropy per example, ``[B]``."""
         return F.cross_entropy(model(batch.x), batch.y, reduction="none")
 
     def per_example_logprob(self, model: nn.Module, batch: LabeledBatch) -> Tensor:
+        """log p(label) per example, ``[B]``."""
         logp = F.log_softmax(model(batch.x), dim=-1)
         return logp.gather(1, batch.y[:, None]).squeeze(1)
 
     def target_length(self, batch: LabeledBatch) -> Tensor:
+        """Ones, ``[B]`` (one target per example)."""
         return torch.ones(batch.y.shape[0], device=batch.y.device)
 
     def relabel(self, batch: LabeledBatch, kind: str, generator: torch.Generator) -> LabeledBatch:
+        """Uniformly random wrong labels for ``kind="random"``; other kinds raise ConfigError."""
         if kind != "random":
             raise ConfigError(f"relabel kind: a classifier supports only 'random', received {kind!r}")
         shift = torch.randint(1, self.num_classes, (batch.y.shape[0],), generator=generator)
@@ -227,12 +224,14 @@ class ClassifierAdapter:
         return LabeledBatch(batch.x, y, batch.ids)
 
     def hidden_states(self, model: nn.Module, batch: LabeledBatch, layer: int) -> Tensor:
+        """``model.features(x, layer)``: flattened activations after block ``layer``."""
         feats = getattr(model, "features", None)
         if feats is None:
             raise ConfigError(f"hidden_states: model {type(model).__name__} has no features(x, layer) method")
         return feats(batch.x, layer)  # type: ignore[no-any-return]
 
     def kl_to_reference(self, model: nn.Module, ref_model: nn.Module, batch: LabeledBatch) -> Tensor:
+        """Mean over the batch of KL(p_ref || p_model) over classes (reference without grad)."""
         logp = F.log_softmax(model(batch.x), dim=-1)
         with torch.no_grad():
             logq = F.log_softmax(ref_model(batch.x), dim=-1)
