@@ -146,6 +146,24 @@ def _method_options(args: argparse.Namespace, name: str, fields: set[str]) -> di
     return opts
 
 
+def _check_bench_options(args: argparse.Namespace, methods: list[str]) -> None:
+    """Every plain ``--option`` must name a field of at least one benchmarked method; prefixes must be known."""
+    fields: set[str] = set()
+    for name in methods:
+        try:
+            fields |= {f.name for f in dataclasses.fields(get_method(name).config_cls)}
+        except MethodUnavailableError:
+            continue
+    for key in _parse_options(_get(args, "option")):
+        prefix, _, rest = key.partition(".")
+        if rest and prefix != "experiment" and prefix not in list_methods():
+            raise ConfigError(f"--option {key!r}: expected 'experiment.' or a method name before the dot")
+        if not rest and key not in fields:
+            raise ConfigError(
+                f"--option {key!r}: no benchmarked method has this option; known: {', '.join(sorted(fields))}"
+            )
+
+
 def _threads(args: argparse.Namespace) -> None:
     import torch
 
@@ -375,6 +393,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     base_seed = int(_get(args, "seed", 0))
     seeds = [base_seed + i for i in range(n_seeds)]
     methods = _resolve_methods(str(_get(args, "methods", "all")))
+    _check_bench_options(args, methods)
     out = Path(_get(args, "out", "bench_out"))
     resume = bool(_get(args, "resume", False))
     cfgs = {s: experiment_config(args, seed=s) for s in seeds}

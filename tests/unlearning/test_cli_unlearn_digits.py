@@ -220,3 +220,11 @@ def test_quick_bench_with_every_method_finishes_in_five_minutes(tmp_path, capsys
     expected = {m for m in list_methods("classifier") if m != "retrain"} - set(res["skipped"])
     assert code == 0 and set(res["summary"]) == expected | {"retrain"}
     assert elapsed < 300.0
+
+
+def test_bench_rejects_options_no_method_has(tmp_path, capsys):
+    args = ["bench", "--benchmark", "digits", "--methods", "ga,ft", "-q", "--out", str(tmp_path)]
+    assert main([*args, "--option", "gamma=0.5"]) == 2
+    assert "no benchmarked method has this option" in capsys.readouterr().err
+    assert main([*args, "--option", "nosuch.lr=0.1"]) == 2
+    assert "before the dot" in capsys.readouterr().err
