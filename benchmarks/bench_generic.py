@@ -55,7 +55,10 @@ def run(sizes: list[int], time_cap: float) -> dict[str, Any]:
                 if d <= TARGET:
                     raise StopIteration
 
-            s = solver.replace(max_time=time_cap) if hasattr(solver, "replace") else _with_time(solver, time_cap)
+            # BOME and F2SA do not reach the target at any n within the cap (their fixed-step/finite-multiplier
+            # bias stays above it); the solvers that can reach it get a longer cap at large n
+            cap = time_cap if (n < 1000 or name in ("bome", "f2sa")) else 6 * time_cap
+            s = solver.replace(max_time=cap) if hasattr(solver, "replace") else _with_time(solver, cap)
             t0 = time.perf_counter()
             with np.errstate(all="ignore"):
                 res = s.run(ref.problem, ref.x0, ref.y0, callback=cb)

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     n, m, k = (6, 8, 2) if a.smoke else (20, 30, 5)
+    tol = 1e-5 if a.smoke else 1e-7
     d = build(a.seed, n, m, k)
     prob = problem(d)
 
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     inner_lr = 1.0 / float(np.linalg.eigvalsh(A.T @ A).max())
     print(f"cvxpy reference: f* = {ref.f:.10f} ({ref.status})")
     for name, solver in [
-        ("gpbgd", oo.with_continuation(oo.gpbgd(inner_lr=inner_lr), tol=1e-6)),
-        ("vpbgd", oo.with_continuation(oo.vpbgd(inner_lr=inner_lr), tol=1e-6)),
+        ("gpbgd", oo.with_continuation(oo.gpbgd(inner_lr=inner_lr), tol=tol)),
+        ("vpbgd", oo.with_continuation(oo.vpbgd(inner_lr=inner_lr), tol=tol)),
     ]:
         res = solver.run(prob, np.zeros(k), np.zeros(n))
         z = np.concatenate([res.x, res.y])
