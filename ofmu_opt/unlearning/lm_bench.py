@@ -691,6 +691,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     search: dict[str, list[dict[str, Any]]] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
     skipped: list[str] = []
+    failed: dict[str, str] = {}
     runs = out / "runs"
     for name in methods:
         try:
@@ -699,52 +700,58 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("skipping %s: %s", name, exc)
             skipped.append(name)
             continue
-        cands = _candidates(spec, args, cfg0, budget, cfg0.seed)
-        rows: list[dict[str, Any]] = []
-        forget_authors = {x.author for x in tiny.split.forget}
-        val_retain = tuple(q for q in tiny.val_retain_train if q.author not in forget_authors)
-        for i, mc in enumerate(cands):
-            res, model, tok = run_lm_method(
-                spec.method_cls(mc), target, tiny.val.forget, val_retain + util, cfg0, seeds[0]
-            )
-            ev = evaluate_tofu(
-                model,
-                tok,
-                tiny.val,
-                cfg0.prompt,
-                batch_size=cfg0.eval_batch_size,
-                max_length=cfg0.max_length,
-                max_new_tokens=cfg0.max_new_tokens,
-            )
-            score, fq, mu = validation_score(ev, val_logs) if res.status == "completed" else (-math.inf, 0.0, 0.0)
-            rows.append(
-                {"config": config_to_dict(mc), "score": score, "fq_val": fq, "mu_val": mu, "status": res.status}
-            )
-            log.info("%s candidate %d: val score %.3f (FQ %.3g, MU %.3f)", name, i, score, fq, mu)
-        best = cands[int(np.argmax([r["score"] for r in rows]))]
-        search[name], selected[name] = rows, config_to_dict(best)
-        per_seed[name] = {}
-        for s in seeds:
-            res, model, tok = run_lm_method(
-                spec.method_cls(best), target, tiny.split.forget, tiny.split.retain + util, cfg0, s
-            )
-            ev = evaluate_tofu(
-                model,
-                tok,
-                tiny.split,
-                cfg0.prompt,
-                retain_logs=logs,
-                batch_size=cfg0.eval_batch_size,
-                max_length=cfg0.max_length,
-                max_new_tokens=cfg0.max_new_tokens,
-            )
-            write_tofu_eval(runs / f"{name}-seed{s}", ev)
-            row = report(ev, res.wall_time_s)
-            if res.status != "completed":
-                row = {k: (v if k == "RTE" else None) for k, v in row.items()}
-            per_seed[name][s] = row
-            if s == seeds[0]:
-                histories[name] = _history(res.history)
+        try:
+            cands = _candidates(spec, args, cfg0, budget, cfg0.seed)
+            rows: list[dict[str, Any]] = []
+            forget_authors = {x.author for x in tiny.split.forget}
+            val_retain = tuple(q for q in tiny.val_retain_train if q.author not in forget_authors)
+            for i, mc in enumerate(cands):
+                res, model, tok = run_lm_method(
+                    spec.method_cls(mc), target, tiny.val.forget, val_retain + util, cfg0, seeds[0]
+                )
+                ev = evaluate_tofu(
+                    model,
+                    tok,
+                    tiny.val,
+                    cfg0.prompt,
+                    batch_size=cfg0.eval_batch_size,
+                    max_length=cfg0.max_length,
+                    max_new_tokens=cfg0.max_new_tokens,
+                )
+                score, fq, mu = validation_score(ev, val_logs) if res.status == "completed" else (-math.inf, 0.0, 0.0)
+                rows.append(
+                    {"config": config_to_dict(mc), "score": score, "fq_val": fq, "mu_val": mu, "status": res.status}
+                )
+                log.info("%s candidate %d: val score %.3f (FQ %.3g, MU %.3f)", name, i, score, fq, mu)
+            best = cands[int(np.argmax([r["score"] for r in rows]))]
+            search[name], selected[name] = rows, config_to_dict(best)
+            per_seed[name] = {}
+            for s in seeds:
+                res, model, tok = run_lm_method(
+                    spec.method_cls(best), target, tiny.split.forget, tiny.split.retain + util, cfg0, s
+                )
+                ev = evaluate_tofu(
+                    model,
+                    tok,
+                    tiny.split,
+                    cfg0.prompt,
+                    retain_logs=logs,
+                    batch_size=cfg0.eval_batch_size,
+                    max_length=cfg0.max_length,
+                    max_new_tokens=cfg0.max_new_tokens,
+                )
+                write_tofu_eval(runs / f"{name}-seed{s}", ev)
+                row = report(ev, res.wall_time_s)
+                if res.status != "completed":
+                    row = {k: (v if k == "RTE" else None) for k, v in row.items()}
+                per_seed[name][s] = row
+                if s == seeds[0]:
+                    histories[name] = _history(res.history)
+        except Exception as exc:  # a crashing method is reported, the comparison goes on
+            log.exception("method %s failed", name)
+            failed[name] = f"{type(exc).__name__}: {exc}"[:300]
+            per_seed.pop(name, None)
+            selected.pop(name, None)
     summary = {n: {k: _agg([d[s][k] for s in seeds]) for k in REPORT} for n, d in per_seed.items()}
     results = {
         "benchmark": "tinytofu",
@@ -760,6 +767,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "per_seed": {n: {str(s): v for s, v in d.items()} for n, d in per_seed.items()},
         "summary": {n: {k: list(v) for k, v in d.items()} for n, d in summary.items()},
         "skipped": skipped,
+        "failed": failed,
     }
     _write_bench(out, results, summary, histories)
     return results
@@ -797,6 +805,8 @@ def results_markdown(results: Mapping[str, Any], summary: Mapping[str, Mapping[s
         lines.append(f"- {n}: {shown}")
     if results["skipped"]:
         lines += ["", f"Skipped (not available): {', '.join(results['skipped'])}"]
+    for n, why in results.get("failed", {}).items():
+        lines += ["", f"Failed: {n}: {why}"]
     return "\n".join(lines) + "\n"
 
 

@@ -194,9 +194,7 @@ def encode_prompt(tokenizer: Any, question: str, template: PromptTemplate) -> li
     return ids
 
 
-def encode_qa(
-    tokenizer: Any, question: str, answer: str, template: PromptTemplate, max_length: int = 128
-) -> EncodedQA:
+def encode_qa(tokenizer: Any, question: str, answer: str, template: PromptTemplate, max_length: int = 128) -> EncodedQA:
     """Tokenize one question-answer pair with labels only on the answer tokens (EOS included).
 
     Args:
@@ -261,9 +259,7 @@ def make_batches(
     out = []
     for s in range(0, len(enc), batch_size):
         its = tuple(items[s : s + batch_size]) if items is not None else ()
-        out.append(
-            collate_qa(enc[s : s + batch_size], int(pad), range(s, min(s + batch_size, len(enc))), its)
-        )
+        out.append(collate_qa(enc[s : s + batch_size], int(pad), range(s, min(s + batch_size, len(enc))), its))
     return out
 
 
@@ -308,6 +304,7 @@ def build_tiny_gpt2(tokenizer: Any, config: TinyGPT2Config, seed: int) -> Any:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    cfg._attn_implementation = "eager"  # double backward (second-order methods such as OFMU) needs eager
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = GPT2LMHeadModel(cfg)
@@ -320,7 +317,10 @@ _DTYPES = ("float32", "bfloat16")
 
 
 def load_causal_lm(
-    path: str | os.PathLike[str], dtype: str = "float32", device: str = "cpu"
+    path: str | os.PathLike[str],
+    dtype: str = "float32",
+    device: str = "cpu",
+    attn_implementation: str | None = "eager",
 ) -> tuple[Any, Any]:
     """Load any ``AutoModelForCausalLM`` and its tokenizer from a local directory (no downloads).
 
@@ -330,6 +330,9 @@ def load_causal_lm(
         path: a directory written by ``save_pretrained`` (``config.json``, weights, tokenizer files).
         dtype: "float32" or "bfloat16".
         device: torch device string.
+        attn_implementation: passed to ``from_pretrained`` ("eager" by default: fused attention
+            kernels have no double backward, which second-order methods such as OFMU need; None keeps the
+            model's own choice).
 
     Raises:
         CheckpointError: the directory is missing or does not hold a loadable model.
@@ -345,10 +348,11 @@ def load_causal_lm(
         raise CheckpointError(f"model directory {str(p)!r} does not exist or is not a directory")
     if not (p / "config.json").is_file():
         raise CheckpointError(f"model directory {str(p)!r}: expected a config.json (save_pretrained output)")
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(  # type: ignore[call-overload,arg-type]
-            str(p), local_files_only=True, dtype=getattr(torch, dtype), use_safetensors=True
+            str(p), local_files_only=True, dtype=getattr(torch, dtype), use_safetensors=True, **extra
         )
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"model directory {str(p)!r} could not be loaded: {exc}") from exc
