@@ -321,23 +321,30 @@ def paper_convex_claim(*, quick: bool = False, seed: int = 0) -> ExperimentResul
               "round_map_spectral_radius": [radii[T] for T in Ts], "penalized_minimizer_distance": penalized_bias,
               "error_decreases_in_K_for_every_T": monotone}
     crit = "|fitted - claimed| <= 0.15 and R2 >= 0.95"
+    holds_k = abs(fit_k.slope + 1.0) <= 0.15 and fit_k.r2 >= 0.95
+    finding_k = (
+        f"the error follows 1/K (slope {fit_k.slope:.2f})" if holds_k else
+        f"the error does not follow 1/K (slope {fit_k.slope:.2f}, R2 {fit_k.r2:.2f}): it falls geometrically "
+        f"(round-map spectral radius {radii[Ts[-1]]:.4f})"
+    ) + (f" and then stays at the K → ∞ limit {limits[Ts[-1]]:.3g} > 0, a penalty bias that the claimed bound "
+         f"omits (the penalized minimizer is {penalized_bias:.3g} away)" if limits[Ts[-1]] > 1e-12 else "")
+    finding_t = (
+        (f"the error hardly depends on T (largest/smallest over T = {spread:.3g})" if spread < 2.0 else
+         f"the error varies with T by a factor {spread:.3g} (slope {fit_t.slope:.2f})")
+        + ("; it decreases in K for every T, so the inner error does not accumulate with K and no K/T^2 term is "
+           "visible" if monotone else "; it does not decrease monotonically in K for every T")
+    )
     records = [
         claim_record(
             "paper_convex_claim", f"Q-OFMU, rho={rho:g}: error vs K at T={Ts[-1]} (claimed O(1/K))",
             fitted=fit_k.slope, expected=-1.0, r2=fit_k.r2,
-            holds=abs(fit_k.slope + 1.0) <= 0.15 and fit_k.r2 >= 0.95, criterion=crit,
-            finding=(f"the error does not follow 1/K: it falls geometrically (round-map spectral radius "
-                     f"{radii[Ts[-1]]:.4f}) and then stays at the K → ∞ limit {limits[Ts[-1]]:.3g} > 0, a penalty "
-                     f"bias that the claimed bound omits (the penalized minimizer is {penalized_bias:.3g} away)"),
+            holds=holds_k, criterion=crit, finding=finding_k,
             details={**common, "K": _l(Ks), "error": _l(e_k), "fit_window": [fit_k.start, fit_k.stop]},
         ),
         claim_record(
             "paper_convex_claim", f"Q-OFMU, rho={rho:g}: error vs T at K={k_max} (claimed O(K/T^2))",
             fitted=fit_t.slope, expected=-2.0, r2=fit_t.r2,
-            holds=abs(fit_t.slope + 2.0) <= 0.15 and fit_t.r2 >= 0.95, criterion=crit,
-            finding=(f"the error hardly depends on T (largest/smallest over T = {spread:.3g}); the inner error does "
-                     "not accumulate with K" + (" (the error decreases in K for every T)" if monotone else "")
-                     + "; no K/T^2 term is visible"),
+            holds=abs(fit_t.slope + 2.0) <= 0.15 and fit_t.r2 >= 0.95, criterion=crit, finding=finding_t,
             details={**common, "error_at_K_max": _l(e_t)},
         ),
         claim_record(
