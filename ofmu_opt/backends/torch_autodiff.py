@@ -117,7 +117,10 @@ def similarity_value(a: TorchVec, b: TorchVec, kind: str, eps: float) -> Tensor:
     if kind == "none":
         return torch.zeros((), dtype=_flat(a)[0].dtype, device=_flat(a)[0].device)
     p = _vdot(a, b)
-    d = _vnorm(a) * _vnorm(b) + eps
+    nn_ = _vnorm(a) * _vnorm(b)
+    # eps as a tensor: adding a Python float here makes torch 2.13's forward-mode rule emit a float64
+    # tangent for float32 inputs (a dtype error in forward-over-reverse HVPs)
+    d = nn_ + torch.full_like(nn_, eps)
     ok = d > 0
     c = torch.where(ok, p / torch.where(ok, d, torch.ones_like(d)), torch.zeros_like(p))
     if kind == "signed":

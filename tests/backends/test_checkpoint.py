@@ -98,7 +98,7 @@ def test_unstorable_values_raise() -> None:
 def test_run_killed_mid_way_resumes_to_the_same_parameters(tmp_path: Path) -> None:
     ckpt, out = tmp_path / "ckpt", tmp_path / "final.safetensors"
     worker = [sys.executable, str(HERE / "_resume_worker.py"), str(ckpt), str(out), str(ROUNDS)]
-    proc = subprocess.Popen([*worker, "0.3"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*worker, "0.25"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         reached = 0

@@ -215,3 +215,24 @@ def test_forward_over_reverse_runs_fewer_reverse_passes_than_double_backward(mon
     # forward-over-reverse: one reverse sweep (inside torch.func.grad) carried out in dual numbers;
     # double backward: two sweeps, the second through the first's graph; finite differences: two gradients
     assert counts == {"forward_over_reverse": 1, "double_backward": 2, "finite_difference": 2}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inner_objective_in_low_precision_keeps_dtype_and_modes_agree(dtype: torch.dtype) -> None:
+    """Regression: a Python-float ε made forward-mode emit float64 tangents for float32 inputs."""
+    net = _net(4, False)
+    y = tuple(t.to(dtype) for t in net["y"])
+    v = tuple(t.to(dtype) for t in _rand_like(net["y"], 9))
+
+    def cast(fn: Any) -> Any:
+        return lambda x, yy, b: fn(None, tuple(t.double() for t in yy), b).to(dtype)
+
+    out = {}
+    for autodiff in ("forward_over_reverse", "double_backward"):
+        phi = AutodiffInner(cast(net["f"]), cast(net["g"]), _spec("signed", "exact", -1.0), has_x=False,
+                            autodiff=autodiff)
+        h = phi.hvp(None, y, v)[1]
+        assert all(t.dtype == dtype for t in h)
+        out[autodiff] = np.concatenate([t.double().reshape(-1).numpy() for t in h])
+    tol = 1e-4 if dtype == torch.float32 else 5e-2
+    np.testing.assert_allclose(out["forward_over_reverse"], out["double_backward"], rtol=tol, atol=tol)

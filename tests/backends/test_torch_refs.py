@@ -27,6 +27,7 @@ from ofmu_opt.reference.torch_refs import TorchReferenceProblem, torch_reference
 torch.set_num_threads(1)
 
 ROUNDS = 15
+ROUNDS_VPBGD = 4  # each V-PBGD round refits its surrogate with up to hundreds of inner steps
 ROUNDS_EXPANDING = 6
 EXPANDING = {("P1b", "ofmu"), ("P2", "ofmu"), ("QOFMU", "ofmu")}
 FULL = {("P4", "ofmu"), ("P4", "gpbgd"), ("P4", "vpbgd"), ("QOFMU-orth", "ofmu"), ("QOFMU-orth", "gpbgd"),
@@ -76,7 +77,9 @@ def test_the_covered_pairs_are_all_applicable_pairs() -> None:
 def test_torch_and_numpy_agree_round_by_round(rid: str, preset: str) -> None:
     ref = get_reference(rid)
     tref = torch_reference(ref)
-    rounds = ROUNDS_EXPANDING if (rid, preset) in EXPANDING else ROUNDS
+    rounds = ROUNDS_EXPANDING if (rid, preset) in EXPANDING else (ROUNDS_VPBGD if preset == "vpbgd" else ROUNDS)
+    if (rid, preset) == ("P1b", "vpbgd"):
+        rounds = 2  # its first rounds take ~1000 inner steps each on the rank-deficient inner problem
     s = _solver(ref, preset).replace(maxiter=rounds)
     rn = s.run(ref.problem, ref.x0, ref.y0)
     rt = s.run(tref.problem, tref.x0, tref.y0)

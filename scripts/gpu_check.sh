@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One short GPU check: the `gpu`-marked tests, then the step-cost timing benchmark.
+# Results go to $OUT (if set) or to benchmarks/results/. Usage: scripts/gpu_check.sh [python]
+set -uo pipefail
+PY="${1:-${PYTHON:-.venv/bin/python}}"
+[ -x "$PY" ] || PY=python3
+OUTDIR="${OUT:-benchmarks/results}"
+mkdir -p "$OUTDIR"
+"$PY" - <<'PYEOF' > "$OUTDIR/gpu_env.txt" 2>&1
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print(torch.cuda.get_device_name(0))
+PYEOF
+cat "$OUTDIR/gpu_env.txt"
+"$PY" -m pytest -q -m gpu tests/backends/test_torch_gpu.py --junitxml="$OUTDIR/gpu_tests.xml" 2>&1 | tee "$OUTDIR/gpu_tests.txt"
+status=${PIPESTATUS[0]}
+for dt in float32 bfloat16; do
+  "$PY" benchmarks/gpu_timing.py --dtype "$dt" --width 1024 --depth 4 --batch 512 --repeats 20 \
+    --out "$OUTDIR/gpu_timing_${dt}.json" 2>&1 | tee "$OUTDIR/gpu_timing_${dt}.txt"
+done
+exit "$status"
