@@ -129,3 +129,10 @@ def test_bad_arguments() -> None:
         torch_reference(get_reference("P3"), dtype=torch.int64)
     with pytest.raises(ProblemSpecError):
         torch_reference("P3")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rid", "preset"), [pr for pr in PAIRS if pr[1] in ("gpbgd", "vpbgd") and pr not in FULL])
+def test_torch_and_numpy_agree_on_full_solves_slow(rid: str, preset: str) -> None:
+    """Full solves of the remaining G-PBGD and V-PBGD pairs (~5–60 s each on torch; opt in with -m slow)."""
+    test_torch_and_numpy_agree_on_full_solves(rid, preset)
