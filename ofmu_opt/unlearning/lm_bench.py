@@ -81,6 +81,8 @@ __all__ = [
     "eval_main",
     "experiment_config",
     "run_bench",
+    "run_lm_method",
+    "run_on_streams",
     "unlearn_main",
 ]
 
@@ -371,12 +373,6 @@ class _Stream:
         return b.to(self.device)
 
 
-def _stream(tok: Any, items: Sequence[QAItem], cfg: LMExperimentConfig, seed: int, device: torch.device) -> _Stream:
-    enc = [encode_qa(tok, q.question, q.answer, cfg.prompt, cfg.max_length) for q in items]
-    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-    return _Stream(enc, items, pad, cfg.batch_size, seed, device)
-
-
 def run_lm_method(
     method: Any,
     model_dir: Path,
@@ -388,27 +384,55 @@ def run_lm_method(
     """Load the model from ``model_dir``, unlearn ``forget`` while keeping ``retain``; returns (result, model, tok)."""
     device = _device(cfg.device)
     model, tok = load_causal_lm(model_dir, cfg.dtype, str(device))
+    pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+
+    def enc(items: Sequence[QAItem]) -> list[EncodedQA]:
+        return [encode_qa(tok, q.question, q.answer, cfg.prompt, cfg.max_length) for q in items]
+
+    streams = (
+        _Stream(enc(forget), forget, pad, cfg.batch_size, seed * 2 + 11, device),
+        _Stream(enc(retain), retain, pad, cfg.batch_size, seed * 2 + 12, device),
+    )
+    adapter = CausalLMAdapter(tok, cfg.prompt, cfg.max_length)
+    res, out = run_on_streams(method, model, adapter, streams, seed, device, cfg.lora_r, cfg.diagnostics_every)
+    return res, out, tok
+
+
+def run_on_streams(
+    method: Any,
+    model: Any,
+    adapter: CausalLMAdapter,
+    streams: tuple[Iterator[LMBatch], Iterator[LMBatch]],
+    seed: int,
+    device: torch.device,
+    lora_r: int = 0,
+    diagnostics_every: int = 0,
+) -> tuple[MethodResult, Any]:
+    """Run ``method`` on ``model`` (a frozen copy is the reference) with forget/retain batch streams.
+
+    With ``lora_r > 0`` the model is wrapped in LoRA adapters first (only they train).
+    """
     reference = copy.deepcopy(model).eval()
     for p in reference.parameters():
         p.requires_grad_(False)
-    if cfg.lora_r > 0:
-        model = apply_lora(model, r=cfg.lora_r, alpha=2 * cfg.lora_r)
+    if lora_r > 0:
+        model = apply_lora(model, r=lora_r, alpha=2 * lora_r)
     model.train()
     records: list[StepRecord] = []
     ctx = UnlearnContext(
         model=model,
         reference=reference,
-        adapter=CausalLMAdapter(tok, cfg.prompt, cfg.max_length),
-        forget=_stream(tok, forget, cfg, seed * 2 + 11, device),
-        retain=_stream(tok, retain, cfg, seed * 2 + 12, device),
+        adapter=adapter,
+        forget=streams[0],
+        retain=streams[1],
         seed=seed,
         device=device,
-        diagnostics=records.append if cfg.diagnostics_every else None,
-        diagnostics_every=cfg.diagnostics_every,
+        diagnostics=records.append if diagnostics_every else None,
+        diagnostics_every=diagnostics_every,
     )
     res: MethodResult = method.run(ctx)
     res.model.eval()
-    return res, res.model, tok
+    return res, res.model
 
 
 def _history(records: Sequence[Any]) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ __all__ = [
     "recipe_hash",
     "save_causal_lm",
     "train_causal_lm",
+    "train_encoded",
     "train_tokenizer",
     "trainable_parameters",
 ]
@@ -458,12 +459,23 @@ def train_causal_lm(
     Returns:
         The mean training loss of each epoch.
     """
-    import torch
-
     if not pairs:
         raise DataError("pairs: expected at least one training pair, received none")
     enc = [encode_qa(tokenizer, q, a, template, config.max_length) for q, a in pairs]
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+    return train_encoded(model, enc, pad, config)
+
+
+def train_encoded(model: Any, enc: Sequence[EncodedQA], pad: int, config: TrainConfig) -> list[float]:
+    """Fine-tune ``model`` in place on already encoded examples (QA pairs or corpus chunks).
+
+    Returns:
+        The mean training loss of each epoch.
+    """
+    import torch
+
+    if not enc:
+        raise DataError("enc: expected at least one encoded example, received none")
     params = trainable_parameters(model)
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
