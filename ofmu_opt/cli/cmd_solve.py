@@ -55,13 +55,13 @@ def solve_reference(
     elif backend != "numpy":
         raise ConfigError(f"--backend: expected 'numpy' or 'torch', received {backend!r}")
     t0 = time.perf_counter()
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # a diverging baseline (scalarized) overflows; its status says so
         res = solver.run(run_ref.problem, run_ref.x0, run_ref.y0)
-    wall = time.perf_counter() - t0
-    sp = run_ref.problem.space
-    x = None if res.x is None else sp.to_host(res.x)
-    y = sp.to_host(res.y)
-    distance = ref.distance(None if x is None else np.asarray(x), np.asarray(y))
+        wall = time.perf_counter() - t0
+        sp = run_ref.problem.space
+        x = None if res.x is None else sp.to_host(res.x)
+        y = sp.to_host(res.y)
+        distance = ref.distance(None if x is None else np.asarray(x), np.asarray(y))
     return {
         "problem": ref.id, "solver": solver_name, "backend": backend, "status": res.status.value,
         "success": res.success, "message": res.message, "nit": res.nit, "fun": res.fun, "f_star": ref.f_star,
