@@ -133,6 +133,18 @@ def test_bad_arguments() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("rid", "preset"), [pr for pr in PAIRS if pr[1] in ("gpbgd", "vpbgd") and pr not in FULL])
-def test_torch_and_numpy_agree_on_full_solves_slow(rid: str, preset: str) -> None:
+def test_torch_and_numpy_agree_on_full_solves_slow(rid: str, preset: str, request: pytest.FixtureRequest) -> None:
     """Full solves of the remaining G-PBGD and V-PBGD pairs (~5–60 s each on torch; opt in with -m slow)."""
-    test_torch_and_numpy_agree_on_full_solves(rid, preset)
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("full solves on torch take minutes in all; opt in with -m slow")
+    ref = get_reference(rid)
+    tref = torch_reference(ref)
+    s = _solver(ref, preset)
+    rn = s.run(ref.problem, ref.x0, ref.y0)
+    rt = s.run(tref.problem, tref.x0, tref.y0)
+    assert rn.success and rt.success
+    # over thousands of rounds a line-search or momentum-restart test that sits within round-off of its
+    # threshold can flip (measured on P3/P9 with V-PBGD: round 784, then 1232 vs 1197 rounds); the final
+    # points then differ by the solver's own accuracy (measured 2.5e-8), not by the backend
+    gap = _gap((rn.x, rn.y), (rt.x, rt.y))
+    assert gap < (1e-8 if rt.nit == rn.nit else 1e-2 * s.tol)
