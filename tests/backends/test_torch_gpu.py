@@ -57,3 +57,33 @@ def test_module_problem_on_cuda_runs_ofmu_rounds() -> None:
     for k in range(3):
         state = solver.update(mp.problem, state, batch=mp.round_batches(k, 2))
     assert state.terminal == "" and all(t.device.type == "cuda" for t in state.y)
+
+
+@pytest.mark.parametrize("hvp", ["exact", "finite_difference", "forget_hessian"])
+def test_inner_steps_and_hvps_never_synchronise_with_the_host(hvp: str) -> None:
+    """No `.item()`/host sync inside the inner loop: CUDA's sync debug mode turns any sync into an error."""
+    from torch import nn
+
+    from ofmu_opt.backends.torch_module import module_problem
+    from ofmu_opt.core.inner import InnerSpec
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).cuda()
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(32, 8, generator=g).cuda(), torch.randint(0, 3, (32,), generator=g).cuda())
+    mp = module_problem(model, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]), data, data, batch_size=16)
+    rb = mp.round_batches(0, 3)
+    phi = mp.problem.inner_factory(InnerSpec("signed", 0.1, 1e-8, hvp, 1e-3, -1.0))
+    sp, y = mp.problem.space, mp.y0
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for b in rb.inner:
+            _, gy = phi.grad(None, y, batch=b)
+            y = sp.axpy(-0.01, gy, y)
+        _, v = phi.grad(None, y, batch=rb.outer)
+        hv = phi.hvp(None, y, v, batch=rb.outer)[1]
+        pen = sp.dot(v, v)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(pen) and all(t.is_cuda for t in hv)
