@@ -29,7 +29,7 @@ EOS included; ``P = exp(-loss)``):
   ``k = n - 1`` (open-unlearning's loop convention) and the value is ``1/n``.
 
 Example:
-    >>> truth_ratio_aggregate([1.0, 0.5], "closer_to_1")
+    >>> round(truth_ratio_aggregate([1.0, 0.5], "closer_to_1"), 6)
     0.75
     >>> extraction_strength([False, True, True, True])
     0.75
