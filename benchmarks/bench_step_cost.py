@@ -100,7 +100,8 @@ def lm_workload(batch: int, n_batches: int, device: torch.device, seed: int) -> 
     qa = [(q.question, q.answer) for q in data.qa]
     batches = [b.to(device) for b in make_batches(tok, qa, template, batch, 128)]
     adapter = CausalLMAdapter(tokenizer=tok, template=template)
-    pairs = [ModuleBatch(batches[(2 * k) % len(batches)], batches[(2 * k + 1) % len(batches)]) for k in range(n_batches)]
+    n = len(batches)
+    pairs = [ModuleBatch(batches[(2 * k) % n], batches[(2 * k + 1) % n]) for k in range(n_batches)]
 
     def nll(m: nn.Module, b: Any) -> torch.Tensor:
         return adapter.per_example_nll(m, b).mean()
@@ -339,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for res in results for r in res["rows"]]
     payload = {
         "machine": machine_info(),
-        "settings": {**vars(a), "repeats": repeats, "lm_repeats": lm_repeats, "lm_batch": lm_batch, "device": str(device),
-                     "torch_threads": torch.get_num_threads()},
+        "settings": {**vars(a), "repeats": repeats, "lm_repeats": lm_repeats, "lm_batch": lm_batch,
+                     "device": str(device), "torch_threads": torch.get_num_threads()},
         "method": {
             "ratios": "median over repeats of the per-repeat ratio; cases interleaved in a rotating order",
             "ga/graddiff": "torch.optim.Adam step after loss.backward() on the module, as the GA/GradDiff methods",
