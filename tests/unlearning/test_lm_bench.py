@@ -153,3 +153,36 @@ def test_local_model_by_path_unlearned_and_evaluated(tmp_path: Path, method: str
         assert moved
     ev = evaluate_tofu(model, tok2, tiny.split, cfg.prompt, max_new_tokens=4, max_length=96)
     assert 0.0 <= ev["forget_Q_A_Prob"]["agg_value"] <= 1.0
+
+
+def test_real_tofu_path_files_and_local_model_through_eval_cli(tmp_path: Path) -> None:
+    """TinyTOFU written in the public TOFU layout, read back by the file loader, evaluated via `eval`."""
+    from ofmu_opt.unlearning.data.tofu_files import load_tofu_split
+    from ofmu_opt.unlearning.models.hf import TinyGPT2Config, build_tiny_gpt2, train_tokenizer
+
+    tiny = tiny_data(_cfg(tmp_path))
+    tiny.data.write_tofu_files(tmp_path / "tofu", "forget10")
+    loaded = load_tofu_split(tmp_path / "tofu", "forget10")
+    for a, b in zip(loaded.forget, tiny.split.forget, strict=True):
+        assert (a.question, a.answer, a.paraphrased_answer, a.perturbed_answers) == (
+            b.question,
+            b.answer,
+            b.paraphrased_answer,
+            b.perturbed_answers,
+        )
+    assert len(loaded.retain) == len(tiny.split.retain) and len(loaded.holdout) == len(tiny.split.holdout)
+    tok = train_tokenizer([q.question + " " + q.answer for q in tiny.data.qa], vocab_size=600)
+    build_tiny_gpt2(tok, TinyGPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=96), 0).save_pretrained(
+        str(tmp_path / "m")
+    )
+    tok.save_pretrained(str(tmp_path / "m"))
+    base = _args(tmp_path, benchmark="tofu", model=str(tmp_path / "m"), data=str(tmp_path / "tofu"))
+    assert lm_bench.eval_main(argparse.Namespace(**{**vars(base), "out": str(tmp_path / "e1")})) == 0
+    first = json.loads((tmp_path / "e1" / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
+    assert first["forget_quality"] is None  # no retain logs: missing, not a number
+    logs = str(tmp_path / "e1" / "TOFU_EVAL.json")
+    assert (
+        lm_bench.eval_main(argparse.Namespace(**{**vars(base), "out": str(tmp_path / "e2"), "retain_logs": logs})) == 0
+    )
+    second = json.loads((tmp_path / "e2" / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
+    assert second["forget_quality"] == 1.0 and second["privleak"] == pytest.approx(0.0, abs=1e-6)

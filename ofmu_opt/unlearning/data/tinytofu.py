@@ -35,9 +35,11 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError, DataError
@@ -185,8 +187,7 @@ class TinyTofuConfig:
             )
         if self.n_perturbed >= self.n_authors:
             raise ConfigError(
-                f"TinyTofuConfig.n_perturbed: expected < n_authors={self.n_authors}, "
-                f"received {self.n_perturbed}"
+                f"TinyTofuConfig.n_perturbed: expected < n_authors={self.n_authors}, received {self.n_perturbed}"
             )
 
 
@@ -269,6 +270,30 @@ class TinyTofu:
             real_authors=self.real_authors,
             world_facts=self.world_facts,
         )
+
+    def write_tofu_files(self, directory: str | os.PathLike[str], split: str) -> list[Path]:
+        """Write ``split`` in the public TOFU file layout (JSON) so the real-data loader can read it.
+
+        Files: ``{split}_perturbed.json``, ``retain_perturbed.json``, ``holdoutNN.json``,
+        ``real_authors_perturbed.json``, ``world_facts_perturbed.json`` and ``retainMM.json``
+        (MM = 100 - NN), each an array of records in the public schema.
+        """
+        from ..._io import atomic_write_json, safe_child
+
+        s = self.split(split)
+        nn = int(split[6:])
+        files = {
+            f"{split}_perturbed.json": s.forget,
+            "retain_perturbed.json": s.retain_eval,
+            f"holdout{nn:02d}.json": s.holdout,
+            "real_authors_perturbed.json": s.real_authors,
+            "world_facts_perturbed.json": s.world_facts,
+            f"retain{100 - nn:02d}.json": s.retain,
+        }
+        return [
+            atomic_write_json(safe_child(directory, name), [q.to_json() for q in items])
+            for name, items in files.items()
+        ]
 
     def fingerprint(self) -> str:
         """SHA-256 of the generated content (for cache keys and provenance)."""
