@@ -15,8 +15,11 @@ PYEOF
 cat "$OUTDIR/gpu_env.txt"
 "$PY" -m pytest -q -m gpu tests/backends/test_torch_gpu.py --junitxml="$OUTDIR/gpu_tests.xml" 2>&1 | tee "$OUTDIR/gpu_tests.txt"
 status=${PIPESTATUS[0]}
+# BENCH_ARGS overrides the model size (e.g. BENCH_ARGS="--device cpu --width 64 --depth 2 --batch 32" for a smoke run)
+BENCH_ARGS="${BENCH_ARGS:---width 1024 --depth 4 --batch 512 --repeats 20}"
 for dt in float32 bfloat16; do
-  "$PY" benchmarks/gpu_timing.py --dtype "$dt" --width 1024 --depth 4 --batch 512 --repeats 20 \
+  # shellcheck disable=SC2086
+  "$PY" benchmarks/gpu_timing.py --dtype "$dt" $BENCH_ARGS \
     --out "$OUTDIR/gpu_timing_${dt}.json" 2>&1 | tee "$OUTDIR/gpu_timing_${dt}.txt"
 done
 exit "$status"
