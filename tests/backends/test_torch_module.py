@@ -103,3 +103,24 @@ def test_uneven_accumulation_and_bad_batches_raise() -> None:
     assert mp.problem.inner.grad(None, mp.y0, batch=ModuleBatch(_data(1), _data(2)))[1][0].shape == (6, 4)
     with pytest.raises(ConfigError, match="accumulation"):
         module_problem(_model(), _ce, None, None, accumulation=0)
+
+
+def test_ofmu_rounds_in_bfloat16_keep_the_dtype_and_stay_finite() -> None:
+    from ofmu_opt.core import solver as S
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).to(torch.bfloat16)
+    X, y = _data(1)
+    data = (X.to(torch.bfloat16), y)
+
+    def ce(mm: nn.Module, b: Any) -> torch.Tensor:
+        return nn.functional.cross_entropy(mm(b[0]).float(), b[1])
+
+    mp = module_problem(m, ce, data, data, batch_size=6)
+    solver = S.ofmu(inner_steps=2, outer_rule="adam", outer_lr=1e-2)
+    state = solver.init_state(mp.problem, None, mp.y0)
+    for k in range(2):
+        state = solver.update(mp.problem, state, batch=mp.round_batches(k, 2))
+    assert state.terminal == "" and all(t.dtype == torch.bfloat16 for t in state.y)
+    assert mp.problem.space.all_finite(state.y)
+    assert not all(torch.equal(a, b) for a, b in zip(state.y, mp.y0, strict=True))
