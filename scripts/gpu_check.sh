@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One short GPU check: the `gpu`-marked tests, then the step-cost timing benchmark.
+# One short GPU check: the `gpu`-marked tests, the step-cost timing benchmark, then the unlearning
+# step-cost benchmark (benchmarks/bench_step_cost.py --quick on CUDA: same tables as `make bench`).
 # Results go to $OUT (if set) or to benchmarks/results/. Usage: scripts/gpu_check.sh [python]
 set -uo pipefail
 PY="${1:-${PYTHON:-.venv/bin/python}}"
@@ -22,4 +23,6 @@ for dt in float32 bfloat16; do
   "$PY" benchmarks/gpu_timing.py --dtype "$dt" $BENCH_ARGS \
     --out "$OUTDIR/gpu_timing_${dt}.json" 2>&1 | tee "$OUTDIR/gpu_timing_${dt}.txt"
 done
+"$PY" -m benchmarks.bench_step_cost --quick --device cuda --threads 0 --out "$OUTDIR" 2>&1 \
+  | tee "$OUTDIR/step_cost.txt"
 exit "$status"
