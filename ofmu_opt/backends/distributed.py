@@ -5,8 +5,9 @@ Every rank holds the full parameter tuple and evaluates the losses on its shard 
 third-order products, all linear in the loss — *before* the solver sees them, so every dot product,
 norm and cosine the core computes is the global one, and every rank takes the bit-identical step (an
 all-reduce leaves the same bytes on every rank). The similarity-aware inner objective φ is then composed
-by the core (:class:`~ofmu_opt.core.inner.ComposedInner`) from these averaged oracles: its cosine needs
-the global gradients, which a per-rank autodiff φ would not see. With equal shard sizes the average of
+from these averaged oracles (:class:`~ofmu_opt.backends.torch_autodiff.ComposedTorchInner`, exact and
+free of host synchronisation): its cosine needs the global gradients, which a per-rank autodiff φ would
+not see. With equal shard sizes the average of
 the shard means is the global mean, so a run on ``W`` ranks equals a single-process run on the same
 global batches up to floating-point summation order.
 
@@ -34,7 +35,8 @@ from torch import Tensor
 from .._typing import Batch, Pair
 from ..errors import BackendError
 from ..problem.bilevel import BilevelProblem
-from .torch_backend import TorchVec
+from .torch_autodiff import composed_inner_factory
+from .torch_backend import TorchSpace, TorchVec
 
 __all__ = [
     "AllReduceObjective",
@@ -155,12 +157,13 @@ class AllReduceObjective:
 
 
 def distributed_problem(problem: BilevelProblem, *, shard_batches: bool = True) -> BilevelProblem:
-    """The data-parallel version of ``problem``: averaged oracles, φ composed from them by the core."""
+    """The data-parallel version of ``problem``: averaged oracles, and φ composed from them
+    (:class:`~ofmu_opt.backends.torch_autodiff.ComposedTorchInner`: exact, no host synchronisation)."""
+    outer = AllReduceObjective(problem.outer, shard_batches=shard_batches)
+    inner = AllReduceObjective(problem.inner, shard_batches=shard_batches)
+    space = problem.space if isinstance(problem.space, TorchSpace) else None
     return replace(
-        problem,
-        outer=AllReduceObjective(problem.outer, shard_batches=shard_batches),
-        inner=AllReduceObjective(problem.inner, shard_batches=shard_batches),
-        inner_factory=None,
+        problem, outer=outer, inner=inner, inner_factory=composed_inner_factory(outer, inner, space=space)
     )
 
 

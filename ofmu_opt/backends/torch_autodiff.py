@@ -52,9 +52,11 @@ from .torch_backend import TorchSpace, TorchVec
 __all__ = [
     "AUTODIFF_MODES",
     "AutodiffInner",
+    "ComposedTorchInner",
     "TorchFn",
     "TorchObjective",
     "autodiff_inner_factory",
+    "composed_inner_factory",
     "similarity_value",
 ]
 
@@ -395,6 +397,104 @@ class AutodiffInner:
             sp = self.space
             return (None if hx is None else sp.scale(hx, self.sign), sp.scale(hy, self.sign))
         return self.phi.hvp(x, y, v, batch=batch)
+
+
+class ComposedTorchInner:
+    r"""φ composed from ``f``/``g`` oracles like :class:`~ofmu_opt.core.inner.ComposedInner`, but with every
+    scalar of the cosine kept as a tensor: no host synchronisation.
+
+    For oracles whose outputs are already global — data-parallel oracles averaged across ranks, or
+    accumulated micro-batch oracles — the cosine must be formed from those outputs, so φ cannot be one
+    autodiff function of the local loss. The derivatives of ``sim(a, b)`` with respect to the two
+    gradients (and their directional derivative, for the exact HVP) are taken by ``torch.func`` on the
+    similarity alone; the rest uses the oracles' ``hvp`` and ``tvp``:
+
+    .. math::  \nabla\varphi = s\nabla g + \beta(-s\,H_g u_a + H_f u_b), \quad (u_a, u_b) = \nabla\mathrm{sim}(a, b)
+
+    Args:
+        outer, inner: objectives with ``grad``, ``hvp`` (and ``tvp`` for the exact mode).
+        spec: the :class:`~ofmu_opt.core.inner.InnerSpec`.
+        space: the :class:`TorchSpace`.
+    """
+
+    def __init__(self, outer: Any, inner: Any, spec: Any, *, space: TorchSpace | None = None) -> None:
+        check_choice("hvp", spec.hvp, ("exact", "finite_difference", "forget_hessian"))
+        self.f, self.g, self.spec = outer, inner, spec
+        self.sign, self.beta = float(spec.sign), float(spec.beta)
+        self.active = spec.similarity != "none" and spec.beta != 0.0
+        self.space = space if space is not None else TorchSpace()
+        if self.active and spec.hvp == "exact":
+            for label, obj in (("outer", outer), ("inner", inner)):
+                if not callable(getattr(obj, "tvp", None)):
+                    raise ConfigError(f"hvp: 'exact' needs a tvp oracle of the {label} objective")
+        kind, eps = spec.similarity, spec.eps
+        self._sim_grad = torch.func.grad(lambda a, b: similarity_value(a, b, kind, eps), argnums=(0, 1))
+
+    def _scale(self, p: Pair, c: Any) -> Pair:
+        sp = self.space
+        return (None if p[0] is None else sp.scale(p[0], c), sp.scale(p[1], c))
+
+    def _axpy(self, c: Any, a: Pair, b: Pair) -> Pair:
+        sp = self.space
+        x = b[0] if (a[0] is None or b[0] is None) else sp.axpy(c, a[0], b[0])
+        return (x, sp.axpy(c, a[1], b[1]))
+
+    def _parts(self, x: Any, y: Any, batch: Batch) -> tuple[Pair, Any, Any]:
+        gg = self.g.grad(x, y, batch=batch)
+        fg = self.f.grad(x, y, batch=batch)
+        return gg, self.space.scale(gg[1], -self.sign), fg[1]
+
+    def value(self, x: Any, y: Any, *, batch: Batch = None) -> Tensor:
+        gv = torch.as_tensor(self.g.value(x, y, batch=batch))
+        if not self.active:
+            return self.sign * gv
+        _, a, b = self._parts(x, y, batch)
+        return self.sign * gv + self.beta * similarity_value(a, b, self.spec.similarity, self.spec.eps).to(gv.dtype)
+
+    def grad(self, x: Any, y: Any, *, batch: Batch = None) -> Pair:
+        if not self.active:
+            return self._scale(self.g.grad(x, y, batch=batch), self.sign)
+        gg, a, b = self._parts(x, y, batch)
+        ua, ub = self._sim_grad(a, b)
+        term = self._axpy(-self.sign, self.g.hvp(x, y, ua, batch=batch), self.f.hvp(x, y, ub, batch=batch))
+        return self._axpy(self.beta, term, self._scale(gg, self.sign))
+
+    def hvp(self, x: Any, y: Any, v: Any, *, batch: Batch = None) -> Pair:
+        s, sp = self.sign, self.space
+        if self.spec.hvp == "forget_hessian" or not self.active:
+            return self._scale(self.g.hvp(x, y, v, batch=batch), s)
+        if self.spec.hvp == "finite_difference":
+            nv = sp.norm(v)
+            h = self.spec.fd_step * (1.0 + sp.norm(y)) / torch.where(nv > 0, nv, torch.ones_like(nv))
+            gp = self.grad(x, sp.axpy(h, v, y), batch=batch)
+            gm = self.grad(x, sp.axpy(-h, v, y), batch=batch)
+            return self._scale(self._axpy(-1.0, gm, gp), 0.5 / h)
+        _, a, b = self._parts(x, y, batch)
+        hg_v = self.g.hvp(x, y, v, batch=batch)
+        hf_v = self.f.hvp(x, y, v, batch=batch)
+        res = torch.func.jvp(self._sim_grad, (a, b), (sp.scale(hg_v[1], -s), hf_v[1]))
+        (ua, ub), (dua, dub) = res[0], res[1]
+        term = self._axpy(-s, self.g.hvp(x, y, dua, batch=batch), self.f.hvp(x, y, dub, batch=batch))
+        term = self._axpy(-s, _zero_none(self.g.tvp(x, y, ua, v, batch=batch), term), term)
+        term = self._axpy(1.0, _zero_none(self.f.tvp(x, y, ub, v, batch=batch), term), term)
+        return self._axpy(self.beta, term, self._scale(hg_v, s))
+
+
+def _zero_none(p: Pair, like: Pair) -> Pair:
+    """A tvp result with ``None`` blocks (zero third derivatives) as zeros shaped like ``like``."""
+    return (
+        None if like[0] is None else (_zeros(like[0]) if p[0] is None else p[0]),
+        _zeros(like[1]) if p[1] is None else p[1],
+    )
+
+
+def composed_inner_factory(outer: Any, inner: Any, *, space: TorchSpace | None = None) -> Callable[[Any], Any]:
+    """The ``inner_factory`` hook that composes φ from given (e.g. all-reduced) oracles without host syncs."""
+
+    def factory(spec: Any) -> ComposedTorchInner:
+        return ComposedTorchInner(outer, inner, spec, space=space)
+
+    return factory
 
 
 def autodiff_inner_factory(

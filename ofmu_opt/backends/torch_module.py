@@ -18,8 +18,8 @@ run draws the same batches). :meth:`ModuleProblem.round_batches` assembles one r
 Gradient accumulation (``accumulation=k``): every oracle splits its batch into ``k`` micro-batches along
 dimension 0 and averages the micro-batch results (gradients, HVPs and third-order products are linear in
 the loss, so the result equals the full batch's); peak memory is that of one micro-batch. φ is then
-composed by the core from these oracles (:class:`~ofmu_opt.core.inner.ComposedInner`, exact with the
-third-order ``tvp``), since the cosine needs the full-batch gradients first.
+composed from these oracles (:class:`~ofmu_opt.backends.torch_autodiff.ComposedTorchInner`, exact with
+the third-order ``tvp``, no host synchronisation), since the cosine needs the full-batch gradients first.
 
 Example:
     >>> import torch
@@ -46,7 +46,7 @@ from .._typing import Batch, Pair
 from ..core.solver import RoundBatches
 from ..errors import ConfigError, OracleError
 from ..problem.bilevel import BilevelProblem
-from .torch_autodiff import AUTODIFF_MODES, TorchObjective, autodiff_inner_factory
+from .torch_autodiff import AUTODIFF_MODES, TorchObjective, autodiff_inner_factory, composed_inner_factory
 from .torch_backend import TorchSpace, TorchVec
 
 __all__ = [
@@ -337,7 +337,8 @@ def module_problem(
                         default_batch=default_batch)
     f = ModuleObjective(f_fn, accumulation=accumulation, split=_split_pair(split, 1), hvp_mode=autodiff, space=sp,
                         default_batch=default_batch)
-    factory = None if accumulation > 1 else autodiff_inner_factory(f_fn, g_fn, has_x=False, autodiff=autodiff, space=sp)
+    factory = (composed_inner_factory(f, g, space=sp) if accumulation > 1
+               else autodiff_inner_factory(f_fn, g_fn, has_x=False, autodiff=autodiff, space=sp))
     problem = BilevelProblem(f, g, sp, "max", has_x=False, name=name, inner_factory=factory)
     y0 = tuple(t.detach().clone() for t in tensors)
     return ModuleProblem(problem, y0, names, model, fsrc, rsrc)

@@ -236,3 +236,22 @@ def test_inner_objective_in_low_precision_keeps_dtype_and_modes_agree(dtype: tor
         out[autodiff] = np.concatenate([t.double().reshape(-1).numpy() for t in h])
     tol = 1e-4 if dtype == torch.float32 else 5e-2
     np.testing.assert_allclose(out["forward_over_reverse"], out["double_backward"], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("sim", ["signed", "abs", "squared"])
+@pytest.mark.parametrize("has_x", [False, True])
+def test_sync_free_composition_matches_the_core_composition(sim: str, has_x: bool) -> None:
+    from ofmu_opt.backends.torch_autodiff import ComposedTorchInner
+
+    net = _net(21, has_x)
+    x, y, v = net["x"], net["y"], _rand_like(net["y"], 22)
+    f_obj = TorchObjective(net["f"], has_x=has_x, hvp_mode="double_backward")
+    g_obj = TorchObjective(net["g"], has_x=has_x, hvp_mode="double_backward")
+    prob = BilevelProblem(f_obj, g_obj, SP, "max", has_x=has_x)
+    for hvp in ("exact", "finite_difference", "forget_hessian"):
+        spec = _spec(sim, hvp, -1.0)
+        ref, got = ComposedInner(prob, spec), ComposedTorchInner(f_obj, g_obj, spec, space=SP)
+        assert SP.to_float(got.value(x, y)) == pytest.approx(SP.to_float(ref.value(x, y)), rel=1e-12)
+        np.testing.assert_allclose(_host(got.grad(x, y)), _host(ref.grad(x, y)), rtol=1e-11, atol=1e-12)
+        tol = 1e-6 if hvp == "finite_difference" else 1e-10
+        np.testing.assert_allclose(_host(got.hvp(x, y, v)), _host(ref.hvp(x, y, v)), rtol=tol, atol=tol)
