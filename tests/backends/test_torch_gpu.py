@@ -59,8 +59,9 @@ def test_module_problem_on_cuda_runs_ofmu_rounds() -> None:
     assert state.terminal == "" and all(t.device.type == "cuda" for t in state.y)
 
 
+@pytest.mark.parametrize("accumulation", [1, 2])  # 2: phi composed from accumulated oracles
 @pytest.mark.parametrize("hvp", ["exact", "finite_difference", "forget_hessian"])
-def test_inner_steps_and_hvps_never_synchronise_with_the_host(hvp: str) -> None:
+def test_inner_steps_and_hvps_never_synchronise_with_the_host(hvp: str, accumulation: int) -> None:
     """No `.item()`/host sync inside the inner loop: CUDA's sync debug mode turns any sync into an error."""
     from torch import nn
 
@@ -71,7 +72,8 @@ def test_inner_steps_and_hvps_never_synchronise_with_the_host(hvp: str) -> None:
     model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).cuda()
     g = torch.Generator().manual_seed(0)
     data = (torch.randn(32, 8, generator=g).cuda(), torch.randint(0, 3, (32,), generator=g).cuda())
-    mp = module_problem(model, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]), data, data, batch_size=16)
+    mp = module_problem(model, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]), data, data, batch_size=16,
+                        accumulation=accumulation)
     rb = mp.round_batches(0, 3)
     phi = mp.problem.inner_factory(InnerSpec("signed", 0.1, 1e-8, hvp, 1e-3, -1.0))
     sp, y = mp.problem.space, mp.y0
