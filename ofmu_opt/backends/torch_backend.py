@@ -100,6 +100,8 @@ def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
     def inner(self: TorchSpace, *args: Any) -> Any:
         try:
             return fn(self, *args)
+        except BackendError:
+            raise
         except RuntimeError as exc:
             raise BackendError(f"TorchSpace.{fn.__name__}: {exc}") from exc
 
