@@ -46,3 +46,14 @@ def test_safe_child_rejects_traversal(tmp_path):
     assert safe_child(tmp_path, "a/b.json") == (tmp_path / "a" / "b.json").resolve()
     with pytest.raises(UnsafeFileError, match="escapes"):
         safe_child(tmp_path, "../evil.json")
+
+
+def test_atomic_write_respects_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_json(tmp_path / "perm.json", {})
+    finally:
+        os.umask(old)
+    assert (p.stat().st_mode & 0o777) == 0o644
