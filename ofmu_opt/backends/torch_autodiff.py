@@ -38,7 +38,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -46,7 +47,7 @@ from torch import Tensor
 
 from .._config import check_choice, check_range
 from .._typing import Batch, Pair
-from ..errors import ConfigError, OracleError
+from ..errors import BackendError, ConfigError, OracleError
 from .torch_backend import TorchSpace, TorchVec
 
 __all__ = [
@@ -132,6 +133,21 @@ def similarity_value(a: TorchVec, b: TorchVec, kind: str, eps: float) -> Tensor:
     if kind == "squared":
         return c * c
     raise ConfigError(f"similarity: expected one of 'signed', 'abs', 'squared', 'none', received {kind!r}")
+
+
+@contextlib.contextmanager
+def _func_transform(what: str) -> Iterator[None]:
+    """Turn torch.func's refusal of in-place buffer updates into an actionable BackendError."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "captured Tensor" in str(exc) or "in-place operation" in str(exc):
+            raise BackendError(
+                f"{what}: forward_over_reverse runs the model under torch.func, which refuses in-place updates "
+                "of module buffers (e.g. batch norm in training mode); use autodiff='double_backward', put "
+                "such layers in eval mode, or build them with track_running_stats=False"
+            ) from exc
+        raise
 
 
 # ---------------------------------------------------------------------- objective
@@ -233,7 +249,8 @@ class TorchObjective:
         g = torch.func.grad(f, argnums=tuple(range(n)))
         primals = self._args(_detach(x), _detach(y))
         tangents = self._args(_zeros(x), v)
-        out = torch.func.jvp(g, primals, tangents)[1]
+        with _func_transform("hvp"):
+            out = torch.func.jvp(g, primals, tangents)[1]
         return self._pair(out)
 
     def _hvp_db(self, x: TorchVec | None, y: TorchVec, v: TorchVec, batch: Batch) -> Pair:
@@ -275,7 +292,8 @@ class TorchObjective:
             def hu(*args: Any) -> Any:
                 return torch.func.jvp(g, args, self._args(zx, u))[1]
 
-            out = torch.func.jvp(hu, self._args(_detach(x), _detach(y)), self._args(zx, v))[1]
+            with _func_transform("tvp"):
+                out = torch.func.jvp(hu, self._args(_detach(x), _detach(y)), self._args(zx, v))[1]
             return self._pair(out)
         if self.hvp_mode == "double_backward":
             xl, yl, lx, ly = self._leaves(x, y)
@@ -369,8 +387,9 @@ class AutodiffInner:
             gg = self.g._fill(torch.autograd.grad(gv, ly, create_graph=True, allow_unused=True), ly)
             fg = self.g._fill(torch.autograd.grad(f_of_y(y), ly, create_graph=True, allow_unused=True), ly)
         else:
-            gg, gv = torch.func.grad_and_value(g_of_y)(y)
-            fg = torch.func.grad(f_of_y)(y)
+            with _func_transform("inner objective"):
+                gg, gv = torch.func.grad_and_value(g_of_y)(y)
+                fg = torch.func.grad(f_of_y)(y)
         a = tuple(-s * t for t in _flat(gg))
         b = tuple(_flat(fg))
         sim = similarity_value(a, b, spec.similarity, spec.eps)

@@ -126,3 +126,18 @@ def test_ofmu_rounds_in_bfloat16_keep_the_dtype_and_stay_finite() -> None:
     assert state.terminal == "" and all(t.dtype == torch.bfloat16 for t in state.y)
     assert mp.problem.space.all_finite(state.y)
     assert not all(torch.equal(a, b) for a, b in zip(state.y, mp.y0, strict=True))
+
+
+def test_batch_norm_in_training_mode_works_with_double_backward_and_is_refused_clearly_otherwise() -> None:
+    from ofmu_opt.errors import BackendError
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3)).double().train()
+    before = m[1].running_mean.clone()
+    mp = module_problem(m, _ce, _data(1), _data(2), batch_size=6)
+    v = tuple(torch.randn_like(t) for t in mp.y0)
+    assert mp.problem.inner.hvp(None, mp.y0, v)[1][0].shape == (6, 4)
+    assert not torch.equal(before, m[1].running_mean)  # buffers updated in place, as in training
+    fo = module_problem(m, _ce, _data(1), _data(2), batch_size=6, autodiff="forward_over_reverse")
+    with pytest.raises(BackendError, match="double_backward"):
+        fo.problem.inner.hvp(None, fo.y0, v)
