@@ -14,7 +14,7 @@ if torch.cuda.is_available():
     print(torch.cuda.get_device_name(0))
 PYEOF
 cat "$OUTDIR/gpu_env.txt"
-"$PY" -m pytest -q -m gpu tests/backends/test_torch_gpu.py --junitxml="$OUTDIR/gpu_tests.xml" 2>&1 | tee "$OUTDIR/gpu_tests.txt"
+"$PY" -m pytest -q -m gpu tests --junitxml="$OUTDIR/gpu_tests.xml" 2>&1 | tee "$OUTDIR/gpu_tests.txt"
 status=${PIPESTATUS[0]}
 # BENCH_ARGS overrides the model size (e.g. BENCH_ARGS="--device cpu --width 64 --depth 2 --batch 32" for a smoke run)
 BENCH_ARGS="${BENCH_ARGS:---width 1024 --depth 4 --batch 512 --repeats 20}"
