@@ -847,6 +847,9 @@ def _plot_tradeoff(summary: Mapping[str, Mapping[str, tuple[float, float]]], pat
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     pts = [(math.log10(max(summary[n]["forget_quality"][0], 1e-300)), summary[n]["model_utility"][0]) for n in names]
+    from matplotlib import colormaps
+
+    colors = [colormaps["tab20"](i % 20) for i in range(len(names))]
     for i, n in enumerate(names):
         fq_m, fq_s = summary[n]["forget_quality"]
         mu_m, mu_s = summary[n]["model_utility"]
@@ -858,11 +861,18 @@ def _plot_tradeoff(summary: Mapping[str, Mapping[str, tuple[float, float]]], pat
             capsize=3,
             label=n,
             ms=12 if n.startswith("retrain") else 6,
-            color=f"C{i % 10}",
+            color=colors[i],
         )
-    front = pareto_front(pts)
+    # the front of the unlearning methods (the retain model is the target point, not a competitor)
+    idx = [i for i, n in enumerate(names) if not n.startswith(("retrain", "target"))]
+    front = [idx[k] for k in pareto_front([pts[i] for i in idx])]
     ax.plot(
-        [10 ** pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="grey", lw=1, label="Pareto front"
+        [10 ** pts[i][0] for i in front],
+        [pts[i][1] for i in front],
+        "--",
+        color="grey",
+        lw=1,
+        label="Pareto front (methods)",
     )
     ax.set_xscale("log")
     ax.set_xlabel("forget quality (KS p-value vs retain model, log scale) →")

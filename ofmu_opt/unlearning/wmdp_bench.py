@@ -437,8 +437,16 @@ def _write(
             color=f"C{i % 10}",
             ms=12 if n.startswith("retrain") else 6,
         )
-    front = pareto_front(pts)
-    ax.plot([-pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="grey", lw=1, label="Pareto front")
+    idx = [i for i, n in enumerate(names) if not n.startswith(("retrain", "target"))]  # methods only
+    front = [idx[k] for k in pareto_front([pts[i] for i in idx])]
+    ax.plot(
+        [-pts[i][0] for i in front],
+        [pts[i][1] for i in front],
+        "--",
+        color="grey",
+        lw=1,
+        label="Pareto front (methods)",
+    )
     ax.axvline(results["chance"], color="red", lw=0.8, ls=":", label="chance")
     ax.set_xlabel("hazardous-domain accuracy (lower is better)")
     ax.set_ylabel("general-domain accuracy (higher is better)")
