@@ -59,10 +59,37 @@ class BilevelProblem:
         return 1.0 if self.sense == "min" else -1.0
 
 
+class _CountingInner:
+    """Counts the calls of a backend-built inner objective φ (``phi_value``, ``phi_grad``, ``phi_hvp``)."""
+
+    def __init__(self, inner: Any, counter: CallCounter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    def value(self, x: Any, y: Any, *, batch: Any = None) -> Any:
+        self._counter.tick("phi_value")
+        return self._inner.value(x, y, batch=batch)
+
+    def grad(self, x: Any, y: Any, *, batch: Any = None) -> Any:
+        self._counter.tick("phi_grad")
+        return self._inner.grad(x, y, batch=batch)
+
+    def hvp(self, x: Any, y: Any, v: Any, *, batch: Any = None) -> Any:
+        self._counter.tick("phi_hvp")
+        return self._inner.hvp(x, y, v, batch=batch)
+
+
 def with_counter(problem: BilevelProblem, counter: CallCounter) -> BilevelProblem:
-    """Return a copy of ``problem`` whose oracles tally their calls in ``counter``."""
+    """Return a copy of ``problem`` whose oracles tally their calls in ``counter``.
+
+    A backend's ``inner_factory`` is wrapped too, so calls of the φ it builds are counted
+    (``phi_value``, ``phi_grad``, ``phi_hvp``) instead of disappearing from ``result.counts``.
+    """
+    factory = problem.inner_factory
+    counted_factory = None if factory is None else (lambda spec: _CountingInner(factory(spec), counter))
     return replace(
         problem,
         outer=CountingObjective(problem.outer, "f", counter),
         inner=CountingObjective(problem.inner, "g", counter),
+        inner_factory=counted_factory,
     )
