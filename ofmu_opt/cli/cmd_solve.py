@@ -66,10 +66,18 @@ def solve_reference(
         "problem": ref.id, "solver": solver_name, "backend": backend, "status": res.status.value,
         "success": res.success, "message": res.message, "nit": res.nit, "fun": res.fun, "f_star": ref.f_star,
         "distance": distance, "tol": tol, "within_tol": bool(distance <= tol), "target": ref.target,
-        "applies": ref.applies.get(solver_name) is None, "not_applicable_because": ref.applies.get(solver_name),
+        "applies": ref.applies.get(solver_name) is None, "not_applicable_because": _why_not(ref, solver),
         "counts": res.counts, "oracle_calls": sum(res.counts.values()), "penalty": res.penalty,
         "residuals": res.residuals, "wall_time_s": wall, "x": x, "y": y, "options": res.config,
     }
+
+
+def _why_not(ref: Any, solver: Any) -> str | None:
+    reason = ref.applies.get(solver.name)
+    if reason is None and solver.similarity != "none" and solver.beta > 0 and ref.id != "QOFMU-orth":
+        return (f"{ref.id}'s known solution is for beta = 0; with beta = {solver.beta:g} the similarity term changes "
+                "the inner problem, so the distance measures its effect (use --option beta=0)")
+    return reason
 
 
 def _solve(args: argparse.Namespace) -> int:
