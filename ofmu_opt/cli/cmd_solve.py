@@ -73,7 +73,7 @@ def solve_reference(
 
 
 def _why_not(ref: Any, solver: Any) -> str | None:
-    reason = ref.applies.get(solver.name)
+    reason: str | None = ref.applies.get(solver.name)
     if reason is None and solver.similarity != "none" and solver.beta > 0 and ref.id != "QOFMU-orth":
         return (f"{ref.id}'s known solution is for beta = 0; with beta = {solver.beta:g} the similarity term changes "
                 "the inner problem, so the distance measures its effect (use --option beta=0)")
