@@ -14,7 +14,7 @@ size and SHA-256 and raises :class:`~ofmu_opt.errors.CheckpointError` for anythi
 corrupt or unknown. NamedTuple classes are resolved only inside the ``ofmu_opt`` package (no arbitrary
 imports, nothing is unpickled).
 
-Example:
+Examples:
     >>> import tempfile, torch
     >>> from ofmu_opt.core.steps import SgdState
     >>> d = tempfile.mkdtemp()

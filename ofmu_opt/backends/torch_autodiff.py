@@ -339,7 +339,8 @@ class AutodiffInner:
     ``finite_difference`` takes a central difference of ∇φ, ``forget_hessian`` returns ``s·∇²g·v``.
 
     Args:
-        f_fn, g_fn: the outer and inner torch functions ``(x, y, batch) -> scalar``.
+        f_fn: the outer and inner torch functions ``(x, y, batch) -> scalar``.
+        g_fn: see ``f_fn``.
         spec: an :class:`~ofmu_opt.core.inner.InnerSpec` (similarity, beta, eps, hvp, fd_step, sign).
         has_x: whether ``x`` exists.
         autodiff: how exact second/third derivatives are taken (``forward_over_reverse`` or
@@ -431,7 +432,8 @@ class ComposedTorchInner:
     .. math::  \nabla\varphi = s\nabla g + \beta(-s\,H_g u_a + H_f u_b), \quad (u_a, u_b) = \nabla\mathrm{sim}(a, b)
 
     Args:
-        outer, inner: objectives with ``grad``, ``hvp`` (and ``tvp`` for the exact mode).
+        outer: objectives with ``grad``, ``hvp`` (and ``tvp`` for the exact mode).
+        inner: see ``outer``.
         spec: the :class:`~ofmu_opt.core.inner.InnerSpec`.
         space: the :class:`TorchSpace`.
     """

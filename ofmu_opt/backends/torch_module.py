@@ -281,7 +281,8 @@ def module_problem(
         model: the module (its parameters' dtype and device decide everything).
         loss: ``loss(model, batch) -> scalar``, the forget loss L_f (and the retain loss unless
             ``retain_loss`` is given).
-        forget, retain: the data: a tensor or tuple of tensors (sampled by :class:`SeededBatches`), or a
+        forget: the data: a tensor or tuple of tensors (sampled by :class:`SeededBatches`), or a
+        retain: see ``forget``.
             :class:`SeededBatches`, or ``None`` when batches are always passed explicitly.
         params: which parameters are trainable (see :func:`select_params`).
         retain_loss: the retain loss L_r if it differs from ``loss``.

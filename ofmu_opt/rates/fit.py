@@ -161,7 +161,8 @@ def fit_power_law(
     Args:
         t: positive abscissae (k, ρ, T), preferably log-spaced.
         e: positive values.
-        drop, floor: see :func:`select_window`.
+        drop: see :func:`select_window`.
+        floor: see :func:`select_window`.
         window: an explicit ``(start, stop)`` instead of :func:`select_window`.
 
     Returns:
@@ -186,7 +187,8 @@ def fit_linear_rate(
     Args:
         k: iteration counts.
         e: positive errors.
-        drop, floor: see :func:`select_window` (the default drops the first 20 %).
+        drop: see :func:`select_window` (the default drops the first 20 %).
+        floor: see :func:`select_window`.
         window: an explicit ``(start, stop)``.
 
     Returns:

@@ -11,7 +11,7 @@ WMDP and MMLU files.
 
 Every problem raises :class:`~ofmu_opt.errors.DataError` naming the file, the line and the field.
 
-Example:
+Examples:
     >>> import tempfile, pathlib, json
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "c.txt").write_text("first doc\\n\\nsecond doc\\n", encoding="utf-8")

@@ -6,7 +6,7 @@
 
 The direction ``g`` is handed to the optimizer as the gradient.
 
-Example:
+Examples:
     >>> import torch
     >>> g = _blur_direction([torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])], gamma=0.5)
     >>> [round(v, 3) for v in g[0].tolist()]
