@@ -717,6 +717,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     skipped: list[str] = []
     failed: dict[str, str] = {}
     runs = out / "runs"
+    resume = bool(_get(args, "resume", False))
     for name in methods:
         try:
             spec = get_method(name)
@@ -730,47 +731,69 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             forget_authors = {x.author for x in tiny.split.forget}
             val_retain = tuple(q for q in tiny.val_retain_train if q.author not in forget_authors)
             for i, mc in enumerate(cands):
-                res, model, tok = run_lm_method(
-                    spec.method_cls(mc), target, tiny.val.forget, val_retain + util, cfg0, seeds[0]
+
+                def candidate(mc: Any = mc, spec: Any = spec, val_retain: Any = val_retain) -> dict[str, Any]:
+                    res, model, tok = run_lm_method(
+                        spec.method_cls(mc), target, tiny.val.forget, val_retain + util, cfg0, seeds[0]
+                    )
+                    ev = evaluate_tofu(
+                        model,
+                        tok,
+                        tiny.val,
+                        cfg0.prompt,
+                        batch_size=cfg0.eval_batch_size,
+                        max_length=cfg0.max_length,
+                        max_new_tokens=cfg0.max_new_tokens,
+                    )
+                    ok = res.status == "completed"
+                    sc, f, m = validation_score(ev, val_logs) if ok else (-math.inf, 0.0, 0.0)
+                    return {"score": sc, "fq_val": f, "mu_val": m, "status": res.status}
+
+                rec = _resumable(
+                    runs / f"{name}-search{i}.json",
+                    [config_to_dict(cfg0), name, config_to_dict(mc), "val"],
+                    resume,
+                    candidate,
                 )
-                ev = evaluate_tofu(
-                    model,
-                    tok,
-                    tiny.val,
-                    cfg0.prompt,
-                    batch_size=cfg0.eval_batch_size,
-                    max_length=cfg0.max_length,
-                    max_new_tokens=cfg0.max_new_tokens,
-                )
-                score, fq, mu = validation_score(ev, val_logs) if res.status == "completed" else (-math.inf, 0.0, 0.0)
+                score, fq, mu = float(rec["score"]), float(rec["fq_val"]), float(rec["mu_val"])
                 rows.append(
-                    {"config": config_to_dict(mc), "score": score, "fq_val": fq, "mu_val": mu, "status": res.status}
+                    {"config": config_to_dict(mc), "score": score, "fq_val": fq, "mu_val": mu, "status": rec["status"]}
                 )
                 log.info("%s candidate %d: val score %.3f (FQ %.3g, MU %.3f)", name, i, score, fq, mu)
             best = cands[int(np.argmax([r["score"] for r in rows]))]
             search[name], selected[name] = rows, config_to_dict(best)
             per_seed[name] = {}
             for s in seeds:
-                res, model, tok = run_lm_method(
-                    spec.method_cls(best), target, tiny.split.forget, tiny.split.retain + util, cfg0, s
+
+                def seed_run(s: int = s, best: Any = best, spec: Any = spec, name: str = name) -> dict[str, Any]:
+                    res, model, tok = run_lm_method(
+                        spec.method_cls(best), target, tiny.split.forget, tiny.split.retain + util, cfg0, s
+                    )
+                    ev = evaluate_tofu(
+                        model,
+                        tok,
+                        tiny.split,
+                        cfg0.prompt,
+                        retain_logs=logs,
+                        batch_size=cfg0.eval_batch_size,
+                        max_length=cfg0.max_length,
+                        max_new_tokens=cfg0.max_new_tokens,
+                    )
+                    write_tofu_eval(runs / f"{name}-seed{s}", ev)
+                    row = report(ev, res.wall_time_s)
+                    if res.status != "completed":
+                        row = {k: (v if k == "RTE" else None) for k, v in row.items()}
+                    return {"row": row, "history": _history(res.history)}
+
+                rec = _resumable(
+                    runs / f"{name}-seed{s}.json",
+                    [config_to_dict(cfg0), name, config_to_dict(best), "test", s],
+                    resume,
+                    seed_run,
                 )
-                ev = evaluate_tofu(
-                    model,
-                    tok,
-                    tiny.split,
-                    cfg0.prompt,
-                    retain_logs=logs,
-                    batch_size=cfg0.eval_batch_size,
-                    max_length=cfg0.max_length,
-                    max_new_tokens=cfg0.max_new_tokens,
-                )
-                write_tofu_eval(runs / f"{name}-seed{s}", ev)
-                row = report(ev, res.wall_time_s)
-                if res.status != "completed":
-                    row = {k: (v if k == "RTE" else None) for k, v in row.items()}
-                per_seed[name][s] = row
+                per_seed[name][s] = {k: (None if v is None else float(v)) for k, v in rec["row"].items()}
                 if s == seeds[0]:
-                    histories[name] = _history(res.history)
+                    histories[name] = list(rec["history"])
         except Exception as exc:  # a crashing method is reported, the comparison goes on
             log.exception("method %s failed", name)
             failed[name] = f"{type(exc).__name__}: {exc}"[:300]
@@ -795,6 +818,20 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     }
     _write_bench(out, results, summary, histories)
     return results
+
+
+def _resumable(path: Path, key_parts: Any, resume: bool, fn: Any) -> dict[str, Any]:
+    """Run ``fn()`` and store its JSON record at ``path``; with ``resume``, reuse a record of the same key."""
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    if resume and path.is_file():
+        rec = read_json(path, "bench run record")
+        if isinstance(rec, dict) and rec.get("key") == key:
+            log.info("resume: reusing %s", path)
+            return rec
+    rec = dict(fn())
+    rec["key"] = key
+    atomic_write_json(path, rec)
+    return rec
 
 
 def _fmt(m: float, s: float, fmt: str = ".3f") -> str:

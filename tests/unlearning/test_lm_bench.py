@@ -186,3 +186,19 @@ def test_real_tofu_path_files_and_local_model_through_eval_cli(tmp_path: Path) -
     )
     second = json.loads((tmp_path / "e2" / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
     assert second["forget_quality"] == 1.0 and second["privleak"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_bench_writes_artifacts_and_resume_reuses_runs(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    args = _args(tmp_path, methods="ga,npo", seeds=2, budget=2, out=str(out))
+    first = lm_bench.run_bench(args)
+    for f in ("results.md", "results.json", "tradeoff.png", "conflict.png"):
+        assert (out / f).is_file()
+    assert set(first["summary"]) == {"retrain (retain model)", "target (no unlearning)", "ga", "npo"}
+    assert first["summary"]["retrain (retain model)"]["forget_quality"][0] == 1.0
+    stamp = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert len(stamp) == 2 * (2 + 2)  # 2 methods x (2 candidates + 2 seeds)
+    again = lm_bench.run_bench(_args(tmp_path, methods="ga,npo", seeds=2, budget=2, out=str(out), resume=True))
+    assert again["summary"] == first["summary"]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamp  # nothing re-run
