@@ -23,7 +23,14 @@ from typing import Any
 
 from .errors import DataError, UnsafeFileError
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json", "safe_child"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_output_dir",
+    "read_json",
+    "safe_child",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -116,3 +123,27 @@ def safe_child(directory: str | os.PathLike[str], name: str) -> Path:
     if Path(name).is_absolute() or (candidate != base and base not in candidate.parents):
         raise UnsafeFileError(f"output name {name!r} escapes the output directory {str(base)!r}")
     return candidate
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Check, without creating anything, that ``path`` is (or can be created as) a writable directory.
+
+    Command entry points call this before any work, so a bad output directory fails in a second instead
+    of after training, and leaves nothing behind.
+
+    Raises:
+        DataError: ``path`` is a file, lies below a file, or its nearest existing ancestor is not writable.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise DataError(f"{what} {str(p)!r}: expected a directory, received a file")
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise DataError(f"{what} {str(p)!r} is not writable: {str(probe)!r} is not a directory")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(f"{what} {str(p)!r} is not writable: no write permission on {str(probe)!r}")
+    return p

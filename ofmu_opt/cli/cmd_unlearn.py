@@ -27,7 +27,17 @@ def add_unlearning_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=int, default=None, help="bench: hyper-parameter configs per method")
     p.add_argument("--quick", action="store_true", help="small models and few steps (CPU, minutes)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory")
-    p.add_argument("--resume", action="store_true", help="reuse finished runs found in --out")
+    p.add_argument(
+        "--resume", action="store_true", help="reuse finished runs found in --out; continue from a mid-run checkpoint"
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        dest="checkpoint_every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="unlearn: write a resumable checkpoint to --out every N steps (0 = never; default 10)",
+    )
     p.add_argument("--model", default=None, metavar="DIR", help="model directory (eval; LM benchmarks)")
     p.add_argument("--data", default=None, metavar="PATH", help="local data (CIFAR-10 directory, TOFU files)")
     p.add_argument(

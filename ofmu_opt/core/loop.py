@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from .._typing import Batch, Pair, Vec
+from ..errors import OracleError
 from ..problem.bilevel import BilevelProblem, with_counter
 from ..problem.oracles import CallCounter
 from .result import MESSAGES, BilevelResult, IntermediateResult, Status
@@ -94,9 +95,13 @@ def run_solver(
                 break
     x, y = solver.point(state)
     try:
-        fun = sp.to_float(cp.outer.value(x, y))
-    except (ArithmeticError, ValueError):  # pragma: no cover - an oracle failing at the final point
-        fun = math.nan
+        raw = cp.outer.value(x, y)
+    except ArithmeticError:  # pragma: no cover - an oracle failing at the final point
+        raw = math.nan
+    try:
+        fun = sp.to_float(raw)
+    except (TypeError, ValueError) as exc:  # a string, a vector ...: a broken oracle, not a numerical fault
+        raise OracleError(f"outer.value: expected a real scalar, received {raw!r} ({type(raw).__name__})") from exc
     if not math.isfinite(fun) and status is not Status.NUMERICAL_ERROR:
         status, detail = Status.NUMERICAL_ERROR, " (the outer objective is not finite at the final point)"
     if final_detail is not None:

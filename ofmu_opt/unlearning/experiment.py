@@ -362,7 +362,8 @@ def evaluate(
 
     Returns:
         ``(metrics, value_by_index)``; ``value_by_index`` maps ``"UA"`` and ``"MIA"`` to per-forget-sample
-        dicts keyed by the sample's training index.
+        dicts keyed by the sample's training index. A model with non-finite outputs (a diverged run) gets
+        NaN metrics (``member_pred`` −1) instead of an error.
     """
     check_choice("split", split, ("test", "val"))
     x_e, y_e = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
@@ -378,13 +379,21 @@ def evaluate(
     correct_f = pred_f == yf
     if not keep.any():
         raise DataError("evaluate: no evaluation samples left after removing the forgotten class")
-    mia, mia_pred = mia_efficacy(conf_r[shadow], conf_e, conf_f)
-    metrics = {
-        "UA": float(100.0 * (1.0 - correct_f.mean())),
-        "RA": float(100.0 * np.mean(pred_r == yr)),
-        "TA": float(100.0 * np.mean(pred_e[keep] == ye[keep])),
-        "MIA": mia,
-    }
+    if not all(np.isfinite(p).all() for p in (prob_f, prob_r, prob_e)):
+        # a diverged model (non-finite weights or outputs): no metric means anything; report NaN, never crash
+        log.warning("evaluate: the model's outputs are not finite; every metric is NaN")
+        nan = float("nan")
+        metrics = {"UA": nan, "RA": nan, "TA": nan, "MIA": nan}
+        mia_pred = np.full(yf.size, -1, dtype=np.int64)
+        conf_f = np.full(yf.size, nan)
+    else:
+        mia, mia_pred = mia_efficacy(conf_r[shadow], conf_e, conf_f)
+        metrics = {
+            "UA": float(100.0 * (1.0 - correct_f.mean())),
+            "RA": float(100.0 * np.mean(pred_r == yr)),
+            "TA": float(100.0 * np.mean(pred_e[keep] == ye[keep])),
+            "MIA": mia,
+        }
     idx = data.forget_idx.tolist()
     per: dict[str, dict[str, Any]] = {
         "UA": {str(i): {"forgotten": int(not c)} for i, c in zip(idx, correct_f.tolist(), strict=True)},
@@ -412,8 +421,14 @@ def run_method(
     progress: Callable[[int], None] | None = None,
     checkpoint: Callable[[int, nn.Module], None] | None = None,
     checkpoint_every: int = 0,
+    snapshot: Callable[[int, dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> MethodResult:
-    """Run ``method`` on a copy of ``original`` with seeded forget/retain streams and diagnostics on."""
+    """Run ``method`` on a copy of ``original`` with seeded forget/retain streams and diagnostics on.
+
+    ``snapshot``/``resume`` are the context's mid-run snapshot hook and the snapshot to continue from
+    (see :mod:`ofmu_opt.unlearning.methods.base`).
+    """
     model = copy.deepcopy(original).to(device)
     reference = copy.deepcopy(original).to(device).eval()
     for p in reference.parameters():
@@ -433,6 +448,8 @@ def run_method(
         checkpoint_every=checkpoint_every,
         progress=progress,
         fresh_model=lambda: _fresh(cfg, data, device, seed + 1),
+        snapshot=snapshot,
+        resume=resume,
     )
     return method.run(ctx)
 

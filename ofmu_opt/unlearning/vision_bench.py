@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import math
+import shutil
 import sys
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -34,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from .._config import config_from_dict, config_to_dict, config_to_toml, load_toml_file
-from .._io import atomic_write_json, atomic_write_text, read_json
-from ..errors import ConfigError
+from .._io import atomic_write_json, atomic_write_text, check_output_dir, read_json
+from ..backends.checkpoint import save_checkpoint
+from ..errors import CheckpointError, ConfigError
 from .experiment import (
     VisionData,
     VisionExperimentConfig,
@@ -223,21 +225,28 @@ def unlearn_main(args: argparse.Namespace) -> int:
     if not _get(args, "method"):
         raise ConfigError("--method: expected a method name, received none")
     cfg = experiment_config(args)
-    out = Path(_get(args, "out", f"unlearn_{cfg.benchmark}_{args.method}"))
+    out = check_output_dir(_get(args, "out", f"unlearn_{cfg.benchmark}_{args.method}"))
     spec = get_method(args.method)
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     opts = _method_options(args, spec.name, fields)
     if _get(args, "quick", False):
         opts.setdefault("steps", QUICK_STEPS)
     mcfg = config_from_dict(spec.config_cls, opts)
+    every = int(_get(args, "checkpoint_every", 0))
+    if every < 0:
+        raise ConfigError(f"--checkpoint-every: expected >= 0 (0 = never), received {every}")
     key = _key(config_to_dict(cfg), spec.name, config_to_dict(mcfg))
     summary_path = out / f"{_prefix(cfg)}_SUMMARY.json"
     state_path = out / "run.json"
-    if _get(args, "resume", False) and summary_path.is_file() and state_path.is_file():
-        if read_json(state_path).get("key") == key:
+    ckpt_dir = out / "checkpoint"
+    resume = bool(_get(args, "resume", False))
+    if resume and summary_path.is_file() and state_path.is_file():
+        rec = read_json(state_path, "run record")
+        if isinstance(rec, dict) and rec.get("key") == key:
             log.info("resume: %s is complete for this configuration; nothing to do", out)
             sys.stdout.write(f"{summary_path} (already complete)\n")
             return 0
+    snapshot = _load_snapshot(ckpt_dir, key) if resume else None
     device = resolve_device(cfg.device)
     prog = _Progress(args)
     data = load_data(cfg)
@@ -249,10 +258,22 @@ def unlearn_main(args: argparse.Namespace) -> int:
         model, wall, hist, status = retrain, retrain_time, [], "completed"
     else:
         method = spec.method_cls(mcfg)
+
+        def save_snapshot(step: int, tree: dict[str, Any]) -> None:
+            save_checkpoint(ckpt_dir, tree, meta={"key": key, "step": step, "method": spec.name})
+
         with prog.bar(f"unlearn {spec.name}", mcfg.steps) as tick:
-            res = run_method(method, original, data, cfg, device, seed=cfg.seed, progress=tick)
+            res = run_method(
+                method, original, data, cfg, device, seed=cfg.seed, progress=tick,
+                snapshot=save_snapshot if every > 0 else None, checkpoint_every=every, resume=snapshot,
+            )
         model, wall, status = res.model, res.wall_time_s, res.status
         hist = _history(res.history)
+        if status == "non_finite":
+            log.warning(
+                "%s diverged: a non-finite loss after %d of %d steps; the metrics are those of the last finite model",
+                spec.name, res.steps, mcfg.steps,
+            )
     metrics, per = evaluate(model, data, device)
     metrics["RTE"] = wall
     write_eval(out, _prefix(cfg), metrics, per, rt_metrics)
@@ -264,12 +285,35 @@ def unlearn_main(args: argparse.Namespace) -> int:
         state_path,
         {"key": key, "method": spec.name, "status": status, "retrain": rt_metrics, "metrics": metrics},
     )
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the finished run supersedes the mid-run checkpoint
+    note = "" if status == "completed" else f"\nstatus: {status}" + (
+        f" (the loss became non-finite after {res.steps} of {mcfg.steps} steps: the run diverged; "
+        "try a smaller lr)" if status == "non_finite" else ""
+    )
     sys.stdout.write(
         f"{spec.name} on {cfg.benchmark} {cfg.scenario} (seed {cfg.seed}): "
         + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
+        + note
         + f"\nwrote {summary_path}\n"
     )
     return 0 if status == "completed" else 1
+
+
+def _load_snapshot(ckpt_dir: Path, key: str) -> dict[str, Any] | None:
+    """The mid-run snapshot in ``ckpt_dir`` if it belongs to this configuration, else None."""
+    from ..backends.checkpoint import load_checkpoint
+
+    if not ckpt_dir.exists():
+        return None
+    try:
+        tree, meta = load_checkpoint(ckpt_dir, device="cpu")
+    except CheckpointError as exc:
+        raise CheckpointError(f"--resume: {exc}; delete {str(ckpt_dir)!r} to start over") from exc
+    if meta.get("key") != key or not isinstance(tree, dict):
+        log.warning("resume: %s belongs to another configuration; starting from step 0", ckpt_dir)
+        return None
+    log.info("resume: continuing from the checkpoint after step %s", meta.get("step"))
+    return tree
 
 
 # ---------------------------------------------------------------- eval
@@ -281,6 +325,7 @@ def eval_main(args: argparse.Namespace) -> int:
     mdir = Path(_get(args, "model", ""))
     if not str(mdir) or not (mdir / "model.safetensors").is_file():
         raise ConfigError(f"--model: expected a directory with model.safetensors, received {str(mdir)!r}")
+    out = check_output_dir(_get(args, "out", mdir))
     base: dict[str, Any] = {}
     if (mdir / "experiment.toml").is_file():
         base = load_toml_file(mdir / "experiment.toml")
@@ -310,7 +355,6 @@ def eval_main(args: argparse.Namespace) -> int:
         _, retrain, _ = reference_models(cfg, data, device, prog.factory)
         prog.close()
         rt, _ = evaluate(retrain, data, device)
-    out = Path(_get(args, "out", mdir))
     p1, _ = write_eval(out, _prefix(cfg), metrics, per, rt)
     sys.stdout.write(", ".join(f"{k} {v:.2f}" for k, v in metrics.items()) + f"\nwrote {p1}\n")
     return 0
@@ -394,7 +438,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     seeds = [base_seed + i for i in range(n_seeds)]
     methods = _resolve_methods(str(_get(args, "methods", "all")))
     _check_bench_options(args, methods)
-    out = Path(_get(args, "out", "bench_out"))
+    out = check_output_dir(_get(args, "out", "bench_out"))
     resume = bool(_get(args, "resume", False))
     cfgs = {s: experiment_config(args, seed=s) for s in seeds}
     cfg0 = cfgs[seeds[0]]

@@ -143,6 +143,20 @@ class ForgetScenario:
     test_keep: npt.NDArray[np.bool_]
     val_keep: npt.NDArray[np.bool_]
 
+    def __post_init__(self) -> None:
+        for part in ("forget", "retain"):
+            idx = np.asarray(getattr(self, f"{part}_idx"))
+            if idx.ndim != 1 or idx.size == 0:
+                raise DataError(f"{part} set: expected a non-empty 1-D index array, received shape {idx.shape}")
+            if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0:
+                raise DataError(f"{part} set: expected non-negative integer indices, received dtype {idx.dtype}")
+        both = np.intersect1d(self.forget_idx, self.retain_idx)
+        if both.size:
+            raise DataError(
+                f"forget and retain sets overlap in {both.size} samples (indices {both[:5].tolist()}); "
+                "expected disjoint sets"
+            )
+
 
 def make_scenario(splits: ClassificationSplits, spec: ScenarioSpec, seed: int) -> ForgetScenario:
     """Choose the forget set of ``spec`` inside ``splits``' training split.
@@ -246,6 +260,24 @@ class BatchStream:
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stream's position (generator state, current epoch order, offset), for exact resume."""
+        return {"generator": self._gen.get_state(), "order": self._order.clone(), "pos": int(self._pos)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a position saved by :meth:`state_dict`."""
+        import torch
+
+        order = torch.as_tensor(state["order"], dtype=torch.long).cpu()
+        pos = int(state["pos"])
+        if order.numel() not in (0, self.x.shape[0]) or not 0 <= pos <= order.numel():
+            raise DataError(
+                f"BatchStream: saved position ({order.numel()} samples, offset {pos}) does not fit a stream of "
+                f"{self.x.shape[0]} samples"
+            )
+        self._gen.set_state(torch.as_tensor(state["generator"], dtype=torch.uint8).cpu())
+        self._order, self._pos = order, pos
 
     def __iter__(self) -> Iterator[LabeledBatch]:
         return self

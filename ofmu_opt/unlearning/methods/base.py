@@ -36,6 +36,14 @@ retain mini-batches, the run seed, the device, an optional ``diagnostics`` callb
 called every ``checkpoint_every`` steps, an optional ``progress(n)`` tick and, for Retrain, a
 ``fresh_model()`` factory.
 
+**Mid-run snapshots and resume**: when ``snapshot`` is set, a loop that can be resumed exactly (one that
+registered its optimizer with :meth:`StepLoop.attach`: every loss-based and gradient-surgery method)
+calls ``snapshot(step, state)`` every ``checkpoint_every`` steps, with ``state`` a tree of tensors and
+plain values: the model's state dict, the optimizer's state, the positions of the forget/retain streams
+(``state_dict()``), the states of the generators handed out by :meth:`UnlearnContext.generator`, the
+history and the elapsed time. Given that tree back as ``resume``, the loop restores everything and
+continues at the next step, so the run ends exactly as an uninterrupted one (same seed, same machine).
+
 **Diagnostics**: ``StepRecord.cos`` is cos(∇L_f, ∇L_r) with L_f, L_r the mean per-example NLL of the
 current forget and retain batches (the raw losses, whatever the method optimises), measured at the
 iterate before the step, as are ``grad_forget_norm`` and ``grad_retain_norm``; ``loss`` is the method's
@@ -62,7 +70,7 @@ import torch
 from torch import Tensor, nn
 
 from ..._config import check_choice, check_range
-from ...errors import ConfigError
+from ...errors import CheckpointError, ConfigError
 
 __all__ = [
     "LossTerms",
@@ -146,6 +154,9 @@ class UnlearnContext:
     checkpoint_every: int = 0
     progress: Callable[[int], None] | None = None
     fresh_model: Callable[[], nn.Module] | None = None
+    snapshot: Callable[[int, dict[str, Any]], None] | None = None
+    resume: dict[str, Any] | None = None
+    _generators: list[torch.Generator] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.diagnostics_every < 0 or self.checkpoint_every < 0:
@@ -156,7 +167,9 @@ class UnlearnContext:
 
     def generator(self, salt: int = 0) -> torch.Generator:
         """A private CPU generator seeded from the run seed and ``salt`` (never the global RNG)."""
-        return torch.Generator(device="cpu").manual_seed((int(self.seed) * 1_000_003 + int(salt)) % 2**63)
+        gen = torch.Generator(device="cpu").manual_seed((int(self.seed) * 1_000_003 + int(salt)) % 2**63)
+        self._generators.append(gen)  # their states go into snapshots (in creation order)
+        return gen
 
 
 @dataclass
@@ -293,6 +306,68 @@ class StepLoop:
         self._excluded = 0.0
         self._pending: tuple[float, float, float] | None = None
         self._t0 = time.perf_counter()
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._elapsed_before = 0.0
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Register the loop's optimizer: makes the loop resumable (snapshots are taken only then)."""
+        self._optimizer = optimizer
+
+    def _resumable(self) -> bool:
+        return self._optimizer is not None and all(
+            hasattr(s, "state_dict") and hasattr(s, "load_state_dict") for s in (self.ctx.forget, self.ctx.retain)
+        )
+
+    def state(self, model: nn.Module) -> dict[str, Any]:
+        """The tree a snapshot holds (see the module docstring); needs :meth:`attach` first."""
+        if self._optimizer is None:
+            raise ConfigError(f"{self.name}: a snapshot needs the optimizer (StepLoop.attach)")
+        opt = self._optimizer.state_dict()
+        return {
+            "step": self.steps_done,
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizer": {
+                "state": {str(k): dict(v) for k, v in opt["state"].items()},
+                "param_groups": [dict(g) for g in opt["param_groups"]],
+            },
+            "forget": self.ctx.forget.state_dict(),  # type: ignore[attr-defined]
+            "retain": self.ctx.retain.state_dict(),  # type: ignore[attr-defined]
+            "generators": [g.get_state() for g in self.ctx._generators],
+            "history": [dict(vars(h)) for h in self.history],
+            "elapsed": self._elapsed(),
+        }
+
+    def start(self, model: nn.Module) -> int:
+        """The first step to run: 0, or the step after the snapshot in ``ctx.resume`` (restored here)."""
+        snap = self.ctx.resume
+        if snap is None:
+            return 0
+        if not self._resumable():
+            log.warning("%s: this loop cannot resume exactly; starting from step 0", self.name)
+            return 0
+        try:
+            model.load_state_dict(snap["model"])
+            opt = snap["optimizer"]
+            self._optimizer.load_state_dict(  # type: ignore[union-attr]  # _resumable() checked it
+                {"state": {int(k): v for k, v in opt["state"].items()}, "param_groups": opt["param_groups"]}
+            )
+            self.ctx.forget.load_state_dict(snap["forget"])  # type: ignore[attr-defined]
+            self.ctx.retain.load_state_dict(snap["retain"])  # type: ignore[attr-defined]
+            gens = snap["generators"]
+            if len(gens) != len(self.ctx._generators):
+                raise ValueError(f"{len(gens)} generator states for {len(self.ctx._generators)} generators")
+            for g, st in zip(self.ctx._generators, gens, strict=True):
+                g.set_state(st)
+            self.history = [StepRecord(**h) for h in snap["history"]]
+            self.steps_done = int(snap["step"])
+            self._elapsed_before = float(snap["elapsed"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.name}: the snapshot does not match this run: {exc}") from exc
+        log.info("%s: resumed after step %d", self.name, self.steps_done)
+        return self.steps_done
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + max(0.0, time.perf_counter() - self._t0 - self._excluded)
 
     def _sync(self) -> None:
         if str(self.ctx.device).startswith("cuda") and torch.cuda.is_available():
@@ -328,8 +403,11 @@ class StepLoop:
         """Call the checkpoint hook when due and tick the progress bar (time excluded)."""
         t = time.perf_counter()
         every = self.ctx.checkpoint_every
-        if self.ctx.checkpoint is not None and every > 0 and (step + 1) % every == 0:
+        due = every > 0 and (step + 1) % every == 0
+        if self.ctx.checkpoint is not None and due:
             self.ctx.checkpoint(step + 1, model if model is not None else self.ctx.model)
+        if self.ctx.snapshot is not None and due and self._resumable():
+            self.ctx.snapshot(step + 1, self.state(model if model is not None else self.ctx.model))
         if self.ctx.progress is not None:
             self.ctx.progress(1)
         self._excluded += time.perf_counter() - t
@@ -337,8 +415,7 @@ class StepLoop:
     def finish(self, model: nn.Module, **info: Any) -> MethodResult:
         """Stop the clock and build the :class:`MethodResult`."""
         self._sync()
-        wall = max(0.0, time.perf_counter() - self._t0 - self._excluded)
-        return MethodResult(model, self.steps_done, wall, self.status, self.history, dict(info))
+        return MethodResult(model, self.steps_done, self._elapsed(), self.status, self.history, dict(info))
 
 
 @dataclass
@@ -390,8 +467,9 @@ def run_loss_method(
     if grad_mask is not None and len(grad_mask) != len(params):
         raise ConfigError(f"grad_mask: expected {len(params)} tensors, received {len(grad_mask)}")
     opt = make_optimizer(params, cfg)
+    loop.attach(opt)
     model.train()
-    for step in range(cfg.steps):
+    for step in range(loop.start(model), cfg.steps):
         fb, rb = next(ctx.forget), next(ctx.retain)
         loop.maybe_diagnose(step, fb, rb)
         t = terms(fb, rb, step)
@@ -438,8 +516,9 @@ def run_gradient_method(
     loop = StepLoop(ctx, name)
     params = trainable_params(model)
     opt = make_optimizer(params, cfg)
+    loop.attach(opt)
     model.train()
-    for step in range(cfg.steps):
+    for step in range(loop.start(model), cfg.steps):
         fb, rb = next(ctx.forget), next(ctx.retain)
         loop.maybe_diagnose(step, fb, rb)
         f_obj, r_obj = objectives(fb, rb)

@@ -1,0 +1,113 @@
+"""Crash safety of ``ofmu unlearn``: SIGKILL at several points, ``--resume``, same final metrics.
+
+The run is killed (1) while the original/Retrain models are being trained (their cache files are
+written atomically), (2) right after its first mid-run checkpoint appears, and (3) after a later one;
+each restart uses ``--resume``. The final ``DIGITS_SUMMARY.json`` equals that of an uninterrupted run
+(every metric but the wall-clock ``RTE``), and while the runs were being killed every JSON file in the
+output directory parsed whenever it was read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 240
+EVERY = 20
+# small reference models (fast to train) and many cheap unlearning steps (time to kill mid-run)
+ARGS = [
+    "unlearn", "--benchmark", "digits", "--method", "graddiff", "--quick", "-q",
+    "--option", f"steps={STEPS}", "--option", "experiment.train_steps=300", "--option", "experiment.hidden=32",
+    "--option", "experiment.diagnostics_every=1", "--checkpoint-every", str(EVERY),
+]
+
+
+def _start(out: Path, cache: Path, *extra: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, OFMU_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "ofmu_opt.cli", *ARGS, "--out", str(out), *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def _check_readable(d: Path) -> None:
+    """Every JSON file present parses (atomic writes: a reader never sees a truncated file)."""
+    for p in list(d.rglob("*.json")):
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:  # replaced or removed between listing and reading
+            continue
+        json.loads(data)  # raises on a truncated file
+
+
+def _checkpoint_step(out: Path) -> int:
+    m = out / "checkpoint" / "manifest.json"
+    try:
+        return int(json.loads(m.read_bytes())["meta"]["step"])
+    except (FileNotFoundError, KeyError):
+        return -1
+
+
+def _kill_when(proc: subprocess.Popen[bytes], out: Path, cond: object, timeout: float = 120.0) -> bool:
+    """SIGKILL ``proc`` as soon as ``cond()`` holds (True), or return False if it finished first."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if out.exists():
+            _check_readable(out)
+        if cond():  # type: ignore[operator]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.002)
+    proc.kill()
+    pytest.fail("the run neither reached the kill point nor finished")
+
+
+def _summary(out: Path) -> dict[str, float]:
+    s = json.loads((out / "DIGITS_SUMMARY.json").read_text())
+    return {k: v for k, v in s.items() if k != "RTE"}
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> None:
+    out, cache = tmp_path / "killed", tmp_path / "cache_killed"
+    # (1) killed while training the reference models (the cache directory exists, no checkpoint yet)
+    p = _start(out, cache)
+    assert _kill_when(p, out, lambda: cache.exists() and any(cache.iterdir()) or _checkpoint_step(out) >= 0)
+    assert _checkpoint_step(out) <= EVERY
+    # (2) killed right after the first mid-run checkpoint appeared
+    p = _start(out, cache, "--resume")
+    killed_first = _kill_when(p, out, lambda: _checkpoint_step(out) >= EVERY)
+    first = _checkpoint_step(out)
+    # (3) killed after a later checkpoint
+    p = _start(out, cache, "--resume")
+    killed_later = _kill_when(p, out, lambda: _checkpoint_step(out) >= first + 2 * EVERY)
+    later = _checkpoint_step(out)
+    assert killed_first and killed_later, "a run finished before it could be killed"
+    assert EVERY <= first < later < STEPS
+    # finish
+    p = _start(out, cache, "--resume")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    assert not (out / "checkpoint").exists()
+    _check_readable(out)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["step"] for h in history] == list(range(STEPS))
+
+    ref_out = tmp_path / "uninterrupted"
+    p = _start(ref_out, tmp_path / "cache_ref", "--checkpoint-every", "0")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    assert _summary(out) == _summary(ref_out)
+    assert json.loads((out / "history.json").read_text()) == json.loads((ref_out / "history.json").read_text())
+    assert (out / "model.safetensors").read_bytes() == (ref_out / "model.safetensors").read_bytes()
