@@ -8,7 +8,7 @@ quiet, threads).
 
 Example:
     >>> list_benchmarks()
-    ['digits', 'cifar10', 'tinytofu', 'tofu', 'tinywmdp']
+    ['digits', 'cifar10', 'tinytofu', 'tofu', 'tinywmdp', 'mcq']
     >>> get_benchmark("mnist")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "tinytofu": "ofmu_opt.unlearning.lm_bench",
     "tofu": "ofmu_opt.unlearning.lm_bench",
     "tinywmdp": "ofmu_opt.unlearning.wmdp_bench",
+    "mcq": "ofmu_opt.unlearning.wmdp_bench",  # `ofmu eval --benchmark mcq --model DIR --data FILE`
 }
 
 
