@@ -82,7 +82,9 @@ def _encode(obj: Any, tensors: dict[str, Tensor], memo: dict[int, str] | None = 
 
 def _namedtuple_class(path: str) -> type:
     mod, _, qual = path.partition(":")
-    if not (mod == "ofmu_opt" or mod.startswith("ofmu_opt.")) or not qual or "." in qual:
+    # dunder modules (``ofmu_opt.cli.__main__``) run code on import: never resolve them
+    if (not (mod == "ofmu_opt" or mod.startswith("ofmu_opt.")) or not qual or "." in qual
+            or any(part.startswith("__") for part in mod.split("."))):
         raise CheckpointError(f"checkpoint: refusing to resolve class {path!r} (only ofmu_opt NamedTuples)")
     try:
         cls = getattr(importlib.import_module(mod), qual)
