@@ -184,8 +184,8 @@ def test_output_names_cannot_escape_the_output_directory(tmp_path: Path, name: s
 
 def test_user_controlled_names_that_become_paths_are_checked(tmp_path: Path) -> None:
     """Prefixes of eval files and method/experiment names never reach the file system unchecked."""
-    from ofmu_opt.unlearning.metrics.tofu import write_tofu_eval
     from ofmu_opt.unlearning.methods.registry import get_method
+    from ofmu_opt.unlearning.metrics.tofu import write_tofu_eval
 
     with pytest.raises(UnsafeFileError, match="escapes the output directory"):
         write_tofu_eval(tmp_path / "out", {}, prefix="../../evil")
