@@ -30,8 +30,9 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 
+# tests plus every docstring example (doctests) of the package and of theory/
 pytest: $(STAMP)
-	$(PY) -m pytest -q -n 2 --timeout 600 tests
+	$(PY) -m pytest -q -n 2 --timeout 600 --durations=15 --doctest-modules tests ofmu_opt theory
 
 test: lint typecheck imports pytest
 
