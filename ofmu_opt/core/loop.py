@@ -24,6 +24,8 @@ __all__ = ["LoopSolver", "run_solver"]
 
 
 class LoopSolver(Protocol):
+    """What :func:`run_solver` needs from a solver (see the module docstring)."""
+
     @property
     def maxiter(self) -> int: ...
     @property
