@@ -197,6 +197,9 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
 def _toml_scalar(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -208,8 +211,9 @@ def _toml_scalar(v: Any) -> str:
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, str):  # a TOML basic string: escape backslash, quote and every control character
+        return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+                             for c in v) + '"'
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_scalar(x) for x in v) + "]"
     raise ConfigError(f"cannot write {v!r} ({type(v).__name__}) to TOML")

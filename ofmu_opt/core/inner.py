@@ -21,6 +21,7 @@ Hessian-vector product :math:`\nabla_{(x,y)}\langle\nabla_y\varphi, v\rangle` by
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -66,6 +67,9 @@ def objective_hvp(
     if nv == 0.0:
         gx, gy = obj.grad(x, y, batch=batch)
         return (None if gx is None else sp.zeros_like(gx), sp.zeros_like(gy))
+    if not math.isfinite(nv):  # an Inf/NaN direction: return NaNs, which end the run with NUMERICAL_ERROR
+        gx, gy = obj.grad(x, y, batch=batch)
+        return pscale(sp, (gx, gy), math.nan)
     h = fd_step * (1.0 + sp.to_float(sp.norm(y))) / nv
     gp = obj.grad(x, sp.axpy(h, v, y), batch=batch)
     gm = obj.grad(x, sp.axpy(-h, v, y), batch=batch)
