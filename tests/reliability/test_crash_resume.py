@@ -111,3 +111,37 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> 
     assert _summary(out) == _summary(ref_out)
     assert json.loads((out / "history.json").read_text()) == json.loads((ref_out / "history.json").read_text())
     assert (out / "model.safetensors").read_bytes() == (ref_out / "model.safetensors").read_bytes()
+
+
+def test_every_file_the_package_writes_goes_through_the_atomic_writers() -> None:
+    """AST audit: outside ``ofmu_opt/_io.py`` no module opens a file for writing, or writes with
+    ``Path.write_text/write_bytes``, ``json.dump``, ``torch.save``, ``np.save`` or ``pickle.dump``; every
+    output (eval JSON, summaries, checkpoints, model caches, plots) goes through ``atomic_write_*``.
+    Hugging Face directories are saved into a temporary directory that is then renamed."""
+    import ast
+
+    pkg = ROOT / "ofmu_opt"
+    banned = {"json.dump", "torch.save", "np.save", "np.savez", "numpy.save", "pickle.dump", "shutil.copy",
+              "shutil.copyfile"}
+    problems: list[str] = []
+    for path in sorted(pkg.rglob("*.py")):
+        if path.name == "_io.py" and path.parent == pkg:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            name = ast.unparse(f)
+            where = f"{path.relative_to(ROOT)}:{node.lineno} {name}"
+            if name in banned or (isinstance(f, ast.Attribute) and f.attr in ("write_text", "write_bytes")):
+                problems.append(where)
+            if name in ("open", "os.fdopen") or (isinstance(f, ast.Attribute) and f.attr == "open"):
+                modes = [a for a in node.args[1:2]] + [k.value for k in node.keywords if k.arg == "mode"]
+                if any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes):
+                    problems.append(where)
+            if isinstance(f, ast.Attribute) and f.attr == "save_pretrained" and "tmp" not in ast.unparse(node.args[0]):
+                problems.append(where)
+            if isinstance(f, ast.Attribute) and f.attr == "savefig" and "buf" not in ast.unparse(node.args[0]):
+                problems.append(where)
+    assert problems == []
