@@ -266,10 +266,8 @@ CLI_CASES: dict[str, CliCase] = {
 }
 
 
-@pytest.fixture(scope="module")
-def cli_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess[str], Path]]:
-    """Run every CLI case at once (in parallel subprocesses) and collect the results."""
-    base = tmp_path_factory.mktemp("cli")
+def _run_all(base: Path) -> dict[str, tuple[subprocess.CompletedProcess[str], Path]]:
+    """Run every CLI case at once (parallel subprocesses; one test, so xdist workers do not repeat them)."""
     env = dict(os.environ, OFMU_CACHE_DIR=str(base / "cache"), PYTHONPATH=str(ROOT))
     procs: dict[str, tuple[subprocess.Popen[str], Path]] = {}
     for name, case in CLI_CASES.items():
@@ -297,21 +295,36 @@ def _files(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("name", list(CLI_CASES))
-def test_cli_bad_input(name: str, cli_results: dict[str, tuple[subprocess.CompletedProcess[str], Path]]) -> None:
-    res, d = cli_results[name]
+def _cli_problem(name: str, res: subprocess.CompletedProcess[str], d: Path) -> str | None:
+    """Why case ``name`` failed, or None."""
     case = CLI_CASES[name]
-    assert "Traceback" not in res.stderr, res.stderr
-    assert res.returncode == 2, (res.returncode, res.stderr)
+    if "Traceback" in res.stderr:
+        return f"traceback on stderr:\n{res.stderr}"
+    if res.returncode != 2:
+        return f"exit code {res.returncode}, expected 2; stderr {res.stderr!r}"
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ofmu: error: "), res.stderr
-    assert re.search(case.pattern, lines[0]), lines[0]
+    if len(lines) != 1 or not lines[0].startswith("ofmu: error: "):
+        return f"expected one 'ofmu: error:' line, received {res.stderr!r}"
+    if not re.search(case.pattern, lines[0]):
+        return f"message {lines[0]!r} does not match {case.pattern!r}"
     out = d / "out"
     if case.out_is_child:
-        assert not out.exists() or _files(out) == [], _files(out)
+        if out.exists() and _files(out):
+            return f"files left in the output directory: {_files(out)}"
     else:  # only what the setup wrote is there
         before = {"resume-record-truncated": ["out/DIGITS_SUMMARY.json", "out/run.json"]}.get(name, ["f"])
-        assert [f for f in _files(d) if not f.startswith("cache")] == before
+        left = [f for f in _files(d) if not f.startswith("cache")]
+        if left != before:
+            return f"files {left}, expected only {before}"
+    return None
+
+
+def test_cli_bad_input(tmp_path: Path) -> None:
+    """Every CLI case: exit code 2, one ``ofmu: error:`` line naming the bad input, no traceback, no files."""
+    results = _run_all(tmp_path)
+    problems = {name: _cli_problem(name, res, d) for name, (res, d) in results.items()}
+    failed = {k: v for k, v in problems.items() if v is not None}
+    assert not failed, "\n".join(f"{k}: {v}" for k, v in failed.items())
 
 
 def test_catalogue_size() -> None:
