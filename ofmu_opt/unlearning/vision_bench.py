@@ -306,7 +306,7 @@ def _load_snapshot(ckpt_dir: Path, key: str) -> dict[str, Any] | None:
     if not ckpt_dir.exists():
         return None
     try:
-        tree, meta = load_checkpoint(ckpt_dir, device="cpu")
+        tree, meta = load_checkpoint(ckpt_dir)  # every tensor back on the device it was saved from
     except CheckpointError as exc:
         raise CheckpointError(f"--resume: {exc}; delete {str(ckpt_dir)!r} to start over") from exc
     if meta.get("key") != key or not isinstance(tree, dict):

@@ -147,7 +147,7 @@ def test_every_file_the_package_writes_goes_through_the_atomic_writers() -> None
     assert problems == []
 
 
-@pytest.mark.parametrize("name", ["graddiff", "npo", "rl", "salun", "blur", "retrain"])
+@pytest.mark.parametrize("name", ["graddiff", "npo", "rl", "salun", "blur", "retrain", "ofmu"])
 def test_method_resumed_from_a_saved_snapshot_ends_exactly_like_an_uninterrupted_run(name: str, tmp_path: Path) -> None:
     """In process, through save_checkpoint/load_checkpoint: the snapshot after step 6 of 12, resumed in a
     fresh context, gives bit-identical parameters and history (RL/SalUn also restore their relabelling

@@ -37,7 +37,8 @@ called every ``checkpoint_every`` steps, an optional ``progress(n)`` tick and, f
 ``fresh_model()`` factory.
 
 **Mid-run snapshots and resume**: when ``snapshot`` is set, a loop that can be resumed exactly (one that
-registered its optimizer with :meth:`StepLoop.attach`: every loss-based and gradient-surgery method)
+registered its optimizer or state with :meth:`StepLoop.attach`: every loss-based and gradient-surgery
+method, and OFMU with its solver state)
 calls ``snapshot(step, state)`` every ``checkpoint_every`` steps, with ``state`` a tree of tensors and
 plain values: the model's state dict, the optimizer's state, the positions of the forget/retain streams
 (``state_dict()``), the states of the generators handed out by :meth:`UnlearnContext.generator`, the
@@ -307,29 +308,42 @@ class StepLoop:
         self._pending: tuple[float, float, float] | None = None
         self._t0 = time.perf_counter()
         self._optimizer: torch.optim.Optimizer | None = None
+        self._extra: tuple[Callable[[], Any], Callable[[Any], None]] | None = None
         self._elapsed_before = 0.0
 
-    def attach(self, optimizer: torch.optim.Optimizer) -> None:
-        """Register the loop's optimizer: makes the loop resumable (snapshots are taken only then)."""
+    def attach(
+        self,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        extra: tuple[Callable[[], Any], Callable[[Any], None]] | None = None,
+    ) -> None:
+        """Register what else the loop's state holds; makes the loop resumable (snapshots are taken only then).
+
+        Args:
+            optimizer: a torch optimizer (its ``state_dict`` joins the snapshot).
+            extra: ``(get, set)`` of any further state (tensors, NamedTuples, plain values), e.g. a solver state.
+        """
         self._optimizer = optimizer
+        self._extra = extra
 
     def _resumable(self) -> bool:
-        return self._optimizer is not None and all(
+        return (self._optimizer is not None or self._extra is not None) and all(
             hasattr(s, "state_dict") and hasattr(s, "load_state_dict") for s in (self.ctx.forget, self.ctx.retain)
         )
 
     def state(self, model: nn.Module) -> dict[str, Any]:
         """The tree a snapshot holds (see the module docstring); needs :meth:`attach` first."""
-        if self._optimizer is None:
-            raise ConfigError(f"{self.name}: a snapshot needs the optimizer (StepLoop.attach)")
-        opt = self._optimizer.state_dict()
+        if self._optimizer is None and self._extra is None:
+            raise ConfigError(f"{self.name}: a snapshot needs the loop's state (StepLoop.attach)")
+        opt = None if self._optimizer is None else self._optimizer.state_dict()
         return {
             "step": self.steps_done,
             "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "optimizer": {
+            "optimizer": None if opt is None else {
                 "state": {str(k): dict(v) for k, v in opt["state"].items()},
                 "param_groups": [dict(g) for g in opt["param_groups"]],
             },
+            "extra": None if self._extra is None else self._extra[0](),
             "forget": self.ctx.forget.state_dict(),  # type: ignore[attr-defined]
             "retain": self.ctx.retain.state_dict(),  # type: ignore[attr-defined]
             "generators": [g.get_state() for g in self.ctx._generators],
@@ -348,16 +362,19 @@ class StepLoop:
         try:
             model.load_state_dict(snap["model"])
             opt = snap["optimizer"]
-            self._optimizer.load_state_dict(  # type: ignore[union-attr]  # _resumable() checked it
-                {"state": {int(k): v for k, v in opt["state"].items()}, "param_groups": opt["param_groups"]}
-            )
+            if self._optimizer is not None:
+                self._optimizer.load_state_dict(
+                    {"state": {int(k): v for k, v in opt["state"].items()}, "param_groups": opt["param_groups"]}
+                )
             self.ctx.forget.load_state_dict(snap["forget"])  # type: ignore[attr-defined]
             self.ctx.retain.load_state_dict(snap["retain"])  # type: ignore[attr-defined]
             gens = snap["generators"]
             if len(gens) != len(self.ctx._generators):
                 raise ValueError(f"{len(gens)} generator states for {len(self.ctx._generators)} generators")
             for g, st in zip(self.ctx._generators, gens, strict=True):
-                g.set_state(st)
+                g.set_state(torch.as_tensor(st, dtype=torch.uint8).cpu())
+            if self._extra is not None:
+                self._extra[1](snap["extra"])
             self.history = [StepRecord(**h) for h in snap["history"]]
             self.steps_done = int(snap["step"])
             self._elapsed_before = float(snap["elapsed"])

@@ -179,7 +179,14 @@ class OfmuMethod:
         )
         problem = mp.problem
         state = solver.init_state(problem, None, mp.y0)
-        for step in range(c.steps):
+
+        def restore(saved: S.PenaltyState) -> None:  # resume from a snapshot (see methods/base.py)
+            nonlocal state
+            state = saved
+            mp.write_back(state.y)
+
+        loop.attach(extra=(lambda: state, restore))
+        for step in range(loop.start(model), c.steps):
             inner, outer = first if step == 0 else draw_round()
             loop.maybe_diagnose(step, outer.forget, outer.retain)
             rho = state.penalty
