@@ -106,7 +106,7 @@ def test_unknown_method_and_bad_option_exit_2_with_one_line(tmp_path, capsys):
 def test_unknown_benchmark_lists_names():
     with pytest.raises(ConfigError, match="digits, cifar10, tinytofu"):
         get_benchmark("imagenet")
-    assert {"digits", "cifar10", "tinytofu", "tofu", "tinywmdp"} == set(list_benchmarks())
+    assert {"digits", "cifar10", "tinytofu", "tofu", "tinywmdp", "mcq"} == set(list_benchmarks())
 
 
 def test_bench_writes_table_csv_json_and_plots(tmp_path, capsys):
