@@ -348,8 +348,12 @@ class PenaltySolver:
         fg = problem.outer.grad(x, y, batch=batch)
         value = math.nan
         if self.penalty_type == "stationarity":
-            _, v = inner.grad(x, y, batch=batch)
-            hv = inner.hvp(x, y, v, batch=batch)
+            joint = getattr(inner, "grad_and_hvp", None)
+            if joint is not None:  # ∇φ and ∇²φ∇φ from one graph (torch, exact HVP by double backward)
+                (_, v), hv = joint(x, y, batch=batch)
+            else:
+                _, v = inner.grad(x, y, batch=batch)
+                hv = inner.hvp(x, y, v, batch=batch)
             grad = paxpy(sp, 2.0 * rho, hv, fg)
             vn = sp.to_float(sp.norm(v))
             if need_value:
