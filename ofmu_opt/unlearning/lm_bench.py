@@ -478,7 +478,8 @@ def experiment_config(args: argparse.Namespace) -> LMExperimentConfig:
     return config_from_dict(LMExperimentConfig, data, prefix="experiment.")
 
 
-def _method_config(args: argparse.Namespace, spec: Any, cfg: LMExperimentConfig, single: bool) -> dict[str, Any]:
+def _method_config(args: argparse.Namespace, spec: Any, cfg: Any, single: bool) -> dict[str, Any]:
+    """A method's options: steps/lr from the experiment config ``cfg``, then TOML, then ``--option``."""
     toml = _toml(args)
     opts: dict[str, Any] = {"steps": cfg.unlearn_steps, "lr": cfg.unlearn_lr}
     opts.update(toml.get("method", {}) if single else {})

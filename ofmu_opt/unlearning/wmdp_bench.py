@@ -42,7 +42,7 @@ from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..errors import ConfigError
 from .data.corpus import MCQItem, TextDoc, TinyWmdp, chunk_corpus, generate_tinywmdp, load_mcq_file
 from .lm_adapter import CausalLMAdapter
-from .lm_bench import _device, _get, _history, _options, _Stream, _toml, run_on_streams
+from .lm_bench import _device, _get, _history, _method_config, _options, _Stream, _toml, run_on_streams
 from .methods.registry import MethodUnavailableError, get_method
 from .metrics.mcq import mcq_accuracy, score_mcq
 from .metrics.tofu import write_tofu_eval
@@ -209,24 +209,6 @@ def _run(method: Any, mdir: Path, data: TinyWmdp, cfg: WmdpExperimentConfig, see
     adapter = CausalLMAdapter(tok, CLOZE, cfg.max_length)
     res, out = run_on_streams(method, model, adapter, streams, seed, device, cfg.lora_r, cfg.diagnostics_every)
     return res, out, tok
-
-
-def _method_config(args: argparse.Namespace, spec: Any, cfg: WmdpExperimentConfig, single: bool) -> dict[str, Any]:
-    toml = _toml(args)
-    opts: dict[str, Any] = {"steps": cfg.unlearn_steps, "lr": cfg.unlearn_lr}
-    opts.update(toml.get("method", {}) if single else {})
-    opts.update(toml.get("methods", {}).get(spec.name, {}))
-    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-    for k, v in _options(args).items():
-        if k.startswith("experiment."):
-            continue
-        if "." in k:
-            m, f = k.split(".", 1)
-            if m == spec.name:
-                opts[f] = v
-        elif k in fields or single:
-            opts[k] = v
-    return opts
 
 
 def unlearn_main(args: argparse.Namespace) -> int:

@@ -191,23 +191,9 @@ class SimNPOMethod:
 
 
 @dataclass(frozen=True)
-class IdkDPOConfig(MethodConfig):
-    """DPO with the "I don't know" answer preferred and the true answer rejected."""
-
-    beta: float = 0.1
-    gamma: float = 1.0
-    alpha: float = 1.0
-    retain_loss: str = "nll"
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "gamma": ("log", 0.1, 5.0),
-        "alpha": ("log", 0.5, 5.0),
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("beta", self.beta, low=0.0, low_open=True)
-        check_weights(self.gamma, self.alpha, self.retain_loss)
+class IdkDPOConfig(NPOConfig):
+    """DPO with the "I don't know" answer preferred and the true answer rejected (NPO's fields and ranges:
+    inverse temperature ``beta``, forget weight ``gamma``, retain weight ``alpha``, ``retain_loss``)."""
 
 
 class IdkDPOMethod:
