@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from .errors import ConfigError
 
 __all__ = [
+    "parse_option_pairs",
     "check_choice",
     "check_range",
     "coerce_value",
@@ -42,6 +43,25 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def parse_option_pairs(items: typing.Iterable[str] | None, flag: str = "--option") -> dict[str, str]:
+    """Split command-line ``NAME=VALUE`` strings into a dict (later pairs win); values stay strings.
+
+    Raises:
+        ConfigError: an item without ``=`` or with an empty name.
+
+    Examples:
+        >>> parse_option_pairs(["lr=0.1", "method.beta = 2"])
+        {'lr': '0.1', 'method.beta': '2'}
+    """
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"{flag}: expected NAME=VALUE, received {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
 
 
 def check_range(

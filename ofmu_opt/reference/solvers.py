@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._config import coerce_value
+from .._config import coerce_value, parse_option_pairs
 from ..core.solver import PenaltySolver, gpbgd, ofmu, scalarized, vpbgd, with_continuation
 from ..errors import ConfigError
 from .problems import ReferenceProblem
@@ -46,10 +46,7 @@ def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """
     hints = typing.get_type_hints(PenaltySolver)
     out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--option: expected NAME=VALUE, received {pair!r}")
-        name, value = (s.strip() for s in pair.split("=", 1))
+    for name, value in parse_option_pairs(pairs).items():
         if name not in hints or name == "name":
             valid = ", ".join(sorted(k for k in hints if k != "name"))
             raise ConfigError(f"--option: unknown solver option {name!r}; valid options: {valid}")

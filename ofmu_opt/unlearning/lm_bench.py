@@ -43,7 +43,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._config import check_choice, check_range, config_from_dict, config_to_dict, config_to_toml, load_toml_file
+from .._config import (
+    check_choice,
+    check_range,
+    config_from_dict,
+    config_to_dict,
+    config_to_toml,
+    load_toml_file,
+    parse_option_pairs,
+)
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ..errors import ConfigError, DataError
 from .data.tinytofu import QAItem, TinyTofu, TinyTofuConfig, TofuSplit, generate_tinytofu, split_fraction
@@ -448,13 +456,7 @@ def _get(args: argparse.Namespace, name: str, default: Any = None) -> Any:
 
 
 def _options(args: argparse.Namespace) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in _get(args, "option", []) or []:
-        if "=" not in item or not item.split("=", 1)[0].strip():
-            raise ConfigError(f"--option: expected NAME=VALUE, received {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+    return parse_option_pairs(_get(args, "option", []))
 
 
 def _toml(args: argparse.Namespace) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .._config import config_from_dict, config_to_dict, config_to_toml, load_toml_file
+from .._config import config_from_dict, config_to_dict, config_to_toml, load_toml_file, parse_option_pairs
 from .._io import atomic_write_json, atomic_write_text, check_output_dir, read_json
 from ..backends.checkpoint import save_checkpoint
 from ..errors import CheckpointError, ConfigError
@@ -89,13 +89,7 @@ def _get(args: argparse.Namespace, name: str, default: Any = None) -> Any:
 
 
 def _parse_options(items: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item or not item.split("=", 1)[0].strip():
-            raise ConfigError(f"--option: expected NAME=VALUE, received {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+    return parse_option_pairs(items)
 
 
 def _toml(args: argparse.Namespace) -> dict[str, Any]:
