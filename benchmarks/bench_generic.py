@@ -9,6 +9,7 @@ not reach the target within the time cap is reported with the distance it reache
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -58,7 +59,7 @@ def run(sizes: list[int], time_cap: float) -> dict[str, Any]:
             # BOME and F2SA do not reach the target at any n within the cap (their fixed-step/finite-multiplier
             # bias stays above it); the solvers that can reach it get a longer cap at large n
             cap = time_cap if (n < 1000 or name in ("bome", "f2sa")) else 6 * time_cap
-            s = solver.replace(max_time=cap) if hasattr(solver, "replace") else _with_time(solver, cap)
+            s = dataclasses.replace(solver, max_time=cap)
             t0 = time.perf_counter()
             with np.errstate(all="ignore"):
                 res = s.run(ref.problem, ref.x0, ref.y0, callback=cb)
@@ -79,12 +80,6 @@ def run(sizes: list[int], time_cap: float) -> dict[str, Any]:
         else:
             growth[name] = None
     return {"target": TARGET, "sizes": sizes, "time_cap_s": time_cap, "rows": rows, "time_growth_exponent": growth}
-
-
-def _with_time(solver: Any, cap: float) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(solver, max_time=cap)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,12 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
-import os
 import random
+import sys
+
+import numpy as np
+
+from .errors import ConfigError
 
 __all__ = ["seed_everything"]
 
@@ -24,18 +27,9 @@ def seed_everything(seed: int) -> int:
         The seed.
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        from .errors import ConfigError
-
         raise ConfigError(f"seed: expected a non-negative int, received {seed!r}")
     random.seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    try:
-        np = importlib.import_module("numpy")
-        np.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover
-        pass
-    import sys
-
+    np.random.seed(seed % 2**32)
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(seed)
     return seed

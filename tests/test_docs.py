@@ -54,12 +54,6 @@ def test_every_public_module_with_all_is_in_the_api_reference_and_every_name_has
     assert not missing_docs, f"public names without a docstring: {missing_docs}"
 
 
-def test_top_level_names_are_documented():
-    for name in ofmu_opt.__all__:
-        if name != "__version__":
-            assert (getattr(ofmu_opt, name).__doc__ or "").strip(), name
-
-
 @pytest.mark.skipif(shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists(),
                     reason="mkdocs is a dev extra")
 def test_docs_build_strict(tmp_path):

@@ -459,6 +459,25 @@ def _options(args: argparse.Namespace) -> dict[str, str]:
     return parse_option_pairs(_get(args, "option", []))
 
 
+def write_run_artifacts(out: Path, model: Any, tok: Any, cfg: Any, mcfg: Any, history: Any) -> None:
+    """Save an unlearning run: the model (LoRA merged), its experiment and method configs, its history."""
+    to_save = model.merge_and_unload() if cfg.lora_r > 0 and hasattr(model, "merge_and_unload") else model
+    save_causal_lm(to_save, tok, out / "model")
+    atomic_write_text(out / "experiment.toml", config_to_toml({"experiment": config_to_dict(cfg)}))
+    atomic_write_text(out / "method.toml", config_to_toml({"method": config_to_dict(mcfg)}))
+    atomic_write_json(out / "history.json", _history(history))
+
+
+def model_dir_arg(args: argparse.Namespace) -> Path:
+    """The ``--model`` directory; an ``ofmu unlearn`` output directory resolves to its ``model/``."""
+    mdir = Path(_get(args, "model", ""))
+    if not str(mdir):
+        raise ConfigError("--model: expected a model directory, received none")
+    if (mdir / "model" / "config.json").is_file():
+        mdir = mdir / "model"
+    return mdir
+
+
 def _toml(args: argparse.Namespace) -> dict[str, Any]:
     path = _get(args, "config")
     return load_toml_file(path) if path else {}
@@ -554,11 +573,7 @@ def unlearn_main(args: argparse.Namespace) -> int:
         max_new_tokens=cfg.max_new_tokens,
     )
     write_tofu_eval(out, ev)
-    to_save = model.merge_and_unload() if cfg.lora_r > 0 and hasattr(model, "merge_and_unload") else model
-    save_causal_lm(to_save, tok, out / "model")
-    atomic_write_text(out / "experiment.toml", config_to_toml({"experiment": config_to_dict(cfg)}))
-    atomic_write_text(out / "method.toml", config_to_toml({"method": config_to_dict(mcfg)}))
-    atomic_write_json(out / "history.json", _history(res.history))
+    write_run_artifacts(out, model, tok, cfg, mcfg, res.history)
     summary = {k: v["agg_value"] for k, v in ev.items()}
     atomic_write_json(
         out / "run.json",
@@ -580,11 +595,7 @@ def eval_main(args: argparse.Namespace) -> int:
     """``ofmu eval --benchmark tofu|tinytofu --model DIR [--data DIR] [--retain-logs FILE] --out DIR``."""
     cfg = experiment_config(args)
     torch.set_num_threads(cfg.threads)
-    mdir = Path(_get(args, "model", ""))
-    if not str(mdir):
-        raise ConfigError("--model: expected a model directory, received none")
-    if (mdir / "model" / "config.json").is_file():  # an `ofmu unlearn` output directory
-        mdir = mdir / "model"
+    mdir = model_dir_arg(args)
     if cfg.benchmark == "tinytofu":
         tiny = tiny_data(cfg)
         split = tiny.split

@@ -37,12 +37,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._config import check_choice, check_range, config_from_dict, config_to_dict, config_to_toml
+from .._config import check_choice, check_range, config_from_dict, config_to_dict
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..errors import ConfigError
 from .data.corpus import MCQItem, TextDoc, TinyWmdp, chunk_corpus, generate_tinywmdp, load_mcq_file
 from .lm_adapter import CausalLMAdapter
-from .lm_bench import _device, _get, _history, _method_config, _options, _Stream, _toml, run_on_streams
+from .lm_bench import (
+    _device,
+    _get,
+    _history,
+    _method_config,
+    _options,
+    _Stream,
+    _toml,
+    model_dir_arg,
+    run_on_streams,
+    write_run_artifacts,
+)
 from .methods.registry import MethodUnavailableError, get_method
 from .metrics.mcq import mcq_accuracy, score_mcq
 from .metrics.tofu import write_tofu_eval
@@ -53,7 +64,6 @@ from .models.hf import (
     build_tiny_gpt2,
     cached_model_dir,
     load_causal_lm,
-    save_causal_lm,
     train_encoded,
     train_tokenizer,
 )
@@ -227,11 +237,7 @@ def unlearn_main(args: argparse.Namespace) -> int:
     res, model, tok = _run(spec.method_cls(mcfg), target, data, cfg, cfg.seed)
     ev = evaluate_mcq_sets(model, tok, {"wmdp": data.forget_mcq_test, "mmlu": data.retain_mcq_test})
     write_tofu_eval(out, ev, prefix="WMDP")
-    to_save = model.merge_and_unload() if cfg.lora_r > 0 and hasattr(model, "merge_and_unload") else model
-    save_causal_lm(to_save, tok, out / "model")
-    atomic_write_text(out / "experiment.toml", config_to_toml({"experiment": config_to_dict(cfg)}))
-    atomic_write_text(out / "method.toml", config_to_toml({"method": config_to_dict(mcfg)}))
-    atomic_write_json(out / "history.json", _history(res.history))
+    write_run_artifacts(out, model, tok, cfg, mcfg, res.history)
     sys.stdout.write(
         f"{spec.name} on tinywmdp (seed {cfg.seed}): hazardous acc {ev['wmdp_acc']['agg_value']:.3f}, general acc "
         f"{ev['mmlu_acc']['agg_value']:.3f}, RTE {res.wall_time_s:.1f}s\nwrote {out / 'WMDP_EVAL.json'}\n"
@@ -243,11 +249,7 @@ def eval_main(args: argparse.Namespace) -> int:
     """``ofmu eval --benchmark tinywmdp|mcq --model DIR [--data FILE] --out DIR``."""
     cfg = experiment_config(args)
     torch.set_num_threads(cfg.threads)
-    mdir = Path(_get(args, "model", ""))
-    if not str(mdir):
-        raise ConfigError("--model: expected a model directory, received none")
-    if (mdir / "model" / "config.json").is_file():
-        mdir = mdir / "model"
+    mdir = model_dir_arg(args)
     model, tok = load_causal_lm(mdir, cfg.dtype, str(_device(cfg.device)))
     if _get(args, "data"):
         sets: dict[str, Sequence[MCQItem]] = {"mcq": load_mcq_file(args.data)}
