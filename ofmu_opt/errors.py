@@ -19,6 +19,7 @@ __all__ = [
     "DataError",
     "OfmuError",
     "OracleError",
+    "OutputLockedError",
     "ProblemSpecError",
     "UnsafeFileError",
 ]
@@ -54,3 +55,7 @@ class CheckpointError(OfmuError, ValueError):
 
 class UnsafeFileError(OfmuError, ValueError):
     """A file would execute code when loaded, or a path escapes its allowed directory."""
+
+
+class OutputLockedError(OfmuError, RuntimeError):
+    """An output directory is in use by another running ``ofmu`` process (see ``_io.output_lock``)."""
