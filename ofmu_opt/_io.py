@@ -15,11 +15,15 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import math
 import os
+import re
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -28,18 +32,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, OutputLockedError, UnsafeFileError
+from .errors import DataError, IntegrityError, OfmuError, OutputLockedError, UnsafeFileError
 
 __all__ = [
+    "DIGEST_KEY",
     "LOCK_NAME",
+    "MAX_BYTES",
+    "MAX_DEPTH",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_record",
     "atomic_write_text",
+    "canonical_json",
     "check_output_dir",
+    "loads_json",
+    "loads_toml",
     "lock_holder",
     "output_lock",
+    "read_bytes_limited",
     "read_json",
+    "read_record",
+    "read_toml",
+    "record_digest",
     "safe_child",
+    "value_depth",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,19 +125,233 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
-def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
-    """Read a JSON file, turning every failure into a :class:`DataError` that names the file."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{what} {str(p)!r} does not exist")
-    if p.is_dir():
-        raise DataError(f"{what} {str(p)!r}: expected a file, received a directory")
+# --------------------------------------------------------------------------------------------------------
+# safe loading of structured files (JSON, TOML): size and depth limits, every failure a DataError
+
+MAX_DEPTH = 64
+"""Default nesting limit of every structured file the package reads (arrays/objects/tables)."""
+MAX_BYTES = 256 * 1024 * 1024
+"""Default size limit (bytes) of a structured file."""
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _json_text_depth(raw: bytes, max_depth: int) -> int:
+    """Maximal bracket nesting of JSON bytes (strings skipped), without parsing: deep input is refused
+    before the recursive decoder sees it. Returns an upper bound when that bound is within ``max_depth``."""
+    import numpy as np
+
+    opens = raw.count(b"[") + raw.count(b"{")
+    if opens <= max_depth:
+        return opens
+    body = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    step = ((body == ord("[")) | (body == ord("{"))).astype(np.int64) - (
+        (body == ord("]")) | (body == ord("}"))).astype(np.int64)
+    return int(np.cumsum(step).max(initial=0))
+
+
+def value_depth(obj: Any, limit: int | None = None) -> int:
+    """Nesting depth of a parsed value (lists, tuples, dicts; a scalar has depth 0), computed without
+    recursion; stops counting once ``limit`` is exceeded."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if limit is not None and deepest > limit:
+            return deepest
+        stack.extend((c, depth) for c in children)
+    return deepest
+
+
+def _too_deep(what: str, max_depth: int, error: type[OfmuError]) -> OfmuError:
+    return error(f"{what} is nested more than {max_depth} levels deep; refusing to read it")
+
+
+def loads_json(
+    data: str | bytes, what: str = "JSON text", *, max_depth: int = MAX_DEPTH,
+    error: type[OfmuError] = DataError,
+) -> Any:
+    """Parse JSON with a nesting limit; every failure (syntax, deep nesting, huge integers, bad UTF-8)
+    raises ``error`` (default :class:`~ofmu_opt.errors.DataError`) naming ``what``, never
+    ``RecursionError`` or a bare ``ValueError``.
+
+    Examples:
+        >>> loads_json('{"a": [1, 2]}')
+        {'a': [1, 2]}
+        >>> loads_json("[" * 100 + "]" * 100)
+        Traceback (most recent call last):
+        ofmu_opt.errors.DataError: JSON text is nested more than 64 levels deep; refusing to read it
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if _json_text_depth(raw, max_depth) > max_depth:
+        raise _too_deep(what, max_depth, error)
     try:
-        return json.loads(p.read_bytes().decode("utf-8"))
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{what} {str(p)!r} is not UTF-8 text (byte {exc.start})") from exc
+        raise error(f"{what} is not UTF-8 text (invalid byte at offset {exc.start})") from exc
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{what} {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        raise error(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise _too_deep(what, max_depth, error) from exc
+    except ValueError as exc:  # e.g. an integer literal beyond the int-conversion digit limit
+        raise error(f"{what} is not valid JSON: {exc}") from exc
+    if value_depth(value, max_depth) > max_depth:
+        raise _too_deep(what, max_depth, error)
+    return value
+
+
+def loads_toml(
+    text: str | bytes, what: str = "TOML text", *, max_depth: int = MAX_DEPTH,
+    error: type[OfmuError] = DataError,
+) -> dict[str, Any]:
+    """Parse TOML with a nesting limit (inline arrays/tables and dotted keys alike); every failure raises
+    ``error`` naming ``what``.
+
+    Examples:
+        >>> loads_toml("a = 1\\n[b]\\nc = [1, 2]\\n")
+        {'a': 1, 'b': {'c': [1, 2]}}
+    """
+    import tomllib
+
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error(f"{what} is not UTF-8 text (invalid byte at offset {exc.start})") from exc
+    try:
+        value = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise _too_deep(what, max_depth, error) from exc
+    except ValueError as exc:  # huge integer literals
+        raise error(f"{what} is not valid TOML: {exc}") from exc
+    if value_depth(value, max_depth) > max_depth:
+        raise _too_deep(what, max_depth, error)
+    return value
+
+
+def read_bytes_limited(
+    path: str | os.PathLike[str], what: str = "file", *, max_bytes: int = MAX_BYTES,
+    error: type[OfmuError] = DataError,
+) -> bytes:
+    """Read a whole regular file of at most ``max_bytes``; a missing file, a directory, a FIFO/device,
+    a file too large or unreadable raises ``error`` naming the file."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise error(f"{what} {str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise error(f"{what} {str(p)!r} cannot be read: {exc.strerror}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{what} {str(p)!r}: expected a file, received a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{what} {str(p)!r}: expected a regular file")
+    if st.st_size > max_bytes:
+        raise error(f"{what} {str(p)!r} is {st.st_size} bytes, more than the limit of {max_bytes}")
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{what} {str(p)!r} cannot be read: {exc.strerror}") from exc
+    if len(raw) > max_bytes:  # grew while we read it
+        raise error(f"{what} {str(p)!r} is more than the limit of {max_bytes} bytes")
+    return raw
+
+
+def read_json(
+    path: str | os.PathLike[str], what: str = "JSON file", *, max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH, error: type[OfmuError] = DataError,
+) -> Any:
+    """Read a JSON file with size and depth limits, turning every failure into ``error`` (default
+    :class:`DataError`) that names the file."""
+    raw = read_bytes_limited(path, what, max_bytes=max_bytes, error=error)
+    return loads_json(raw, f"{what} {str(Path(path))!r}", max_depth=max_depth, error=error)
+
+
+def read_toml(
+    path: str | os.PathLike[str], what: str = "TOML file", *, max_bytes: int = 16 * 1024 * 1024,
+    max_depth: int = MAX_DEPTH, error: type[OfmuError] = DataError,
+) -> dict[str, Any]:
+    """Read a TOML file with size and depth limits; every failure raises ``error`` naming the file."""
+    raw = read_bytes_limited(path, what, max_bytes=max_bytes, error=error)
+    return loads_toml(raw, f"{what} {str(Path(path))!r}", max_depth=max_depth, error=error)
+
+
+# --------------------------------------------------------------------------------------------------------
+# run records with a content hash
+
+DIGEST_KEY = "sha256"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The canonical JSON bytes of ``obj`` (as :func:`atomic_write_json` would store it: NaN as null,
+    arrays as lists), with sorted keys and no whitespace: the input of every content hash."""
+    return json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False,
+                      ensure_ascii=True).encode("ascii")
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a record's canonical JSON, its own ``"sha256"`` entry excluded."""
+    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != DIGEST_KEY})).hexdigest()
+
+
+def atomic_write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write a JSON object atomically together with a ``"sha256"`` entry over its content, so that
+    :func:`read_record` can tell an edited or damaged record from the one written.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> p = atomic_write_record(pathlib.Path(tempfile.mkdtemp()) / "run.json", {"step": 39})
+        >>> read_record(p)["step"]
+        39
+        >>> _ = p.write_text(p.read_text().replace("39", "55"))
+        >>> try:
+        ...     read_record(p, "run record", hint="delete it or rerun without --resume")
+        ... except IntegrityError as exc:
+        ...     print(str(exc).split("; ")[-1])
+        delete it or rerun without --resume
+    """
+    if not isinstance(record, dict):
+        raise TypeError("atomic_write_record: expected a dict")
+    body = _jsonable({k: v for k, v in record.items() if k != DIGEST_KEY})
+    return atomic_write_json(path, {**body, DIGEST_KEY: record_digest(body)})
+
+
+def read_record(
+    path: str | os.PathLike[str], what: str = "run record", *, hint: str = "delete it to start over",
+    max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
+) -> dict[str, Any]:
+    """Read a record written by :func:`atomic_write_record` and verify its content hash before use.
+
+    Raises:
+        DataError: missing, unreadable, not JSON, too large or too deep.
+        IntegrityError: not a JSON object, no hash, or a hash that does not match the content (the
+            message ends with ``hint``: the way out).
+    """
+    p = Path(path)
+    rec = read_json(p, what, max_bytes=max_bytes, max_depth=max_depth)
+    if not isinstance(rec, dict):
+        raise IntegrityError(f"{what} {str(p)!r} is not a JSON object; {hint}")
+    digest = rec.get(DIGEST_KEY)
+    if not isinstance(digest, str):
+        raise IntegrityError(f"{what} {str(p)!r} carries no content hash (written by an older version or "
+                             f"by hand); {hint}")
+    if not hmac.compare_digest(digest, record_digest(rec)):
+        raise IntegrityError(
+            f"{what} {str(p)!r} was edited or damaged after it was written (content hash mismatch); {hint}")
+    return {k: v for k, v in rec.items() if k != DIGEST_KEY}
 
 
 def safe_child(directory: str | os.PathLike[str], name: str) -> Path:

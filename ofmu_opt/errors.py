@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "IntegrityError",
     "OfmuError",
     "OracleError",
     "OutputLockedError",
@@ -59,3 +60,8 @@ class UnsafeFileError(OfmuError, ValueError):
 
 class OutputLockedError(OfmuError, RuntimeError):
     """An output directory is in use by another running ``ofmu`` process (see ``_io.output_lock``)."""
+
+
+class IntegrityError(DataError):
+    """A file the package wrote earlier (checkpoint, run record) was edited or damaged since: its content
+    hash does not match, so it is not used."""
