@@ -6,6 +6,10 @@ The public API is small and importing it pulls in neither torch nor cvxpy (names
 - solver: :class:`PenaltySolver` and the presets :func:`ofmu`, :func:`gpbgd`, :func:`vpbgd`,
   :func:`scalarized`, the accuracy modifier :func:`with_continuation`;
 - results: :class:`BilevelResult`, :class:`Status`, :class:`HistoryRecorder`;
+- constraints: :class:`Box`, :class:`NonNegative`, :class:`Ball`, :class:`Simplex`, :class:`Affine`,
+  :class:`UserProjection` (sets, by projection), :class:`FunctionConstraints`, :class:`LinearConstraints`
+  (inequalities ``c(x, y) ≤ 0``), :func:`feasibility`;
+- comparison solvers: :class:`Bome`, :class:`F2sa`, :class:`ImplicitDiff`;
 - references: :func:`get_reference`, :func:`list_references`;
 - backends: :class:`NumpySpace` (torch: ``ofmu_opt.backends.torch_backend``);
 - errors: :class:`OfmuError` and its subclasses in :mod:`ofmu_opt.errors`.
@@ -41,6 +45,18 @@ _LAZY = {
     "get_reference": "ofmu_opt.reference",
     "list_references": "ofmu_opt.reference",
     "NumpySpace": "ofmu_opt.backends",
+    "Box": "ofmu_opt.backends.constraints",
+    "NonNegative": "ofmu_opt.backends.constraints",
+    "Ball": "ofmu_opt.backends.constraints",
+    "Simplex": "ofmu_opt.backends.constraints",
+    "Affine": "ofmu_opt.backends.constraints",
+    "UserProjection": "ofmu_opt.backends.constraints",
+    "FunctionConstraints": "ofmu_opt.backends.constraints",
+    "LinearConstraints": "ofmu_opt.backends.constraints",
+    "feasibility": "ofmu_opt.problem",
+    "Bome": "ofmu_opt.core",
+    "F2sa": "ofmu_opt.core",
+    "ImplicitDiff": "ofmu_opt.core",
     "OfmuError": "ofmu_opt.errors",
     "ConfigError": "ofmu_opt.errors",
     "ProblemSpecError": "ofmu_opt.errors",

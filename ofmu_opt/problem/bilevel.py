@@ -1,4 +1,7 @@
-"""The bi-level problem: ``min_{x,y} f(x,y)  s.t.  y ∈ argmin|argmax_y g(x,y)``."""
+"""The bi-level problem: ``min_{x ∈ X, y} f(x,y)  s.t.  G(x,y) ≤ 0,  y ∈ argmin|argmax_{y ∈ Y, c(x,y) ≤ 0} g(x,y)``.
+
+The constraints (``x_set`` X, ``y_set`` Y, lower-level ``inner_constraints`` c, upper-level
+``outer_constraints`` G) are optional; see :mod:`ofmu_opt.problem.constraints`."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..errors import ProblemSpecError
+from .constraints import ConvexSet, InequalityConstraints, check_constraints, check_set
 from .oracles import CallCounter, CountingObjective, Objective
 from .space import VectorSpace
 
@@ -26,6 +30,13 @@ class BilevelProblem:
         name: a label used in logs and results.
         inner_factory: optional backend hook ``(spec) -> inner objective`` that replaces the composed
             similarity-aware inner objective (the torch backend supplies an autodiff one).
+        x_set: optional simple set X for x (a :class:`~ofmu_opt.problem.constraints.ConvexSet`: projected steps).
+        y_set: optional simple set Y for y; part of the lower-level problem (``y ∈ argmin_{y∈Y} g``), and every
+            iterate y (and the solver's inner surrogate) stays in it by projection.
+        inner_constraints: optional lower-level inequality constraints ``c(x, y) ≤ 0``, convex in y
+            (:class:`~ofmu_opt.problem.constraints.InequalityConstraints`).
+        outer_constraints: optional upper-level inequality constraints ``G(x, y) ≤ 0`` (handled by a penalty
+            with multipliers).
 
     Examples:
         >>> from ofmu_opt.reference import get_reference
@@ -40,6 +51,10 @@ class BilevelProblem:
     has_x: bool = True
     name: str = ""
     inner_factory: Callable[[Any], Any] | None = None
+    x_set: ConvexSet | None = None
+    y_set: ConvexSet | None = None
+    inner_constraints: InequalityConstraints | None = None
+    outer_constraints: InequalityConstraints | None = None
 
     def __post_init__(self) -> None:
         if self.sense not in ("min", "max"):
@@ -52,6 +67,24 @@ class BilevelProblem:
                 )
         if not isinstance(self.space, VectorSpace):
             raise ProblemSpecError(f"space: expected a VectorSpace, received {type(self.space).__name__}")
+        for label in ("x_set", "y_set"):
+            if getattr(self, label) is not None:
+                check_set(getattr(self, label), label)
+        if self.x_set is not None and not self.has_x:
+            raise ProblemSpecError("x_set: the problem has no outer variable x (has_x=False); expected None")
+        for label in ("inner_constraints", "outer_constraints"):
+            if getattr(self, label) is not None:
+                check_constraints(getattr(self, label), label)
+
+    @property
+    def constrained(self) -> bool:
+        """Whether any constraint (set or inequality) is present."""
+        return any(c is not None for c in (self.x_set, self.y_set, self.inner_constraints, self.outer_constraints))
+
+    @property
+    def inner_constrained(self) -> bool:
+        """Whether the lower-level problem is constrained (``y_set`` or ``inner_constraints``)."""
+        return self.y_set is not None or self.inner_constraints is not None
 
     @property
     def sign(self) -> float:
