@@ -1,8 +1,15 @@
-"""Frozen-dataclass configuration helpers: strict loading, type checks, TOML round trip.
+"""Configuration: frozen dataclasses whose fields pydantic validates, TOML read by tomllib, written by tomli-w.
 
-Every configuration object in the package is a frozen dataclass. :func:`config_from_dict` builds one
-from a mapping (unknown keys raise :class:`~ofmu_opt.errors.ConfigError` naming the key and listing
-the valid ones); :func:`config_to_toml` / :func:`config_from_toml` round-trip it through TOML.
+Every configuration object in the package is a frozen dataclass. Constraints live in the annotations
+(``Annotated[int, Ge(1), Le(4096)]`` with the ``annotated_types`` markers that pydantic understands), so a
+config states its valid ranges once instead of in a loop of checks. :func:`config_from_dict` builds a
+config from a mapping whose values may be command-line strings (unknown keys raise
+:class:`~ofmu_opt.errors.ConfigError` naming the key and listing the valid ones; bad values name the
+field, what was expected and what was received); :class:`Validated` is a mixin whose
+``__post_init__`` checks the same constraints when a config is built directly in Python.
+:func:`config_to_toml` / :func:`config_from_toml` round-trip a config through TOML.
+
+pydantic is imported lazily (on the first validation): ``import ofmu_opt`` stays light.
 
 Examples:
     >>> from dataclasses import dataclass
@@ -14,11 +21,16 @@ Examples:
     C(lr=0.5, name='a')
     >>> config_from_toml(C, config_to_toml(C(lr=2.0)))
     C(lr=2.0, name='a')
+    >>> config_from_dict(C, {"lr": "fast"})
+    Traceback (most recent call last):
+    ...
+    ofmu_opt.errors.ConfigError: lr: expected a number, received 'fast'
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tomllib
@@ -31,7 +43,8 @@ from typing import Any, TypeVar
 from .errors import ConfigError
 
 __all__ = [
-    "parse_option_pairs",
+    "MAX_INT",
+    "Validated",
     "check_choice",
     "check_range",
     "coerce_value",
@@ -40,9 +53,15 @@ __all__ = [
     "config_to_dict",
     "config_to_toml",
     "load_toml_file",
+    "parse_option_pairs",
+    "validate_fields",
 ]
 
 T = TypeVar("T")
+
+MAX_INT = 2**63 - 1
+"""Bound of every integer field without a tighter one (a larger value cannot reach torch or numpy)."""
+MAX_TOML_BYTES = 1 << 20
 
 
 def parse_option_pairs(items: typing.Iterable[str] | None, flag: str = "--option") -> dict[str, str]:
@@ -89,6 +108,19 @@ def check_choice(name: str, value: object, choices: typing.Iterable[str]) -> Non
         raise ConfigError(f"{name}: expected one of {', '.join(map(repr, options))}, received {value!r}")
 
 
+# ---------------------------------------------------------------- validation (pydantic)
+
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "string": "a string",
+    "tuple": "a list",
+    "list": "a list",
+    "finite": "a finite number",
+}
+
+
 def _strip_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -96,90 +128,116 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
         optional = len(args) != len(typing.get_args(tp))
         if len(args) == 1:
             return args[0], optional
-        return tp, optional
+        return typing.Union[tuple(args)], optional  # noqa: UP007 - a runtime-built union
     return tp, False
 
 
+def _base_type(tp: Any) -> Any:
+    """``Annotated[X, ...]`` → ``X``."""
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+@functools.lru_cache(maxsize=512)
+def _adapter(tp: Any) -> Any:
+    from pydantic import ConfigDict, TypeAdapter
+
+    base = _base_type(tp)
+    if base is int and tp is base:  # an unconstrained integer still has to fit in 64 bits
+        import annotated_types
+
+        tp = typing.Annotated[int, annotated_types.Interval(ge=-MAX_INT, le=MAX_INT)]
+    if dataclasses.is_dataclass(base):
+        return TypeAdapter(tp)
+    return TypeAdapter(tp, config=ConfigDict(arbitrary_types_allowed=True))
+
+
+def _message(name: str, err: Mapping[str, Any], value: Any) -> str:
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    for op, key in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt")):
+        if key in ctx and kind.endswith(("than", "than_equal")):
+            return f"{name}: expected a value {op} {ctx[key]}, received {value!r}"
+    if kind == "literal_error":
+        return f"{name}: expected one of {ctx.get('expected', '')}, received {value!r}"
+    if kind == "finite_number":
+        return f"{name}: expected a finite number, received {value!r}"
+    for prefix, what in _EXPECTED.items():
+        if kind.startswith(prefix):
+            return f"{name}: expected {what}, received {value!r}"
+    return f"{name}: {err.get('msg', 'invalid value')}, received {value!r}"
+
+
+def _validate(name: str, tp: Any, value: Any) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return _adapter(tp).validate_python(value)
+    except ValidationError as exc:
+        errs = exc.errors()
+        raise ConfigError(_message(name, errs[0] if errs else {}, value)) from None
+    except RecursionError:
+        raise ConfigError(f"{name}: the value is nested too deeply") from None
+
+
 def coerce_value(name: str, tp: Any, value: Any) -> Any:
-    """Coerce ``value`` (possibly a string from the command line) to the annotated type ``tp``."""
+    """Coerce ``value`` (possibly a command-line string) to the annotated type ``tp`` and check its constraints.
+
+    Command-line conveniences on top of pydantic's lax mode: ``"none"``/``"null"`` for an optional field,
+    ``"a,b"`` for a list or tuple; a boolean is never taken for a number.
+    """
     base, optional = _strip_optional(tp)
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null")):
         if optional:
             return None
-        raise ConfigError(f"{name}: expected {getattr(base, '__name__', base)}, received None")
-    origin = typing.get_origin(base)
-    if origin is typing.Literal:
-        allowed = typing.get_args(base)
-        if value not in allowed:
-            raise ConfigError(f"{name}: expected one of {', '.join(map(repr, allowed))}, received {value!r}")
+        raise ConfigError(f"{name}: expected {getattr(_base_type(base), '__name__', base)}, received None")
+    plain = _base_type(base)
+    if plain is Any:
         return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(base):
-            if arg is type(None):
-                continue
-            try:
-                return coerce_value(name, arg, value)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{name}: cannot interpret {value!r} as {base}")
-    if origin in (tuple, list):
-        args = typing.get_args(base)
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{name}: expected a list, received {value!r}")
-        inner = args[0] if args else Any
-        items = [coerce_value(f"{name}[{i}]", inner, v) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if base is Any:
-        return value
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return value.lower() in ("true", "1", "yes", "on")
-        raise ConfigError(f"{name}: expected a boolean, received {value!r}")
-    if base is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name}: expected an integer, received {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-            try:
-                f = float(value)
-            except ValueError:
-                f = math.nan
-            if math.isfinite(f) and f.is_integer():
-                return int(f)
-        raise ConfigError(f"{name}: expected an integer, received {value!r}")
-    if base is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name}: expected a number, received {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name}: expected a number, received {value!r}")
-    if base is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{name}: expected a string, received {value!r}")
-    if dataclasses.is_dataclass(base) and isinstance(base, type):
-        if isinstance(value, base):
+    origin = typing.get_origin(plain)
+    if origin in (tuple, list) and isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if plain in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{name}: expected {_EXPECTED['int' if plain is int else 'float']}, received {value!r}")
+    if dataclasses.is_dataclass(plain) and isinstance(plain, type):
+        if isinstance(value, plain):
             return value
         if isinstance(value, Mapping):
-            return config_from_dict(base, value, prefix=f"{name}.")
-        raise ConfigError(f"{name}: expected a table of {base.__name__} fields, received {value!r}")
-    return value
+            return config_from_dict(plain, value, prefix=f"{name}.")
+        raise ConfigError(f"{name}: expected a table of {plain.__name__} fields, received {value!r}")
+    return _validate(name, base, value)
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _cached_hints(cls: type[Any]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = _hints(cls)
+    return _HINTS[cls]
+
+
+def validate_fields(obj: Any, prefix: str = "") -> None:
+    """Check every field of the dataclass instance ``obj`` against its annotation (type and constraints)."""
+    hints = _cached_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if f.name in hints:
+            coerce_value(f"{prefix}{f.name}", hints[f.name], getattr(obj, f.name))
+
+
+class Validated:
+    """Mixin for frozen dataclass configs: ``__post_init__`` checks every field's annotated constraints.
+
+    A subclass with its own ``__post_init__`` calls ``super().__post_init__()`` first.
+    """
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 def config_from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
@@ -189,16 +247,18 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix or 'config'}: expected a table of options, received {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) for k in set(data) - set(fields))
     if unknown:
         raise ConfigError(
             f"unknown option {prefix}{unknown[0]!r} for {cls.__name__}; valid options: {', '.join(sorted(fields))}"
         )
-    hints = typing.get_type_hints(cls)
+    hints = _cached_hints(cls)
     kwargs = {k: coerce_value(f"{prefix}{k}", hints[k], v) for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except ConfigError:
+    except ConfigError as exc:
+        if prefix and not str(exc).startswith(prefix):
+            raise ConfigError(f"{prefix}{exc}") from None
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{prefix or cls.__name__}: {exc}") from exc
@@ -217,70 +277,64 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
-_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# ---------------------------------------------------------------- TOML
 
 
-def _toml_scalar(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):  # a TOML basic string: escape backslash, quote and every control character
-        return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
-                             for c in v) + '"'
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_scalar(x) for x in v) + "]"
-    raise ConfigError(f"cannot write {v!r} ({type(v).__name__}) to TOML")
-
-
-def _dict_to_toml(d: Mapping[str, Any], table: str = "") -> str:
-    lines: list[str] = []
-    subtables: list[tuple[str, Mapping[str, Any]]] = []
+def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:
+    """TOML has no null: an omitted key falls back to its default."""
+    out: dict[str, Any] = {}
     for k, v in d.items():
         if v is None:
-            continue  # TOML has no null: an omitted key falls back to its default
+            continue
         if isinstance(v, Mapping):
-            subtables.append((k, v))
+            out[str(k)] = _drop_none(v)
+        elif isinstance(v, tuple | list):
+            out[str(k)] = [_drop_none(x) if isinstance(x, Mapping) else x for x in v]
         else:
-            lines.append(f"{k} = {_toml_scalar(v)}")
-    text = "\n".join(lines)
-    for k, v in subtables:
-        name = f"{table}.{k}" if table else k
-        text += f"\n\n[{name}]\n" + _dict_to_toml(v, name)
-    return text.strip() + "\n"
+            out[str(k)] = v
+    return out
 
 
 def config_to_toml(cfg: Any) -> str:
     """Serialise a config dataclass (or a mapping) to TOML text. ``None`` values are omitted."""
+    import tomli_w
+
     d = cfg if isinstance(cfg, Mapping) else config_to_dict(cfg)
-    return _dict_to_toml(d)
+    try:
+        return tomli_w.dumps(_drop_none(d))
+    except TypeError as exc:
+        raise ConfigError(f"cannot write the configuration to TOML: {exc}") from exc
+
+
+def _parse_toml(text: str, what: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} is not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{what}: the TOML is nested too deeply") from None
 
 
 def load_toml_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML file; missing, non-UTF-8 and malformed files raise ConfigError naming the file."""
+    """Read a TOML file; missing, oversized, non-UTF-8 and malformed files raise ConfigError naming the file."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {str(p)!r} does not exist")
     if p.is_dir():
         raise ConfigError(f"config file {str(p)!r}: expected a file, received a directory")
     try:
-        return tomllib.loads(p.read_bytes().decode("utf-8"))
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_TOML_BYTES:
+        raise ConfigError(f"config file {str(p)!r}: expected at most {MAX_TOML_BYTES} bytes, received {len(raw)}")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
+    return _parse_toml(text, f"config file {str(p)!r}")
 
 
 def config_from_toml(cls: type[T], text: str) -> T:
     """Parse TOML ``text`` into the config dataclass ``cls``."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML for {cls.__name__}: {exc}") from exc
-    return config_from_dict(cls, data)
+    return config_from_dict(cls, _parse_toml(text, f"TOML for {cls.__name__}"))
