@@ -33,11 +33,9 @@ import dataclasses
 import functools
 import math
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
@@ -306,35 +304,16 @@ def config_to_toml(cfg: Any) -> str:
         raise ConfigError(f"cannot write the configuration to TOML: {exc}") from exc
 
 
-def _parse_toml(text: str, what: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{what} is not valid TOML: {exc}") from exc
-    except RecursionError:
-        raise ConfigError(f"{what}: the TOML is nested too deeply") from None
-
-
 def load_toml_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML file; missing, oversized, non-UTF-8 and malformed files raise ConfigError naming the file."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    if p.is_dir():
-        raise ConfigError(f"config file {str(p)!r}: expected a file, received a directory")
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_TOML_BYTES:
-        raise ConfigError(f"config file {str(p)!r}: expected at most {MAX_TOML_BYTES} bytes, received {len(raw)}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from exc
-    return _parse_toml(text, f"config file {str(p)!r}")
+    """Read a TOML file; missing, oversized, too deeply nested, non-UTF-8 and malformed files raise
+    ConfigError naming the file (size and depth limits of :func:`ofmu_opt._io.read_toml`)."""
+    from ._io import read_toml
+
+    return read_toml(path, "config file", max_bytes=MAX_TOML_BYTES, error=ConfigError)
 
 
 def config_from_toml(cls: type[T], text: str) -> T:
     """Parse TOML ``text`` into the config dataclass ``cls``."""
-    return config_from_dict(cls, _parse_toml(text, f"TOML for {cls.__name__}"))
+    from ._io import loads_toml
+
+    return config_from_dict(cls, loads_toml(text, f"TOML for {cls.__name__}", error=ConfigError))
