@@ -12,6 +12,10 @@ model when ``retain_loss="kl"``):
 - IdkDPO: γ·(2/β)·E_f[−log σ(β((log π_θ(y_idk) − log π_ref(y_idk)) − (log π_θ(y) − log π_ref(y))))]
   + α·L_r, β = 0.1; needs the adapter's ``relabel(batch, "idk", ...)``.
 
+GradDiff, NPO, SimNPO and IdkDPO are :class:`~ofmu_opt.unlearning.methods.base.ForgetRetainMethod`
+subclasses: each gives its forget term only; the weights γ, α and the retain loss come from
+:class:`~ofmu_opt.unlearning.methods.contract.ForgetRetainConfig`.
+
 Example:
     >>> NPOConfig().beta, SimNPOConfig().gamma
     (0.1, 0.125)
@@ -19,15 +23,25 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from ..._config import check_range
-from ._common import check_weights, retain_term
-from .base import LossTerms, MethodConfig, MethodResult, UnlearnContext, run_loss_method
+from .base import (
+    ForgetRetainConfig,
+    ForgetRetainMethod,
+    LossMethod,
+    LossTerms,
+    MethodConfig,
+    TermsFn,
+    UnlearnContext,
+    search_space,
+)
 
 __all__ = [
     "GAConfig",
@@ -48,146 +62,108 @@ class GAConfig(MethodConfig):
     """Gradient ascent on the forget NLL."""
 
     lr: float = 1e-4
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {"lr": ("log", 1e-5, 1e-3)}
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(lr=(1e-5, 1e-3))
 
 
-class GAMethod:
+class GAMethod(LossMethod[GAConfig]):
     """GA: descend −NLL(forget)."""
 
     name: ClassVar[str] = "ga"
+    config_cls = GAConfig
 
-    def __init__(self, config: GAConfig | None = None) -> None:
-        self.config = config or GAConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+    def terms(self, ctx: UnlearnContext) -> TermsFn:
+        """−NLL(forget batch)."""
 
         def terms(fb: Any, rb: Any, step: int) -> LossTerms:
             return LossTerms(forget=-ctx.adapter.per_example_nll(ctx.model, fb).mean())
 
-        return run_loss_method(ctx, self.config, self.name, terms)
+        return terms
 
 
 @dataclass(frozen=True)
-class GradDiffConfig(MethodConfig):
+class GradDiffConfig(ForgetRetainConfig):
     """GradDiff: γ·(−NLL(forget)) + α·L_r."""
 
-    gamma: float = 1.0
-    alpha: float = 1.0
-    retain_loss: str = "nll"
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "gamma": ("log", 0.05, 2.0),
-        "alpha": ("log", 0.5, 5.0),
-    }
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_weights(self.gamma, self.alpha, self.retain_loss)
-
-
-class GradDiffMethod:
+class GradDiffMethod(ForgetRetainMethod[GradDiffConfig]):
     """GradDiff: ascend the forget NLL while descending the retain loss."""
 
     name: ClassVar[str] = "graddiff"
+    config_cls = GradDiffConfig
 
-    def __init__(self, config: GradDiffConfig | None = None) -> None:
-        self.config = config or GradDiffConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
-        c = self.config
-
-        def terms(fb: Any, rb: Any, step: int) -> LossTerms:
-            f = -ctx.adapter.per_example_nll(ctx.model, fb).mean()
-            return LossTerms(forget=c.gamma * f, retain=c.alpha * retain_term(ctx, rb, c.retain_loss))
-
-        return run_loss_method(ctx, c, self.name, terms)
+    def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """−NLL(forget batch)."""
+        return lambda fb: -ctx.adapter.per_example_nll(ctx.model, fb).mean()
 
 
 @dataclass(frozen=True)
-class NPOConfig(MethodConfig):
-    """NPO with inverse temperature ``beta``."""
+class NPOConfig(ForgetRetainConfig):
+    """NPO with inverse temperature ``beta`` (> 0)."""
 
     beta: float = 0.1
-    gamma: float = 1.0
-    alpha: float = 1.0
-    retain_loss: str = "nll"
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "gamma": ("log", 0.1, 5.0),
-        "alpha": ("log", 0.5, 5.0),
-    }
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(
+        lr=(1e-4, 1e-2), gamma=(0.1, 5.0), alpha=(0.5, 5.0)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("beta", self.beta, low=0.0, low_open=True)
-        check_weights(self.gamma, self.alpha, self.retain_loss)
 
 
-class NPOMethod:
+def _npo_loss(beta: float, margin: Tensor) -> Tensor:
+    """(2/β)·mean(−log σ(β·margin)), the preference loss shared by NPO, SimNPO and IdkDPO."""
+    return (2.0 / beta) * (-F.logsigmoid(beta * margin)).mean()
+
+
+class NPOMethod(ForgetRetainMethod[NPOConfig]):
     """Negative preference optimisation against the frozen reference model."""
 
     name: ClassVar[str] = "npo"
+    config_cls = NPOConfig
 
-    def __init__(self, config: NPOConfig | None = None) -> None:
-        self.config = config or NPOConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+    def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """(2/β)·mean(−log σ(−β(log π_θ − log π_ref)))."""
         c = self.config
 
-        def terms(fb: Any, rb: Any, step: int) -> LossTerms:
+        def forget(fb: Any) -> Tensor:
             logp = ctx.adapter.per_example_logprob(ctx.model, fb)
             with torch.no_grad():
                 logp_ref = ctx.adapter.per_example_logprob(ctx.reference, fb)
-            f = (2.0 / c.beta) * (-F.logsigmoid(-c.beta * (logp - logp_ref))).mean()
-            return LossTerms(forget=c.gamma * f, retain=c.alpha * retain_term(ctx, rb, c.retain_loss))
+            return _npo_loss(c.beta, logp_ref - logp)
 
-        return run_loss_method(ctx, c, self.name, terms)
+        return forget
 
 
 @dataclass(frozen=True)
-class SimNPOConfig(MethodConfig):
+class SimNPOConfig(NPOConfig):
     """SimNPO: reference-free, length-normalised NPO with margin ``delta``."""
 
     beta: float = 4.5
     gamma: float = 0.125
-    alpha: float = 1.0
     delta: float = 0.0
-    retain_loss: str = "nll"
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "gamma": ("log", 0.05, 2.0),
-        "alpha": ("log", 0.5, 5.0),
-    }
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = ForgetRetainConfig.SEARCH_SPACE
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("beta", self.beta, low=0.0, low_open=True)
         check_range("delta", self.delta)
-        check_weights(self.gamma, self.alpha, self.retain_loss)
 
 
-class SimNPOMethod:
+class SimNPOMethod(ForgetRetainMethod[SimNPOConfig]):
     """SimNPO."""
 
     name: ClassVar[str] = "simnpo"
+    config_cls = SimNPOConfig
 
-    def __init__(self, config: SimNPOConfig | None = None) -> None:
-        self.config = config or SimNPOConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+    def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """(2/β)·mean(−log σ(β(ℓ_θ/|y| − δ)))."""
         c = self.config
 
-        def terms(fb: Any, rb: Any, step: int) -> LossTerms:
+        def forget(fb: Any) -> Tensor:
             nll_sum = -ctx.adapter.per_example_logprob(ctx.model, fb)
             norm = nll_sum / ctx.adapter.target_length(fb).clamp_min(1)
-            f = (2.0 / c.beta) * (-F.logsigmoid(c.beta * (norm - c.delta))).mean()
-            return LossTerms(forget=c.gamma * f, retain=c.alpha * retain_term(ctx, rb, c.retain_loss))
+            return _npo_loss(c.beta, norm - c.delta)
 
-        return run_loss_method(ctx, c, self.name, terms)
+        return forget
 
 
 @dataclass(frozen=True)
@@ -196,26 +172,23 @@ class IdkDPOConfig(NPOConfig):
     inverse temperature ``beta``, forget weight ``gamma``, retain weight ``alpha``, ``retain_loss``)."""
 
 
-class IdkDPOMethod:
+class IdkDPOMethod(ForgetRetainMethod[IdkDPOConfig]):
     """IdkDPO (language models: the adapter must support ``relabel(..., "idk", ...)``)."""
 
     name: ClassVar[str] = "idk_dpo"
+    config_cls = IdkDPOConfig
 
-    def __init__(self, config: IdkDPOConfig | None = None) -> None:
-        self.config = config or IdkDPOConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+    def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """(2/β)·mean(−log σ(β·(idk margin − answer margin))) against the reference."""
         c = self.config
         gen = ctx.generator(salt=17)
         lp = ctx.adapter.per_example_logprob
 
-        def terms(fb: Any, rb: Any, step: int) -> LossTerms:
+        def forget(fb: Any) -> Tensor:
             idk = ctx.adapter.relabel(fb, "idk", gen)
             with torch.no_grad():
                 ref_win, ref_lose = lp(ctx.reference, idk), lp(ctx.reference, fb)
             margin = (lp(ctx.model, idk) - ref_win) - (lp(ctx.model, fb) - ref_lose)
-            f = (2.0 / c.beta) * (-F.logsigmoid(c.beta * margin)).mean()
-            return LossTerms(forget=c.gamma * f, retain=c.alpha * retain_term(ctx, rb, c.retain_loss))
+            return _npo_loss(c.beta, margin)
 
-        return run_loss_method(ctx, c, self.name, terms)
+        return forget

@@ -7,6 +7,9 @@
 - SalUn: RL where only the parameter entries with the top ``keep`` fraction of |∇θ NLL(forget)| move
   (the saliency mask is computed once, from ``mask_batches`` forget batches at the original weights).
 
+RL and SalUn are :class:`~ofmu_opt.unlearning.methods.base.ForgetRetainMethod` subclasses (forget
+term: the NLL of the relabelled forget batch; retain loss NLL by default, KL with ``retain_loss="kl"``).
+
 Example:
     >>> SalUnConfig().keep
     0.5
@@ -14,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,14 +26,18 @@ from torch import Tensor
 
 from ..._config import check_choice, check_range
 from ...errors import ConfigError
-from ._common import check_weights
 from .base import (
+    ForgetRetainConfig,
+    ForgetRetainMethod,
+    LossMethod,
     LossTerms,
     MethodConfig,
     MethodResult,
     StepLoop,
+    TermsFn,
     UnlearnContext,
     run_loss_method,
+    search_space,
     trainable_params,
 )
 
@@ -56,24 +64,25 @@ class RetrainConfig(MethodConfig):
     steps: int = 600
 
 
-class RetrainMethod:
+def _retain_nll(ctx: UnlearnContext, model: torch.nn.Module) -> TermsFn:
+    def terms(fb: Any, rb: Any, step: int) -> LossTerms:
+        return LossTerms(retain=ctx.adapter.per_example_nll(model, rb).mean())
+
+    return terms
+
+
+class RetrainMethod(LossMethod[RetrainConfig]):
     """Retrain: a fresh model trained on the retain set (needs ``ctx.fresh_model``)."""
 
     name: ClassVar[str] = "retrain"
-
-    def __init__(self, config: RetrainConfig | None = None) -> None:
-        self.config = config or RetrainConfig()
+    config_cls = RetrainConfig
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+        """Run ``config.steps`` updates on a fresh model (see the module docstring for the loss)."""
         if ctx.fresh_model is None:
             raise ConfigError("retrain: expected a context with fresh_model(), received None")
         model = ctx.fresh_model()
-
-        def terms(fb: Any, rb: Any, step: int) -> LossTerms:
-            return LossTerms(retain=ctx.adapter.per_example_nll(model, rb).mean())
-
-        return run_loss_method(ctx, self.config, self.name, terms, model=model)
+        return run_loss_method(ctx, self.config, self.name, _retain_nll(ctx, model), model=model)
 
 
 @dataclass(frozen=True)
@@ -83,21 +92,15 @@ class FTConfig(MethodConfig):
     lr: float = 1e-3
 
 
-class FTMethod:
+class FTMethod(LossMethod[FTConfig]):
     """FT: descend NLL(retain) from the original weights."""
 
     name: ClassVar[str] = "ft"
+    config_cls = FTConfig
 
-    def __init__(self, config: FTConfig | None = None) -> None:
-        self.config = config or FTConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
-
-        def terms(fb: Any, rb: Any, step: int) -> LossTerms:
-            return LossTerms(retain=ctx.adapter.per_example_nll(ctx.model, rb).mean())
-
-        return run_loss_method(ctx, self.config, self.name, terms)
+    def terms(self, ctx: UnlearnContext) -> TermsFn:
+        """NLL(retain batch)."""
+        return _retain_nll(ctx, ctx.model)
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,7 @@ class L1SparseConfig(MethodConfig):
     lr: float = 1e-3
     l1: float = 1e-4
     l1_schedule: str = "constant"
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "l1": ("log", 1e-5, 1e-3),
-    }
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(lr=(1e-4, 1e-2), l1=(1e-5, 1e-3))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,16 +118,14 @@ class L1SparseConfig(MethodConfig):
         check_choice("l1_schedule", self.l1_schedule, ("constant", "linear"))
 
 
-class L1SparseMethod:
+class L1SparseMethod(LossMethod[L1SparseConfig]):
     """ℓ1-sparse unlearning: FT + λ‖θ‖₁."""
 
     name: ClassVar[str] = "l1_sparse"
+    config_cls = L1SparseConfig
 
-    def __init__(self, config: L1SparseConfig | None = None) -> None:
-        self.config = config or L1SparseConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+    def terms(self, ctx: UnlearnContext) -> TermsFn:
+        """NLL(retain batch) + λ_step·‖θ‖₁."""
         c = self.config
         params = trainable_params(ctx.model)
 
@@ -136,48 +134,33 @@ class L1SparseMethod:
             pen = lam * torch.stack([p.abs().sum() for p in params]).sum()
             return LossTerms(retain=ctx.adapter.per_example_nll(ctx.model, rb).mean(), penalty=pen)
 
-        return run_loss_method(ctx, c, self.name, terms)
+        return terms
 
 
 @dataclass(frozen=True)
-class RLConfig(MethodConfig):
-    """Random labels on the forget set (weight ``gamma``) + true labels on the retain set (``alpha``)."""
+class RLConfig(ForgetRetainConfig):
+    """Random labels on the forget set (weight ``gamma``) + the retain loss on the retain set (``alpha``)."""
 
-    gamma: float = 1.0
-    alpha: float = 1.0
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "gamma": ("log", 0.1, 2.0),
-        "alpha": ("log", 0.5, 5.0),
-    }
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_weights(self.gamma, self.alpha)
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(
+        lr=(1e-4, 1e-2), gamma=(0.1, 2.0), alpha=(0.5, 5.0)
+    )
 
 
-def _rl_terms(ctx: UnlearnContext, gamma: float, alpha: float, gen: torch.Generator) -> Any:
-    def terms(fb: Any, rb: Any, step: int) -> LossTerms:
-        relabelled = ctx.adapter.relabel(fb, "random", gen)
-        f = ctx.adapter.per_example_nll(ctx.model, relabelled).mean()
-        r = ctx.adapter.per_example_nll(ctx.model, rb).mean()
-        return LossTerms(forget=gamma * f, retain=alpha * r)
-
-    return terms
+def _random_label_nll(ctx: UnlearnContext, salt: int) -> Callable[[Any], Tensor]:
+    """NLL of a forget batch with random wrong labels, drawn from a private generator of the run."""
+    gen = ctx.generator(salt=salt)
+    return lambda fb: ctx.adapter.per_example_nll(ctx.model, ctx.adapter.relabel(fb, "random", gen)).mean()
 
 
-class RLMethod:
+class RLMethod(ForgetRetainMethod[RLConfig]):
     """RL: fine-tune on forget samples with random wrong labels plus retain samples."""
 
     name: ClassVar[str] = "rl"
+    config_cls = RLConfig
 
-    def __init__(self, config: RLConfig | None = None) -> None:
-        self.config = config or RLConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
-        c = self.config
-        return run_loss_method(ctx, c, self.name, _rl_terms(ctx, c.gamma, c.alpha, ctx.generator(salt=29)))
+    def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """NLL of the forget batch with random wrong labels."""
+        return _random_label_nll(ctx, salt=29)
 
 
 @dataclass(frozen=True)
@@ -186,11 +169,9 @@ class SalUnConfig(RLConfig):
 
     keep: float = 0.5
     mask_batches: int = 4
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "gamma": ("log", 0.1, 2.0),
-        "keep": ("uniform", 0.1, 0.9),
-    }
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(
+        lr=(1e-4, 1e-2), gamma=(0.1, 2.0), keep=("uniform", 0.1, 0.9)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -226,20 +207,21 @@ def saliency_mask(ctx: UnlearnContext, keep: float, batches: int) -> list[Tensor
     return [(a.abs() >= threshold).to(a.dtype) for a in acc]
 
 
-class SalUnMethod:
+class SalUnMethod(ForgetRetainMethod[SalUnConfig]):
     """SalUn: saliency-masked random labelling (mask time is part of the RTE)."""
 
     name: ClassVar[str] = "salun"
+    config_cls = SalUnConfig
 
-    def __init__(self, config: SalUnConfig | None = None) -> None:
-        self.config = config or SalUnConfig()
+    def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """NLL of the forget batch with random wrong labels (as RL, with its own generator)."""
+        return _random_label_nll(ctx, salt=31)
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+        """Compute the saliency mask, then run RL's updates on the masked entries only."""
         c = self.config
         loop = StepLoop(ctx, self.name)
         mask = saliency_mask(ctx, c.keep, c.mask_batches)
-        terms = _rl_terms(ctx, c.gamma, c.alpha, ctx.generator(salt=31))
-        res = run_loss_method(ctx, c, self.name, terms, grad_mask=mask, loop=loop)
+        res = run_loss_method(ctx, c, self.name, self.terms(ctx), grad_mask=mask, loop=loop)
         res.info["mask_fraction"] = float(sum(float(m.sum()) for m in mask) / sum(m.numel() for m in mask))
         return res

@@ -21,7 +21,16 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from ..._config import check_range
-from .base import MethodConfig, MethodResult, UnlearnContext, flat_dot, flat_norm, run_gradient_method
+from .base import (
+    BaseMethod,
+    MethodConfig,
+    MethodResult,
+    UnlearnContext,
+    flat_dot,
+    flat_norm,
+    run_gradient_method,
+    search_space,
+)
 
 __all__ = ["BlurConfig", "BlurMethod", "NGDiffConfig", "NGDiffMethod"]
 
@@ -38,23 +47,18 @@ class BlurConfig(MethodConfig):
     """BLUR-style projection with forget step weight ``gamma``."""
 
     gamma: float = 0.1
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "gamma": ("log", 0.01, 2.0),
-    }
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(lr=(1e-4, 1e-2), gamma=(0.01, 2.0))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("gamma", self.gamma, low=0.0)
 
 
-class BlurMethod:
+class BlurMethod(BaseMethod[BlurConfig]):
     """BLUR-style gradient projection."""
 
     name: ClassVar[str] = "blur"
-
-    def __init__(self, config: BlurConfig | None = None) -> None:
-        self.config = config or BlurConfig()
+    config_cls = BlurConfig
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
         """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
@@ -79,13 +83,11 @@ def _ngdiff_direction(g_f: list[Tensor], g_r: list[Tensor]) -> list[Tensor]:
     return [r / nr - f / nf for f, r in zip(g_f, g_r, strict=True)]
 
 
-class NGDiffMethod:
+class NGDiffMethod(BaseMethod[NGDiffConfig]):
     """NGDiff: normalised gradient difference."""
 
     name: ClassVar[str] = "ngdiff"
-
-    def __init__(self, config: NGDiffConfig | None = None) -> None:
-        self.config = config or NGDiffConfig()
+    config_cls = NGDiffConfig
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
         """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""

@@ -18,46 +18,38 @@ import torch
 from torch import Tensor
 
 from ..._config import check_range
-from ._common import check_weights
-from .base import LossTerms, MethodConfig, MethodResult, UnlearnContext, run_loss_method
+from .base import LossMethod, LossTerms, TermsFn, UnlearnContext, WeightedConfig, search_space
 
 __all__ = ["RMUConfig", "RMUMethod"]
 
 
 @dataclass(frozen=True)
-class RMUConfig(MethodConfig):
+class RMUConfig(WeightedConfig):
     """RMU hyper-parameters: ``layer`` (negative = from the end), ``steering`` c, weights γ and α."""
 
     layer: int = -1
     steering: float = 6.5
-    gamma: float = 1.0
-    alpha: float = 1.0
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "alpha": ("log", 0.5, 20.0),
-        "steering": ("log", 1.0, 20.0),
-    }
+    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(
+        lr=(1e-4, 1e-2), alpha=(0.5, 20.0), steering=(1.0, 20.0)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("steering", self.steering, low=0.0)
-        check_weights(self.gamma, self.alpha)
 
 
 def _sq_norm_mean(diff: Tensor) -> Tensor:
     return diff.pow(2).sum(-1).mean()
 
 
-class RMUMethod:
+class RMUMethod(LossMethod[RMUConfig]):
     """RMU: push forget activations towards c·u, keep retain activations at the reference's."""
 
     name: ClassVar[str] = "rmu"
+    config_cls = RMUConfig
 
-    def __init__(self, config: RMUConfig | None = None) -> None:
-        self.config = config or RMUConfig()
-
-    def run(self, ctx: UnlearnContext) -> MethodResult:
-        """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
+    def terms(self, ctx: UnlearnContext) -> TermsFn:
+        """γ·‖h(x_f) − c·u‖² + α·‖h(x_r) − h_ref(x_r)‖² (means over examples)."""
         c = self.config
         gen = ctx.generator(salt=41)
         state: dict[str, Tensor] = {}
@@ -73,4 +65,4 @@ class RMUMethod:
             f = _sq_norm_mean(hf - c.steering * state["u"])
             return LossTerms(forget=c.gamma * f, retain=c.alpha * _sq_norm_mean(hr - hr_ref))
 
-        return run_loss_method(ctx, c, self.name, terms)
+        return terms
