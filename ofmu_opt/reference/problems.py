@@ -11,16 +11,20 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from ..backends.constraints import Box, LinearConstraints
 from ..backends.numpy_backend import NumpySpace, as_array
 from ..errors import ProblemSpecError
 from ..problem.bilevel import BilevelProblem
 from ..problem.oracles import FunctionObjective
+from .constrained import CONSTRAINED_DATA, QPBilevelData
 
 __all__ = ["REFERENCES", "ReferenceProblem", "get_reference", "list_references"]
 
@@ -46,6 +50,8 @@ class ReferenceProblem:
         applies: preset name -> ``None`` if it applies, else the reason it does not.
         hints: solver options derived from the problem's constants (e.g. ``inner_lr = 1/L_g``).
         data: the arrays that define the problem (for the cvxpy references and the torch backend).
+        traps: what makes the problem hard for a solver (local minima, degenerate constraints, ...).
+        constrained: whether the problem has constraints (sets on x or y, lower- or upper-level inequalities).
     """
 
     id: str
@@ -63,6 +69,8 @@ class ReferenceProblem:
     applies: dict[str, str | None] = field(default_factory=dict)
     hints: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    traps: str = ""
+    constrained: bool = False
 
     def distance(self, x: Any, y: Any) -> float:
         """Relative distance of ``(x, y)`` to the known solution."""
@@ -227,31 +235,80 @@ def _p4(seed: int) -> ReferenceProblem:
     )
 
 
-def _p5(seed: int) -> ReferenceProblem:
-    t = np.array([1.5, -0.7, 0.3])
-    r = 0.5
-    x_star = np.where(t > 0, t / (1 + r), 0.0)
-    y_star = np.maximum(x_star, 0.0)
-    inner = FunctionObjective(
-        value_fn=lambda x, y, _b: 0.5 * float(np.sum((y - x) ** 2)),
-        grad_fn=lambda x, y, _b: (x - y, y - x),
-        hvp_fn=lambda x, y, v, _b: (-v, v.copy()),
+def _quadratic(M: np.ndarray, q: np.ndarray, c0: float, nx: int) -> FunctionObjective:
+    """``½zᵀMz + qᵀz + c0`` with ``z = (x, y)`` as an objective (x-block first)."""
+    M = 0.5 * (M + M.T)
+
+    def split(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return g[:nx], g[nx:]
+
+    return FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * np.concatenate([x, y]) @ M @ np.concatenate([x, y])
+                                        + q @ np.concatenate([x, y]) + c0),
+        grad_fn=lambda x, y, _b: split(M @ np.concatenate([x, y]) + q),
+        hvp_fn=lambda x, y, v, _b: split(M[:, nx:] @ v),
         quadratic=True,
     )
-    outer = FunctionObjective(
-        value_fn=lambda x, y, _b: 0.5 * float(np.sum((y - t) ** 2)) + 0.5 * r * float(x @ x),
-        grad_fn=lambda x, y, _b: (r * x, y - t),
-        hvp_fn=lambda x, y, v, _b: (np.zeros(3), v.copy()),
-        quadratic=True,
+
+
+_PENDING = ("the solver does not yet enforce constraints (sets, lower- or upper-level inequalities): it would "
+            "solve the unconstrained problem, whose solution differs")
+
+
+def _constrained_applies() -> dict[str, str | None]:
+    return {p: _PENDING for p in PRESETS}
+
+
+def _box(lo: np.ndarray, hi: np.ndarray) -> Box | None:
+    if not (np.isfinite(lo).any() or np.isfinite(hi).any()):
+        return None
+    return Box(lo, hi)
+
+
+def _linear(A: np.ndarray, b: np.ndarray, nx: int, name: str) -> LinearConstraints | None:
+    if A.shape[0] == 0:
+        return None
+    return LinearConstraints(a_y=A[:, nx:], b=b, a_x=A[:, :nx], name=name)
+
+
+def constrained_reference(d: QPBilevelData, problem_id: str | None = None) -> ReferenceProblem:
+    """A :class:`ReferenceProblem` from constrained data: bounds become ``x_set``/``y_set`` (projections), the
+    other lower-level rows ``inner_constraints`` and the other upper-level rows ``outer_constraints``."""
+    pid = problem_id or d.name
+    nx = d.nx
+    x_lo, x_hi = d.bounds("x")
+    y_lo, y_hi = d.bounds("y")
+    prob = BilevelProblem(
+        _quadratic(d.P, d.p, d.p0, nx), _quadratic(d.R, d.r, d.r0, nx), _SPACE, "min", has_x=True, name=pid,
+        x_set=_box(x_lo, x_hi), y_set=_box(y_lo, y_hi),
+        inner_constraints=_linear(*d.coupled_rows("ll"), nx, "lower-level"),
+        outer_constraints=_linear(*d.coupled_rows("ul"), nx, "upper-level"),
     )
-    prob = BilevelProblem(outer, inner, _SPACE, "min", has_x=True, name="P5")
-    reason = ("the inner problem has the constraint y ≥ 0, which the unconstrained penalty oracles cannot "
-              "express (the solvers would solve the unconstrained problem, whose solution differs)")
+    Ryy = d.R[nx:, nx:]
+    L = float(np.linalg.eigvalsh(0.5 * (Ryy + Ryy.T)).max())
+    listed = "" if abs(d.f_star_listed - d.F_star) < 1e-6 else f" (the library lists {d.f_star_listed:g})"
     return ReferenceProblem(
-        "P5", "constrained inner problem y*(x) = argmin_{y≥0} ½‖y−x‖² = max(x, 0)",
-        "closed form x_i* = t_i/(1+r) if t_i > 0 else 0 (cvxpy agrees)", prob, np.zeros(3), np.zeros(3),
-        x_star, y_star, float(0.5 * np.sum((y_star - t) ** 2) + 0.5 * r * x_star @ x_star),
-        applies={p: reason for p in PRESETS}, data={"t": t, "r": r},
+        pid, f"{d.citation}: constrained, x ∈ R^{nx}, y ∈ R^{d.ny}",
+        f"F* = {d.F_star:.6g}{listed}; closed form on the optimal active set, confirmed by KKT active-set "
+        "enumeration (cvxpy) and an exhaustive grid over x",
+        prob, d.x0.copy(), d.y0.copy(), d.x_star.copy(), d.y_star.copy(), d.F_star,
+        applies=_constrained_applies(), hints={"inner_lr": 1.0 / L if L > 1e-12 else 1.0},
+        data={"qp": d}, traps=d.traps + (f". Note: {d.note}" if d.note else ""), constrained=True,
+    )
+
+
+def _from_library(name: str, seed: int) -> ReferenceProblem:
+    return constrained_reference(CONSTRAINED_DATA[name]())
+
+
+def _p5(seed: int) -> ReferenceProblem:
+    d = CONSTRAINED_DATA["P5"]()
+    ref = constrained_reference(d, "P5")
+    t = np.array([1.5, -0.7, 0.3])
+    return dataclasses.replace(
+        ref, description="constrained inner problem y*(x) = argmin_{y≥0} ½‖y−x‖² = max(x, 0)",
+        source="closed form x_i* = t_i/(1+r) if t_i > 0 else 0 (KKT enumeration with cvxpy and a grid agree)",
+        data={"t": t, "r": 0.5, "qp": d},
     )
 
 
@@ -372,6 +429,9 @@ REFERENCES: dict[str, Callable[[int], ReferenceProblem]] = {
     "QOFMU": _qofmu,
     "QOFMU-orth": _qofmu_orth,
 }
+for _name in CONSTRAINED_DATA:
+    if _name != "P5":
+        REFERENCES[_name] = partial(_from_library, _name)
 
 
 def get_reference(problem_id: str, seed: int = 0) -> ReferenceProblem:
@@ -389,12 +449,13 @@ def get_reference(problem_id: str, seed: int = 0) -> ReferenceProblem:
     return REFERENCES[problem_id](seed)
 
 
-def list_references() -> list[dict[str, str]]:
+def list_references() -> list[dict[str, Any]]:
     """Id, description and source of the known solution of every reference problem."""
     out = []
     for pid in REFERENCES:
         ref = get_reference(pid)
-        out.append({"id": pid, "description": ref.description, "source": ref.source, "target": ref.target})
+        out.append({"id": pid, "description": ref.description, "source": ref.source, "target": ref.target,
+                    "constrained": ref.constrained, "traps": ref.traps})
     return out
 
 
