@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,7 @@ __all__ = [
     "IdkDPOMethod",
     "NPOConfig",
     "NPOMethod",
+    "PreferenceMethod",
     "SimNPOConfig",
     "SimNPOMethod",
 ]
@@ -65,11 +66,8 @@ class GAConfig(MethodConfig):
     SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(lr=(1e-5, 1e-3))
 
 
-class GAMethod(LossMethod[GAConfig]):
+class GAMethod(LossMethod[GAConfig], name="ga", config=GAConfig):
     """GA: descend −NLL(forget)."""
-
-    name: ClassVar[str] = "ga"
-    config_cls = GAConfig
 
     def terms(self, ctx: UnlearnContext) -> TermsFn:
         """−NLL(forget batch)."""
@@ -85,11 +83,8 @@ class GradDiffConfig(ForgetRetainConfig):
     """GradDiff: γ·(−NLL(forget)) + α·L_r."""
 
 
-class GradDiffMethod(ForgetRetainMethod[GradDiffConfig]):
+class GradDiffMethod(ForgetRetainMethod[GradDiffConfig], name="graddiff", config=GradDiffConfig):
     """GradDiff: ascend the forget NLL while descending the retain loss."""
-
-    name: ClassVar[str] = "graddiff"
-    config_cls = GradDiffConfig
 
     def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
         """−NLL(forget batch)."""
@@ -115,23 +110,38 @@ def _npo_loss(beta: float, margin: Tensor) -> Tensor:
     return (2.0 / beta) * (-F.logsigmoid(beta * margin)).mean()
 
 
-class NPOMethod(ForgetRetainMethod[NPOConfig]):
-    """Negative preference optimisation against the frozen reference model."""
+P = TypeVar("P", bound=NPOConfig)
 
-    name: ClassVar[str] = "npo"
-    config_cls = NPOConfig
+
+class PreferenceMethod(ForgetRetainMethod[P]):
+    """A forget term (2/β)·mean(−log σ(β·margin)); subclasses give the per-example margin."""
+
+    def margin(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """``margin(forget batch) -> [B]`` (called once, at the start of the run)."""
+        raise NotImplementedError(f"{type(self).__name__}.margin")
 
     def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
-        """(2/β)·mean(−log σ(−β(log π_θ − log π_ref)))."""
-        c = self.config
+        """(2/β)·mean(−log σ(β·margin(batch)))."""
+        beta, margin = self.config.beta, self.margin(ctx)
+        return lambda fb: _npo_loss(beta, margin(fb))
 
-        def forget(fb: Any) -> Tensor:
+
+def _ref_logprob(ctx: UnlearnContext, batch: Any) -> Tensor:
+    with torch.no_grad():
+        return ctx.adapter.per_example_logprob(ctx.reference, batch)
+
+
+class NPOMethod(PreferenceMethod[NPOConfig], name="npo", config=NPOConfig):
+    """Negative preference optimisation against the frozen reference model."""
+
+    def margin(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """log π_ref(y|x) − log π_θ(y|x)."""
+
+        def margin(fb: Any) -> Tensor:
             logp = ctx.adapter.per_example_logprob(ctx.model, fb)
-            with torch.no_grad():
-                logp_ref = ctx.adapter.per_example_logprob(ctx.reference, fb)
-            return _npo_loss(c.beta, logp_ref - logp)
+            return _ref_logprob(ctx, fb) - logp
 
-        return forget
+        return margin
 
 
 @dataclass(frozen=True)
@@ -148,22 +158,18 @@ class SimNPOConfig(NPOConfig):
         check_range("delta", self.delta)
 
 
-class SimNPOMethod(ForgetRetainMethod[SimNPOConfig]):
+class SimNPOMethod(PreferenceMethod[SimNPOConfig], name="simnpo", config=SimNPOConfig):
     """SimNPO."""
 
-    name: ClassVar[str] = "simnpo"
-    config_cls = SimNPOConfig
+    def margin(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """ℓ_θ(y|x)/|y| − δ (length-normalised NLL minus the margin δ)."""
+        delta = self.config.delta
 
-    def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
-        """(2/β)·mean(−log σ(β(ℓ_θ/|y| − δ)))."""
-        c = self.config
-
-        def forget(fb: Any) -> Tensor:
+        def margin(fb: Any) -> Tensor:
             nll_sum = -ctx.adapter.per_example_logprob(ctx.model, fb)
-            norm = nll_sum / ctx.adapter.target_length(fb).clamp_min(1)
-            return _npo_loss(c.beta, norm - c.delta)
+            return nll_sum / ctx.adapter.target_length(fb).clamp_min(1) - delta
 
-        return forget
+        return margin
 
 
 @dataclass(frozen=True)
@@ -172,23 +178,17 @@ class IdkDPOConfig(NPOConfig):
     inverse temperature ``beta``, forget weight ``gamma``, retain weight ``alpha``, ``retain_loss``)."""
 
 
-class IdkDPOMethod(ForgetRetainMethod[IdkDPOConfig]):
+class IdkDPOMethod(PreferenceMethod[IdkDPOConfig], name="idk_dpo", config=IdkDPOConfig):
     """IdkDPO (language models: the adapter must support ``relabel(..., "idk", ...)``)."""
 
-    name: ClassVar[str] = "idk_dpo"
-    config_cls = IdkDPOConfig
-
-    def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
-        """(2/β)·mean(−log σ(β·(idk margin − answer margin))) against the reference."""
-        c = self.config
+    def margin(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
+        """(log π_θ(y_idk) − log π_ref(y_idk)) − (log π_θ(y) − log π_ref(y))."""
         gen = ctx.generator(salt=17)
         lp = ctx.adapter.per_example_logprob
 
-        def forget(fb: Any) -> Tensor:
+        def margin(fb: Any) -> Tensor:
             idk = ctx.adapter.relabel(fb, "idk", gen)
-            with torch.no_grad():
-                ref_win, ref_lose = lp(ctx.reference, idk), lp(ctx.reference, fb)
-            margin = (lp(ctx.model, idk) - ref_win) - (lp(ctx.model, fb) - ref_lose)
-            return _npo_loss(c.beta, margin)
+            ref_win, ref_lose = _ref_logprob(ctx, idk), _ref_logprob(ctx, fb)
+            return (lp(ctx.model, idk) - ref_win) - (lp(ctx.model, fb) - ref_lose)
 
-        return forget
+        return margin

@@ -78,7 +78,6 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from torch import Tensor
 
 from .contract import (
-    RETAIN_LOSSES,
     ForgetRetainConfig,
     LossTerms,
     MethodConfig,
@@ -92,20 +91,17 @@ from .contract import (
 )
 from .loop import (
     StepLoop,
-    device_synchronize,
     flat_cos,
     flat_dot,
     flat_norm,
     make_optimizer,
     nll_gradient_diagnostics,
-    optimise,
     run_gradient_method,
     run_loss_method,
     trainable_params,
 )
 
 __all__ = [
-    "RETAIN_LOSSES",
     "BaseMethod",
     "ForgetRetainConfig",
     "ForgetRetainMethod",
@@ -120,13 +116,11 @@ __all__ = [
     "UnlearnContext",
     "UnlearningMethod",
     "WeightedConfig",
-    "device_synchronize",
     "flat_cos",
     "flat_dot",
     "flat_norm",
     "make_optimizer",
     "nll_gradient_diagnostics",
-    "optimise",
     "retain_term",
     "run_gradient_method",
     "run_loss_method",
@@ -151,11 +145,20 @@ def retain_term(ctx: UnlearnContext, batch: Any, kind: str) -> Tensor:
 class BaseMethod(Generic[C]):
     """A method's name and config; ``Method()`` uses the defaults of ``config_cls``.
 
-    Subclasses set the class variables ``name`` and ``config_cls`` and implement :meth:`run`.
+    A subclass names itself and its config class in its header and implements :meth:`run`::
+
+        class GAMethod(LossMethod[GAConfig], name="ga", config=GAConfig): ...
     """
 
     name: ClassVar[str]
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init_subclass__(cls, *, name: str | None = None, config: type[MethodConfig] | None = None) -> None:
+        super().__init_subclass__()
+        if name is not None:
+            cls.name = name
+        if config is not None:
+            cls.config_cls = config
 
     def __init__(self, config: C | None = None) -> None:
         self.config: C = config if config is not None else cast(C, type(self).config_cls())

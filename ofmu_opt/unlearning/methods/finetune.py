@@ -71,11 +71,8 @@ def _retain_nll(ctx: UnlearnContext, model: torch.nn.Module) -> TermsFn:
     return terms
 
 
-class RetrainMethod(LossMethod[RetrainConfig]):
+class RetrainMethod(LossMethod[RetrainConfig], name="retrain", config=RetrainConfig):
     """Retrain: a fresh model trained on the retain set (needs ``ctx.fresh_model``)."""
-
-    name: ClassVar[str] = "retrain"
-    config_cls = RetrainConfig
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
         """Run ``config.steps`` updates on a fresh model (see the module docstring for the loss)."""
@@ -92,11 +89,8 @@ class FTConfig(MethodConfig):
     lr: float = 1e-3
 
 
-class FTMethod(LossMethod[FTConfig]):
+class FTMethod(LossMethod[FTConfig], name="ft", config=FTConfig):
     """FT: descend NLL(retain) from the original weights."""
-
-    name: ClassVar[str] = "ft"
-    config_cls = FTConfig
 
     def terms(self, ctx: UnlearnContext) -> TermsFn:
         """NLL(retain batch)."""
@@ -118,11 +112,8 @@ class L1SparseConfig(MethodConfig):
         check_choice("l1_schedule", self.l1_schedule, ("constant", "linear"))
 
 
-class L1SparseMethod(LossMethod[L1SparseConfig]):
+class L1SparseMethod(LossMethod[L1SparseConfig], name="l1_sparse", config=L1SparseConfig):
     """ℓ1-sparse unlearning: FT + λ‖θ‖₁."""
-
-    name: ClassVar[str] = "l1_sparse"
-    config_cls = L1SparseConfig
 
     def terms(self, ctx: UnlearnContext) -> TermsFn:
         """NLL(retain batch) + λ_step·‖θ‖₁."""
@@ -152,11 +143,8 @@ def _random_label_nll(ctx: UnlearnContext, salt: int) -> Callable[[Any], Tensor]
     return lambda fb: ctx.adapter.per_example_nll(ctx.model, ctx.adapter.relabel(fb, "random", gen)).mean()
 
 
-class RLMethod(ForgetRetainMethod[RLConfig]):
+class RLMethod(ForgetRetainMethod[RLConfig], name="rl", config=RLConfig):
     """RL: fine-tune on forget samples with random wrong labels plus retain samples."""
-
-    name: ClassVar[str] = "rl"
-    config_cls = RLConfig
 
     def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
         """NLL of the forget batch with random wrong labels."""
@@ -207,11 +195,8 @@ def saliency_mask(ctx: UnlearnContext, keep: float, batches: int) -> list[Tensor
     return [(a.abs() >= threshold).to(a.dtype) for a in acc]
 
 
-class SalUnMethod(ForgetRetainMethod[SalUnConfig]):
+class SalUnMethod(ForgetRetainMethod[SalUnConfig], name="salun", config=SalUnConfig):
     """SalUn: saliency-masked random labelling (mask time is part of the RTE)."""
-
-    name: ClassVar[str] = "salun"
-    config_cls = SalUnConfig
 
     def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
         """NLL of the forget batch with random wrong labels (as RL, with its own generator)."""

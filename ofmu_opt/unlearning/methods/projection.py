@@ -54,11 +54,8 @@ class BlurConfig(MethodConfig):
         check_range("gamma", self.gamma, low=0.0)
 
 
-class BlurMethod(BaseMethod[BlurConfig]):
+class BlurMethod(BaseMethod[BlurConfig], name="blur", config=BlurConfig):
     """BLUR-style gradient projection."""
-
-    name: ClassVar[str] = "blur"
-    config_cls = BlurConfig
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
         """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""
@@ -83,11 +80,8 @@ def _ngdiff_direction(g_f: list[Tensor], g_r: list[Tensor]) -> list[Tensor]:
     return [r / nr - f / nf for f, r in zip(g_f, g_r, strict=True)]
 
 
-class NGDiffMethod(BaseMethod[NGDiffConfig]):
+class NGDiffMethod(BaseMethod[NGDiffConfig], name="ngdiff", config=NGDiffConfig):
     """NGDiff: normalised gradient difference."""
-
-    name: ClassVar[str] = "ngdiff"
-    config_cls = NGDiffConfig
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
         """Run ``config.steps`` updates on ``ctx.model`` (see the module docstring for the loss)."""

@@ -42,11 +42,8 @@ def _sq_norm_mean(diff: Tensor) -> Tensor:
     return diff.pow(2).sum(-1).mean()
 
 
-class RMUMethod(LossMethod[RMUConfig]):
+class RMUMethod(LossMethod[RMUConfig], name="rmu", config=RMUConfig):
     """RMU: push forget activations towards c·u, keep retain activations at the reference's."""
-
-    name: ClassVar[str] = "rmu"
-    config_cls = RMUConfig
 
     def terms(self, ctx: UnlearnContext) -> TermsFn:
         """γ·‖h(x_f) − c·u‖² + α·‖h(x_r) − h_ref(x_r)‖² (means over examples)."""
