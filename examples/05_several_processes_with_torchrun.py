@@ -66,6 +66,7 @@ def worker(out: Path) -> None:
     rank, world = init_distributed()
     y = solve(distributed_problem)
     if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)  # `torchrun ... --out DIR` with a DIR that does not exist yet
         save_file({f"p{i}": t.contiguous() for i, t in enumerate(y)}, str(out / "distributed.safetensors"))
         print(f"rank 0 of {world}: saved {len(y)} parameter tensors")
     torch.distributed.destroy_process_group()
