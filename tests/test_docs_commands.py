@@ -172,7 +172,8 @@ def test_shell_blocks_are_bash_and_no_command_hides_in_an_indented_block(page: P
 def test_parsing_of_blocks_commands_and_smoke_arguments(tmp_path: Path) -> None:
     page = tmp_path / "p.md"
     page.write_text("x\n\n```bash\nofmu bench --benchmark digits \\\n    --seeds 3  # comment\n```\n\n"
-                    "1. item\n\n    ```bash\n    # illustration: needs a GPU\n    ofmu unlearn --device cuda\n    ```\n\n"
+                    "1. item\n\n    ```bash\n    # illustration: needs a GPU\n"
+                    "    ofmu unlearn --device cuda\n    ```\n\n"
                     "```python\nprint(1)\n```\n")
     assert [lang for lang, _ in blocks(page)] == ["bash", "bash", "python"]
     assert runnable(page) == [["ofmu", "bench", "--benchmark", "digits", "--seeds", "3"]]
