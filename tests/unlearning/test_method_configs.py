@@ -9,13 +9,25 @@ CPU's floating-point order does not fail the test).
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 
+from ofmu_opt.errors import ConfigError
 from ofmu_opt.unlearning.data.common import BatchStream, LabeledBatch
-from ofmu_opt.unlearning.methods.base import StepRecord, UnlearnContext
-from ofmu_opt.unlearning.methods.registry import list_methods, make_method
+from ofmu_opt.unlearning.methods import loop as loop_module
+from ofmu_opt.unlearning.methods.ascent import GAConfig, GAMethod, NPOConfig, SimNPOConfig
+from ofmu_opt.unlearning.methods.base import (
+    ForgetRetainConfig,
+    MethodConfig,
+    StepRecord,
+    UnlearnContext,
+    WeightedConfig,
+    search_space,
+)
+from ofmu_opt.unlearning.methods.loop import device_synchronize
+from ofmu_opt.unlearning.methods.registry import get_method, list_methods, make_method
 from ofmu_opt.unlearning.models.vision import ClassifierAdapter, build_model
 
 torch.set_num_threads(1)
@@ -108,6 +120,127 @@ def test_each_baseline_reproduces_its_pinned_losses(case: str) -> None:
 
 def test_every_baseline_is_pinned() -> None:
     assert {_method_name(c) for c in CASES} == set(list_methods()) - {"ofmu"}
+
+
+def _ctx(**kw: object) -> UnlearnContext:
+    model = build_model("mlp", (12,), 4, seed=0, hidden=8)
+    xf, yf = _data(24, 1)
+    xr, yr = _data(48, 2)
+    return UnlearnContext(
+        model=copy.deepcopy(model),
+        reference=copy.deepcopy(model).eval(),
+        adapter=ClassifierAdapter(4),
+        forget=BatchStream(xf, yf, 8, seed=3),
+        retain=BatchStream(xr, yr, 8, seed=4),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("name", ["graddiff", "blur"])
+def test_the_loss_is_recorded_every_step_without_diagnostics(name: str) -> None:
+    seen: list[StepRecord] = []
+    res = make_method(name, {"steps": 5}).run(_ctx(diagnostics=seen.append, diagnostics_every=0))
+    assert [r.step for r in res.history] == [0, 1, 2, 3, 4]
+    assert all(math.isfinite(r.loss) and r.cos is None and r.grad_forget_norm is None for r in res.history)
+    assert seen == []  # the diagnostics callback only gets diagnostic steps
+
+
+def test_diagnostics_every_n_steps_fill_the_gradient_fields_of_those_steps_only() -> None:
+    seen: list[StepRecord] = []
+    res = make_method("ga", {"steps": 5}).run(_ctx(diagnostics=seen.append, diagnostics_every=2))
+    assert [r.step for r in res.history] == [0, 1, 2, 3, 4]
+    assert [r.step for r in res.history if r.cos is not None] == [0, 2, 4] == [r.step for r in seen]
+    assert [r.loss for r in seen] == [r.loss for r in res.history if r.cos is not None]
+
+
+def test_the_loss_history_does_not_depend_on_the_diagnostics() -> None:
+    with_diag = make_method("npo", {"steps": 4}).run(_ctx(diagnostics=lambda r: None, diagnostics_every=1))
+    without = make_method("npo", {"steps": 4}).run(_ctx(diagnostics_every=0))
+    assert [r.loss for r in with_diag.history] == [r.loss for r in without.history]
+
+
+def test_the_clock_is_read_after_a_device_synchronisation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CUDA device the loop calls torch.cuda.synchronize before each clock read (mocked on CPU)."""
+    calls: list[object] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    ctx = _ctx(diagnostics=lambda r: None, diagnostics_every=1, device="cuda:0")  # the model stays on CPU
+    res = make_method("ga", {"steps": 3}).run(ctx)
+    assert res.steps == 3
+    # start, per step 2 around the diagnostics + 2 around the after-step hooks, finish
+    assert len(calls) == 1 + 3 * 4 + 1
+    assert all(torch.device(d) == torch.device("cuda:0") for d in calls)
+
+
+def test_no_synchronisation_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    make_method("ga", {"steps": 2}).run(_ctx(device="cpu"))
+    assert calls == []
+    device_synchronize("cpu")
+    assert calls == []
+
+
+def test_the_sync_hook_is_part_of_the_measured_step_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work still queued when the hooks start is charged to the step, not to the hooks' excluded time.
+
+    Without the synchronisation before the hooks' clock read, the 1 s each step queues would be paid
+    inside the hook and excluded: the run would measure 0 s instead of 3 s.
+    """
+    clock = [0.0]
+    pending = [0.0]  # "device" seconds queued by the last step, paid at the next synchronisation
+
+    def sync(device: object = None) -> None:
+        clock[0] += pending[0]
+        pending[0] = 0.0
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", sync)
+    monkeypatch.setattr(loop_module.time, "perf_counter", lambda: clock[0])
+
+    def hook(n: int) -> None:  # a hook that waits for the device itself (as a copy to the host does), then 100 s
+        sync()
+        clock[0] += 100.0
+
+    ctx = _ctx(device="cuda", progress=hook)
+
+    class _Queue:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __next__(self) -> object:
+            pending[0] += 1.0  # each step queues 1 s of device work
+            return next(self.inner)  # type: ignore[call-overload]
+
+    ctx.forget = _Queue(ctx.forget)  # type: ignore[assignment]
+    res = make_method("ga", {"steps": 3}).run(ctx)
+    assert res.wall_time_s == pytest.approx(3.0)
+
+
+def test_configs_share_the_weight_fields_and_their_checks() -> None:
+    for name in ("graddiff", "npo", "simnpo", "idk_dpo", "rl", "salun"):
+        cfg = get_method(name).config_cls
+        assert issubclass(cfg, ForgetRetainConfig)
+        with pytest.raises(ConfigError, match="alpha"):
+            make_method(name, {"alpha": -1})
+        with pytest.raises(ConfigError, match="retain_loss"):
+            make_method(name, {"retain_loss": "mse"})
+    assert issubclass(get_method("rmu").config_cls, WeightedConfig)
+    assert not issubclass(get_method("rmu").config_cls, ForgetRetainConfig)
+    assert SimNPOConfig().gamma == 0.125 and NPOConfig().gamma == 1.0 and SimNPOConfig().beta == 4.5
+
+
+def test_methods_name_themselves_and_default_their_config() -> None:
+    for name in set(list_methods()) - {"ofmu"}:
+        spec = get_method(name)
+        m = spec.method_cls()
+        assert m.name == name and type(m.config) is spec.config_cls and isinstance(m.config, MethodConfig)
+    assert GAMethod(GAConfig(steps=2)).config.steps == 2
+
+
+def test_search_space_helper() -> None:
+    assert search_space(lr=(1e-4, 1e-2), k=("int", 1, 4)) == {"lr": ("log", 1e-4, 1e-2), "k": ("int", 1.0, 4.0)}
+    assert WeightedConfig.SEARCH_SPACE["gamma"] == ("log", 0.05, 2.0)
 
 
 if __name__ == "__main__":  # print the table to pin (run on the tree before a refactor)
