@@ -15,6 +15,7 @@ from ofmu_opt.errors import ConfigError
 from ofmu_opt.unlearning.data.common import BatchStream
 from ofmu_opt.unlearning.experiment import VisionExperimentConfig, load_data, run_method, train_classifier
 from ofmu_opt.unlearning.methods.base import UnlearnContext
+from ofmu_opt.unlearning.methods.objectives import ObjectiveOptions, make_objective
 from ofmu_opt.unlearning.methods.ofmu import OfmuConfig, OfmuMethod
 from ofmu_opt.unlearning.methods.registry import get_method, make_method
 from ofmu_opt.unlearning.models.vision import ClassifierAdapter, build_model
@@ -40,15 +41,41 @@ def _params(model: torch.nn.Module) -> torch.Tensor:
 def test_registry_resolves_ofmu() -> None:
     spec = get_method("ofmu")
     assert spec.method_cls is OfmuMethod and spec.config_cls is OfmuConfig
-    m = make_method("ofmu", {"steps": "2", "beta": "0.2", "hvp": "forget_hessian", "outer_lr": "none"})
-    assert m.config.steps == 2 and m.config.beta == 0.2 and m.config.outer_lr is None
+    m = make_method("ofmu", {"steps": "2", "beta": "0.2", "hvp": "forget_hessian", "scale_step_by_penalty": "none"})
+    assert m.config.steps == 2 and m.config.beta == 0.2 and m.config.scale_step_by_penalty is None
+
+
+def test_one_name_per_knob() -> None:
+    """The solver's options keep the solver's names; lr/optimizer/steps are the only translations."""
+    fields = set(OfmuConfig.__dataclass_fields__)
+    assert not fields & {"outer_lr", "outer_rule", "growth"}
+    c = OfmuConfig(lr=0.02, optimizer="sgd", steps=7, penalty_growth=1.2, penalty=0.5, penalty_max=4.0)
+    s = c.solver(unit=2.0)
+    assert (s.outer_lr, s.outer_rule, s.maxiter, s.penalty_growth) == (0.02, "sgd", 7, 1.2)
+    assert (s.penalty, s.penalty_max) == (1.0, 8.0)
+    with pytest.raises(ConfigError, match="outer_lr"):
+        make_method("ofmu", {"outer_lr": "0.1"})
+
+
+def test_step_not_divided_by_penalty_for_adam() -> None:
+    assert not OfmuConfig(optimizer="adam").solver().scale_step_by_penalty
+    assert OfmuConfig(optimizer="sgd").solver().scale_step_by_penalty
+    assert OfmuConfig(optimizer="adam", scale_step_by_penalty=True).solver().scale_step_by_penalty
+
+
+def test_value_gap_runs_as_the_weighted_sum_without_inner_steps() -> None:
+    c = OfmuConfig(penalty_type="value_gap", inner_steps=5)
+    s = c.solver()
+    assert s.penalty_type == "weighted_sum" and s.inner_steps == 0 and c.effective_inner_steps == 0
 
 
 @pytest.mark.parametrize(
     "options,match",
     [({"beta": -1}, "beta"), ({"hvp": "gauss"}, "hvp"), ({"similarity": "cos"}, "similarity"),
-     ({"weight_decay": 0.1}, "weight_decay"), ({"penalty_max": 0.5}, "penalty_max"),
-     ({"inner_rule": "lbfgs"}, "inner_rule"), ({"params": "some"}, "params"), ({"accumulation": 0}, "accumulation")],
+     ({"weight_decay": 0.1}, "weight_decay"), ({"penalty_max": 0.05}, "penalty_max"),
+     ({"inner_rule": "lbfgs"}, "inner_rule"), ({"params": "some"}, "params"), ({"accumulation": 0}, "accumulation"),
+     ({"objective": "forget"}, "objective"), ({"inner_state": "maybe"}, "inner_state"),
+     ({"penalty_type": "quadratic"}, "penalty_type"), ({"npo_beta": 0}, "npo_beta")],
 )
 def test_config_range_checks(options: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -89,9 +116,13 @@ def test_same_seed_same_result(setup) -> None:
     assert torch.equal(_params(runs[0].model), _params(runs[1].model))
 
 
-def test_one_method_round_equals_the_generic_solver_by_hand(setup) -> None:
+@pytest.mark.parametrize("objective", ["ascent", "other_class"])
+def test_one_method_round_equals_the_generic_solver_by_hand(setup, objective: str) -> None:
+    """The method's round (own inner loop, then the solver's outer step from the inner result) is the
+    solver's base='inner' round, for the paper's objective and a target objective (raw penalty units)."""
     cfg, data, original = setup
-    c = OfmuConfig(steps=1, inner_steps=2, lr=1e-2, inner_lr=0.05, optimizer="sgd")
+    c = OfmuConfig(steps=1, inner_steps=2, lr=1e-2, inner_lr=0.05, optimizer="sgd", inner_rule="sgd",
+                   objective=objective, penalty_scale="raw", penalty=1.0, penalty_max=100.0)
     adapter = ClassifierAdapter(data.splits.num_classes)
 
     def streams(seed: int) -> tuple[BatchStream, BatchStream]:
@@ -108,10 +139,55 @@ def test_one_method_round_equals_the_generic_solver_by_hand(setup) -> None:
     f, r = streams(5)
     inner = tuple(ModuleBatch(next(f), next(r)) for _ in range(2))
     outer = ModuleBatch(next(f), next(r))
-    mp = module_problem(by_hand, lambda m, b: adapter.per_example_nll(m, b).mean(), None, None, default_batch=outer)
+    obj = make_objective(objective, ctx, outer.forget, ObjectiveOptions())
+    mp = module_problem(by_hand, obj, None, None, default_batch=outer,
+                        retain_loss=lambda m, b: adapter.per_example_nll(m, b).mean())
     solver = c.solver()
+    assert solver.base == "inner" and solver.inner_steps == 2
     state = solver.init_state(mp.problem, None, mp.y0)
     state = solver.update(mp.problem, state, batch=RoundBatches(inner=inner, outer=outer))
     got = dict(model.named_parameters())
     for name, t in zip(mp.names, state.y, strict=True):
-        assert torch.equal(got[name].detach(), t)
+        torch.testing.assert_close(got[name].detach(), t, rtol=1e-6, atol=1e-7)
+
+
+def _adam_inner_rounds(setup, inner_state: str) -> tuple[torch.Tensor, ...]:
+    cfg, data, original = setup
+    c = OfmuConfig(steps=3, inner_steps=2, inner_rule="adam", inner_state=inner_state, beta=0.0, lr=1e-3,
+                   inner_lr=1e-2)
+    res = run_method(OfmuMethod(c), original, data, cfg, torch.device("cpu"), seed=1)
+    return tuple(p.detach().clone() for p in res.model.parameters())
+
+
+def test_inner_adam_state_kept_across_rounds_changes_the_run(setup) -> None:
+    keep, reset = _adam_inner_rounds(setup, "keep"), _adam_inner_rounds(setup, "reset")
+    assert any(not torch.equal(a, b) for a, b in zip(keep, reset, strict=True))
+
+
+@pytest.mark.parametrize("ptype", ["none", "weighted_sum"])
+def test_ablations_run_and_forget(setup, ptype: str) -> None:
+    cfg, data, original = setup
+    method = make_method("ofmu", {"steps": 6, "penalty_type": ptype, "inner_steps": 2, "lr": 1e-2,
+                                  "inner_lr": 1e-2, "penalty": 1.0})
+    res = run_method(method, original, data, cfg, torch.device("cpu"), seed=0)
+    assert res.status == "completed" and res.steps == 6
+    adapter = ClassifierAdapter(data.splits.num_classes)
+    b = next(BatchStream(data.x_forget, data.y_forget, 10**6, 0))
+    with torch.no_grad():
+        acc = lambda m: float((m.eval()(b.x).argmax(-1) == b.y).float().mean())  # noqa: E731
+        assert acc(copy.deepcopy(res.model)) < acc(copy.deepcopy(original))
+    assert adapter.num_classes == data.splits.num_classes
+
+
+@pytest.mark.slow
+def test_default_forgets_digits_class_through_the_cli(tmp_path) -> None:
+    """Issue #14's acceptance run: default options, --quick, seed 0: UA >= 95 and |gap_TA| <= 2."""
+    import json
+
+    from ofmu_opt.cli import main
+
+    rc = main(["unlearn", "--benchmark", "digits", "--scenario", "class:3", "--method", "ofmu", "--quick",
+               "--seed", "0", "--out", str(tmp_path / "run"), "-q"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "run" / "DIGITS_SUMMARY.json").read_text())
+    assert summary["UA"] >= 95.0 and abs(summary["gap_TA"]) <= 2.0

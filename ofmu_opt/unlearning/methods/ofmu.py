@@ -1,17 +1,37 @@
-"""OFMU as an unlearning method: the generic penalty solver (:mod:`ofmu_opt.core.solver`) on the torch backend.
+r"""OFMU as an unlearning method: the generic penalty solver (:mod:`ofmu_opt.core.solver`) on the torch backend.
 
 The model's trainable parameters θ (those with ``requires_grad``, or a name pattern) are the inner
-variable; the forget loss L_f and the retain loss L_r are the mean per-example NLL of the current forget
-and retain mini-batches through the task adapter (``adapter.per_example_nll(model, batch).mean()``),
-evaluated at a parameter tuple with ``torch.func.functional_call``. One method step is one OFMU round
-(OFMU_SPEC.md §2): ``inner_steps`` ascent steps on Φ = L_f − β·sim(∇L_f, ∇L_r) (each on its own pair of
-batches), then one outer step on F = L_r + ρ‖∇Φ‖² (another pair), then the penalty schedule.
+variable. The inner problem maximizes Φ − β·sim(∇Φ, ∇L_r) with Φ the chosen **forget objective**
+(:mod:`~ofmu_opt.unlearning.methods.objectives`; the paper's Φ is the forget NLL, ``objective="ascent"``)
+and L_r the mean per-example NLL of the retain batch. One method step is one OFMU round
+(OFMU_SPEC.md §2): ``inner_steps`` ascent steps on the inner objective (each on its own pair of batches),
+then one outer step on F = L_r + ρ‖∇Φ̃‖² (another pair; Φ̃ the inner objective with its similarity term),
+then the penalty schedule.
 
-Every option of OFMU_SPEC.md is a config field (:class:`OfmuConfig`); ``lr`` is the outer step size
-(``outer_lr`` overrides it) and ``optimizer`` the outer step rule (``outer_rule`` overrides it).
+One name per knob. The method's own fields ``lr``, ``optimizer`` and ``steps`` are the solver's
+``outer_lr``, ``outer_rule`` and ``maxiter``; every other solver option keeps the solver's name
+(``penalty``, ``penalty_growth``, ``penalty_max``, ``inner_lr``, ...). Differences to the literal
+solver round, each an option:
+
+- ``inner_state="keep"`` (default): the inner step rule's state (Adam's moments) persists across rounds;
+  ``"reset"`` restarts it every round as :meth:`PenaltySolver.update` does. With ``base="inner"`` the
+  round is the inner loop run here followed by the solver's outer step from the inner result (the
+  solver's ``base="outer"`` round with zero inner steps from the inner result, which is the same
+  update); other bases use the solver's round unchanged.
+- ``scale_step_by_penalty``: ``None`` (default) divides the outer step by ρ only for ``optimizer="sgd"``
+  (the paper's analysis); Adam is invariant to the gradient's scale, and dividing its step by a growing ρ
+  only shrinks the step geometrically.
+- ``penalty_scale="initial"`` (default): ρ is measured in units of the initial stationarity violation,
+  F = L_r + ρ‖∇Φ̃‖²/‖∇Φ̃(θ0)‖², so the same ρ schedule means the same thing on every benchmark and every
+  objective; ``"raw"`` is the literal F.
+- ``penalty_type``: ``stationarity`` (OFMU), ``weighted_sum`` (F = L_r − ρΦ̃, GradDiff with the chosen
+  objective; no inner steps), ``value_gap`` (with one shared variable the value-gap penalty's gradient is
+  ∇L_r − ρ∇Φ̃: it *is* the weighted sum, and it runs as one, without the inner steps that would not
+  change the update) and ``none`` (the no-penalty ablation: inner ascent, then an outer step on L_r).
+
 Diagnostics (cos, gradient norms) come from :class:`~ofmu_opt.unlearning.methods.base.StepLoop`; the
-recorded ``loss`` is F on the round's outer batch (L_r at the new parameters plus the penalty term) and
-``penalty`` is ρ‖∇Φ‖² at the outer step's evaluation point.
+recorded ``loss`` is F on the round's outer batch and ``penalty`` the penalty term at the outer step's
+evaluation point.
 
 Example:
     >>> OfmuConfig().similarity, OfmuConfig(beta=0.0).beta
@@ -31,85 +51,105 @@ from ..._config import check_choice, check_range
 from ...backends.torch_module import ModuleBatch, module_problem
 from ...core import solver as S
 from ...core.similarity import SIMILARITY_KINDS
+from ...core.steps import get_step_rule
 from ...errors import ConfigError
 from .base import MethodConfig, MethodResult, StepLoop, UnlearnContext
+from .objectives import CHOICES as OBJECTIVE_CHOICES
+from .objectives import ObjectiveOptions, check_options, make_objective
 
 __all__ = ["OfmuConfig", "OfmuMethod"]
 
 log = logging.getLogger(__name__)
 
+PENALTY_TYPES = ("stationarity", "value_gap", "weighted_sum", "none")
+
 
 @dataclass(frozen=True)
 class OfmuConfig(MethodConfig):
-    """OFMU's options (OFMU_SPEC.md §1–2).
+    """OFMU's options (OFMU_SPEC.md §1–2, docs/forget_objectives.md).
 
     Attributes:
-        lr: outer step size (divided by ρ when ``scale_step_by_penalty``).
-        steps: number of rounds K.
-        optimizer: outer step rule, ``adam`` or ``sgd`` (plain SGD here, the paper's analysis).
+        lr: outer step size (the solver's ``outer_lr``).
+        steps: number of rounds K (the solver's ``maxiter``).
+        optimizer: outer step rule, ``adam`` or ``sgd`` (the solver's ``outer_rule``; plain SGD here).
+        objective: forget objective Φ: ``auto`` | ``ascent`` (the paper) | ``other_class`` | ``uniform`` |
+            ``calibrated`` | ``idk`` | ``npo`` | ``idk_npo`` | ``representation``.
+        npo_beta: b of the bounded likelihood-ratio term of ``npo``/``idk_npo``.
+        layer: hidden layer of ``representation``.
+        steering: c of ``representation``.
+        target_confidence: ``calibrated``: label probability (``None``: measured on held-out data).
+        target_error: ``calibrated``: fraction pushed to the other classes (``None``: measured).
         similarity: ``signed`` (the paper's reading) | ``abs`` | ``squared`` | ``none``.
         beta: weight β of the similarity term.
         sim_eps: ε of the cosine's denominator.
-        hvp: ``exact`` (third order through the cosine) | ``finite_difference`` | ``forget_hessian``.
-        base: ``inner`` (the paper: the outer step starts from the inner result) | ``outer`` |
-            ``extragradient``.
-        penalty_type: ``stationarity`` (OFMU) | ``value_gap`` (V-PBGD, no Hessian).
+        hvp: ``exact`` | ``finite_difference`` | ``forget_hessian``.
+        base: ``inner`` (the paper) | ``outer`` | ``extragradient``.
+        penalty_type: ``stationarity`` | ``value_gap`` | ``weighted_sum`` | ``none`` (see the module docstring).
         inner_steps: T, inner ascent steps per round.
         inner_lr: inner step size.
         inner_rule: ``sgd`` | ``adam``.
-        outer_lr: overrides ``lr`` when set.
-        outer_rule: overrides ``optimizer`` when set (``sgd`` | ``adam``).
-        penalty: ρ0.
+        inner_state: ``keep`` (the inner rule's state persists across rounds) | ``reset``.
+        penalty: ρ0 (in units of ``penalty_scale``).
+        penalty_scale: ``initial`` (ρ relative to ‖∇Φ̃(θ0)‖²) | ``raw``.
         schedule: ``geometric`` | ``linear`` | ``constant``.
-        growth: γ of the geometric schedule.
-        penalty_max: cap on ρ (the final ρ of ``linear``).
+        penalty_growth: γ of the geometric schedule.
+        penalty_max: cap on ρ (the final ρ of ``linear``), same units as ``penalty``.
         ramp_steps: rounds of the linear ramp.
-        scale_step_by_penalty: divide the outer step by ρ.
-        autodiff: ``double_backward`` (works with in-place buffer updates, e.g. batch norm) or
-            ``forward_over_reverse``.
-        accumulation: micro-batches per oracle call (gradient accumulation; batches must divide evenly).
+        scale_step_by_penalty: divide the outer step by ρ; ``None``: only for ``optimizer="sgd"``.
+        autodiff: ``double_backward`` | ``forward_over_reverse``.
+        accumulation: micro-batches per oracle call.
         params: trainable parameters: ``requires_grad``, ``all`` or ``re:<pattern>``.
     """
 
     lr: float = 1e-3
     steps: int = 50
     optimizer: str = "adam"
+    objective: str = "auto"
+    npo_beta: float = 0.1
+    layer: int = -1
+    steering: float = 6.5
+    target_confidence: float | None = None
+    target_error: float | None = None
     similarity: str = "signed"
     beta: float = 0.1
     sim_eps: float = 1e-8
     hvp: str = "exact"
     base: str = "inner"
     penalty_type: str = "stationarity"
-    inner_steps: int = 5
+    inner_steps: int = 1
     inner_lr: float = 1e-3
-    inner_rule: str = "sgd"
-    outer_lr: float | None = None
-    outer_rule: str | None = None
-    penalty: float = 1.0
+    inner_rule: str = "adam"
+    inner_state: str = "keep"
+    penalty: float = 0.1
+    penalty_scale: str = "initial"
     schedule: str = "geometric"
-    growth: float = 1.05
-    penalty_max: float = 100.0
+    penalty_growth: float = 1.05
+    penalty_max: float = 10.0
     ramp_steps: int = 100
-    scale_step_by_penalty: bool = True
+    scale_step_by_penalty: bool | None = None
     autodiff: str = "double_backward"
     accumulation: int = 1
     params: str = "requires_grad"
 
     SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 1e-4, 1e-2),
-        "inner_lr": ("log", 1e-4, 1e-2),
+        "lr": ("log", 3e-4, 1e-2),
+        "inner_lr": ("log", 3e-4, 1e-2),
+        "penalty": ("log", 0.01, 10.0),
         "beta": ("log", 0.01, 1.0),
-        "penalty": ("log", 0.1, 10.0),
     }
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("objective", self.objective, OBJECTIVE_CHOICES)
+        check_options(self.objective_options())
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int):
+            raise ConfigError(f"layer: expected an integer, received {self.layer!r}")
         check_choice("similarity", self.similarity, SIMILARITY_KINDS)
         check_range("beta", self.beta, low=0.0)
         check_range("sim_eps", self.sim_eps, low=0.0)
         check_choice("hvp", self.hvp, S.HVP_MODES)
         check_choice("base", self.base, ("inner", "outer", "extragradient"))
-        check_choice("penalty_type", self.penalty_type, ("stationarity", "value_gap"))
+        check_choice("penalty_type", self.penalty_type, PENALTY_TYPES)
         for name in ("inner_steps", "ramp_steps", "accumulation"):
             v = getattr(self, name)
             low = 0 if name == "inner_steps" else 1
@@ -117,14 +157,16 @@ class OfmuConfig(MethodConfig):
                 raise ConfigError(f"{name}: expected an integer >= {low}, received {v!r}")
         check_range("inner_lr", self.inner_lr, low=0.0, low_open=True)
         check_choice("inner_rule", self.inner_rule, ("sgd", "adam"))
-        if self.outer_lr is not None:
-            check_range("outer_lr", self.outer_lr, low=0.0, low_open=True)
-        if self.outer_rule is not None:
-            check_choice("outer_rule", self.outer_rule, ("sgd", "adam"))
+        check_choice("inner_state", self.inner_state, ("keep", "reset"))
         check_range("penalty", self.penalty, low=0.0, low_open=True)
+        check_choice("penalty_scale", self.penalty_scale, ("initial", "raw"))
         check_choice("schedule", self.schedule, ("geometric", "linear", "constant"))
-        check_range("growth", self.growth, low=1.0)
+        check_range("penalty_growth", self.penalty_growth, low=1.0)
         check_range("penalty_max", self.penalty_max, low=self.penalty)
+        if self.scale_step_by_penalty is not None and not isinstance(self.scale_step_by_penalty, bool):
+            raise ConfigError(
+                f"scale_step_by_penalty: expected true, false or none, received {self.scale_step_by_penalty!r}"
+            )
         check_choice("autodiff", self.autodiff, ("double_backward", "forward_over_reverse"))
         if not isinstance(self.params, str) or not (
             self.params in ("requires_grad", "all") or self.params.startswith("re:")
@@ -136,22 +178,53 @@ class OfmuConfig(MethodConfig):
                 f"expected 0, received {self.weight_decay}/{self.grad_clip}"
             )
 
-    def solver(self) -> S.PenaltySolver:
-        """The configured :class:`~ofmu_opt.core.solver.PenaltySolver` (the ``ofmu`` preset plus these options)."""
+    def objective_options(self) -> ObjectiveOptions:
+        """The forget objective's options."""
+        return ObjectiveOptions(
+            npo_beta=self.npo_beta, layer=self.layer, steering=self.steering,
+            target_confidence=self.target_confidence, target_error=self.target_error,
+        )
+
+    @property
+    def solver_penalty_type(self) -> str:
+        """The solver's penalty type: ``value_gap`` runs as ``weighted_sum`` (identical with one variable)."""
+        return "weighted_sum" if self.penalty_type == "value_gap" else self.penalty_type
+
+    @property
+    def effective_inner_steps(self) -> int:
+        """Inner steps that change the update (0 for the weighted sum / value gap, whose update ignores them)."""
+        return 0 if self.solver_penalty_type == "weighted_sum" else self.inner_steps
+
+    def step_scaled(self) -> bool:
+        """Whether the outer step is divided by ρ (``None``: only with SGD)."""
+        if self.scale_step_by_penalty is None:
+            return self.optimizer == "sgd"
+        return self.scale_step_by_penalty
+
+    def solver(self, unit: float = 1.0) -> S.PenaltySolver:
+        """The configured :class:`~ofmu_opt.core.solver.PenaltySolver` (the ``ofmu`` preset plus these options).
+
+        Args:
+            unit: multiplies ``penalty`` and ``penalty_max`` (``1/‖∇Φ̃(θ0)‖²`` for ``penalty_scale="initial"``).
+
+        ``penalty_type="none"`` has no solver penalty; its solver (a stationarity one) only supplies the inner
+        objective and the step rules.
+        """
+        ptype = self.solver_penalty_type
         return S.ofmu(
-            penalty_type=self.penalty_type, similarity=self.similarity, beta=self.beta, sim_eps=self.sim_eps,
-            hvp=self.hvp, base=self.base,
-            inner_steps=max(self.inner_steps, 1 if self.penalty_type == "value_gap" else 0),
-            inner_lr=self.inner_lr, inner_rule=self.inner_rule,
-            outer_lr=self.outer_lr if self.outer_lr is not None else self.lr,
-            outer_rule=self.outer_rule if self.outer_rule is not None else self.optimizer,
-            penalty=self.penalty, schedule=self.schedule, penalty_growth=self.growth, penalty_max=self.penalty_max,
-            ramp_steps=self.ramp_steps, scale_step_by_penalty=self.scale_step_by_penalty, maxiter=self.steps,
+            penalty_type="stationarity" if ptype == "none" else ptype,
+            similarity=self.similarity, beta=self.beta, sim_eps=self.sim_eps,
+            hvp=self.hvp, base="outer" if ptype == "weighted_sum" else self.base,
+            inner_steps=self.effective_inner_steps, inner_lr=self.inner_lr, inner_rule=self.inner_rule,
+            outer_lr=self.lr, outer_rule=self.optimizer,
+            penalty=self.penalty * unit, schedule=self.schedule, penalty_growth=self.penalty_growth,
+            penalty_max=self.penalty_max * unit, ramp_steps=self.ramp_steps,
+            scale_step_by_penalty=self.step_scaled() and ptype != "weighted_sum", maxiter=self.steps,
         )
 
 
 class OfmuMethod:
-    """OFMU: penalty-based bi-level unlearning (forget by maximizing Φ, retain by the stationarity penalty)."""
+    """OFMU: penalty-based bi-level unlearning (forget by maximizing Φ, retain under the stationarity penalty)."""
 
     name: ClassVar[str] = "ofmu"
 
@@ -160,25 +233,43 @@ class OfmuMethod:
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
         c = self.config
-        solver = c.solver()
         model = ctx.model
         loop = StepLoop(ctx, self.name)
         model.train()
+        ptype = c.solver_penalty_type
+        T = c.effective_inner_steps
 
-        def nll(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+        def retain_nll(m: torch.nn.Module, batch: Any) -> torch.Tensor:
             return ctx.adapter.per_example_nll(m, batch).mean()
 
         def draw_round() -> tuple[tuple[ModuleBatch, ...], ModuleBatch]:
-            inner = tuple(ModuleBatch(next(ctx.forget), next(ctx.retain)) for _ in range(solver.inner_steps))
+            inner = tuple(ModuleBatch(next(ctx.forget), next(ctx.retain)) for _ in range(T))
             return inner, ModuleBatch(next(ctx.forget), next(ctx.retain))
 
         first = draw_round()
+        objective = make_objective(c.objective, ctx, first[1].forget, c.objective_options())
         mp = module_problem(
-            model, nll, None, None, params=c.params, accumulation=c.accumulation, autodiff=c.autodiff,
-            default_batch=first[1], name="ofmu-unlearning",
+            model, objective, None, None, retain_loss=retain_nll, params=c.params, accumulation=c.accumulation,
+            autodiff=c.autodiff, default_batch=first[1], name="ofmu-unlearning",
         )
         problem = mp.problem
-        state = solver.init_state(problem, None, mp.y0)
+        sp = problem.space
+        unit = 1.0
+        if c.penalty_scale == "initial" and ptype != "none":
+            phi = c.solver().inner_objective(problem)
+            g0 = phi.grad(None, mp.y0, batch=first[1])[1]
+            n0 = float(sp.to_float(sp.norm(g0)))
+            # the weighted sum's term is linear in ∇Φ̃, the stationarity penalty quadratic
+            unit = 1.0 / max(n0 if ptype == "weighted_sum" else n0 * n0, 1e-12)
+            log.info("ofmu: ‖∇Φ̃(θ0)‖ = %.4g on the first batch; penalty unit %.4g", n0, unit)
+        solver = c.solver(unit)
+        phi = solver.inner_objective(problem)
+        # the inner loop runs here (state kept across rounds) when the round is inner steps + a step from there
+        own_inner = T > 0 and (ptype == "none" or (c.base == "inner" and ptype == "stationarity"))
+        round_solver = solver.replace(base="outer", inner_steps=0) if own_inner else solver
+        inner_rule = get_step_rule(c.inner_rule, b1=solver.adam_b1, b2=solver.adam_b2, eps=solver.adam_eps)
+        outer_rule = get_step_rule(c.optimizer, b1=solver.adam_b1, b2=solver.adam_b2, eps=solver.adam_eps)
+        state = round_solver.init_state(problem, None, mp.y0)
 
         def restore(saved: S.PenaltyState) -> None:  # resume from a snapshot (see methods/base.py)
             nonlocal state
@@ -190,16 +281,46 @@ class OfmuMethod:
             inner, outer = first if step == 0 else draw_round()
             loop.maybe_diagnose(step, outer.forget, outer.retain)
             rho = state.penalty
-            new = solver.update(problem, state, batch=S.RoundBatches(inner=inner, outer=outer))
+            if own_inner:
+                rstate = state.inner_rule if c.inner_state == "keep" else inner_rule.init(sp, (None, state.y))
+                z = state.y
+                for b in inner:
+                    _, gz = phi.grad(None, z, batch=b)
+                    (_, z), rstate = inner_rule.apply(sp, (None, z), (None, gz), c.inner_lr, rstate)
+                state = state._replace(y=z, z=z, inner_rule=rstate)
+            if ptype == "none":
+                new = self._retain_step(problem, state, outer, outer_rule)
+            else:
+                new = round_solver.update(problem, state, batch=S.RoundBatches(inner=inner, outer=outer))
             if new.terminal == "numerical_error":
                 loop.record(step, math.nan)
                 break
             state = new
             mp.write_back(state.y)
             vn = state.residuals.inner
-            pen = rho * vn * vn
-            value = float(problem.space.to_float(problem.outer.value(None, state.y, batch=outer))) + pen
+            if ptype == "weighted_sum":
+                pen = rho * float(sp.to_float(phi.value(None, state.y, batch=outer)))
+            else:
+                pen = 0.0 if ptype == "none" else rho * vn * vn
+            value = float(sp.to_float(problem.outer.value(None, state.y, batch=outer))) + pen
             if not loop.record(step, value, pen):
                 break
             loop.after_step(step, model)
-        return loop.finish(model, penalty=state.penalty, trainable=len(mp.names), solver=solver.options())
+        return loop.finish(
+            model, penalty=state.penalty / unit, penalty_unit=unit, trainable=len(mp.names),
+            solver=solver.options(), objective=c.objective,
+        )
+
+    def _retain_step(self, problem: Any, state: S.PenaltyState, outer: ModuleBatch, rule: Any) -> S.PenaltyState:
+        """The no-penalty ablation's outer step: one step of the outer rule on L_r from the inner result."""
+        sp = problem.space
+        c = self.config
+        _, g = problem.outer.grad(None, state.y, batch=outer)
+        if not sp.all_finite(g):
+            return state._replace(terminal="numerical_error", nit=state.nit + 1)
+        (_, y), rs = rule.apply(sp, (None, state.y), (None, g), c.lr, state.outer_rule)
+        if not sp.all_finite(y):
+            return state._replace(terminal="numerical_error", nit=state.nit + 1)
+        gn = float(sp.to_float(sp.norm(g)))
+        return state._replace(y=y, z=y, outer_rule=rs, nit=state.nit + 1,
+                              residuals=S.Residuals(gn, math.nan, math.nan))
