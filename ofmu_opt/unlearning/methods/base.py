@@ -38,7 +38,7 @@ original (``reference``, eval mode, no grad), the adapter, infinite seeded itera
 retain mini-batches, the run seed, the device, an optional ``diagnostics`` callback receiving one
 :class:`StepRecord` every ``diagnostics_every`` steps, an optional ``checkpoint(step, model)`` hook
 called every ``checkpoint_every`` steps, an optional ``progress(n)`` tick and, for Retrain, a
-``fresh_model()`` factory.
+``fresh_model()`` factory, and an optional ``validation`` iterator of held-out batches.
 
 **Mid-run snapshots and resume**: when ``snapshot`` is set, a loop that can be resumed exactly (one that
 registered its optimizer or state with :meth:`StepLoop.attach`: every loss-based and gradient-surgery

@@ -104,7 +104,11 @@ class StepRecord:
 
 @dataclass
 class UnlearnContext:
-    """Everything a method needs to run; built by the experiment runner of each benchmark."""
+    """Everything a method needs to run; built by the experiment runner of each benchmark.
+
+    ``validation`` is an optional iterator of held-out batches (never forget or retain data), for
+    methods and objectives that calibrate on held-out behaviour.
+    """
 
     model: nn.Module
     reference: nn.Module
@@ -121,6 +125,7 @@ class UnlearnContext:
     fresh_model: Callable[[], nn.Module] | None = None
     snapshot: Callable[[int, dict[str, Any]], None] | None = None
     resume: dict[str, Any] | None = None
+    validation: Iterator[Any] | None = None
     _generators: list[torch.Generator] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
