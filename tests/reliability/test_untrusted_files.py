@@ -110,12 +110,13 @@ def test_a_torch_pickle_with_a_code_payload_is_refused_as_weights(tmp_path: Path
     ],
 )
 def test_a_checkpoint_cannot_name_a_class_that_runs_code(tmp_path: Path, cls: str, match: str) -> None:
-    from ofmu_opt.backends.checkpoint import load_checkpoint, save_checkpoint
+    from ofmu_opt.backends.checkpoint import load_checkpoint, manifest_digest, save_checkpoint
 
-    save_checkpoint(tmp_path, {"w": torch.ones(2)})
+    save_checkpoint(tmp_path, {"w": 2})  # no tensors: the replaced structure references none
     m = tmp_path / "manifest.json"
     man = json.loads(m.read_text())
     man["structure"] = {"@": "namedtuple", "cls": cls, "fields": {}}
+    man["digest"] = manifest_digest(man)  # a forger who recomputes the content hash: the next layer holds
     m.write_text(json.dumps(man))
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(tmp_path)
