@@ -38,7 +38,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
-__all__ = ["Progress", "ProgressSettings", "configure", "get_settings", "progress", "settings", "track"]
+__all__ = [
+    "Progress", "ProgressSettings", "bars_enabled", "configure", "get_settings", "progress", "settings", "track",
+]
 
 log = logging.getLogger("ofmu_opt.progress")
 
@@ -122,6 +124,11 @@ def _resolve_mode(s: ProgressSettings) -> str:
     if mode == "bar" and not _tqdm_available():
         return "log"
     return mode
+
+
+def bars_enabled() -> bool:
+    """True when a phase started now would draw a tqdm bar (for toggling third-party bars alike)."""
+    return _resolve_mode(_settings) == "bar"
 
 
 def _tqdm_available() -> bool:

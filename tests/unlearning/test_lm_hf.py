@@ -22,12 +22,17 @@ from ofmu_opt.unlearning.models.hf import (
     build_tiny_gpt2,
     cached_model_dir,
     encode_qa,
+    is_gguf_file,
     load_causal_lm,
     make_batches,
+    resolve_model_path,
+    safetensors_header,
     save_causal_lm,
     train_causal_lm,
     train_tokenizer,
     trainable_parameters,
+    validate_model_dir,
+    weight_files,
 )
 
 DATA = generate_tinytofu(TinyTofuConfig(n_authors=10, n_retain_eval_authors=2, n_real_authors=4, n_world_facts=4))
@@ -163,3 +168,199 @@ def test_relabel_idk_replaces_answers(tok: Any) -> None:
         ans = [t for t in r.labels[i].tolist() if t != -100]
         assert tok.decode(ans[:-1]) == " " + q.idk_answer and ans[-1] == tok.eos_token_id
     assert r.index.tolist() == b.index.tolist()
+
+
+# ----------------------------------------------------------------------------- strict model-directory validation
+
+
+@pytest.fixture(scope="module")
+def saved(tok: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("saved") / "m"
+    save_causal_lm(build_tiny_gpt2(tok, SHAPE, seed=0), tok, d)
+    return d
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bad_model_directories_are_refused_with_the_reason(saved: Path, tmp_path: Path) -> None:
+    import json
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_causal_lm(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="not a GGUF"):
+        (tmp_path / "f.bin").write_bytes(b"\0" * 16)
+        load_causal_lm(tmp_path / "f.bin")
+
+    d = _copy(saved, tmp_path / "list")
+    (d / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="JSON object"):
+        validate_model_dir(d)
+    (d / "config.json").write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(CheckpointError, match="nested"):
+        validate_model_dir(d)
+    cfg = json.loads((saved / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "n_layer": -1}))
+    with pytest.raises(CheckpointError, match="n_layer"):
+        validate_model_dir(d)
+    (d / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "model_type"}))
+    with pytest.raises(CheckpointError, match="model_type"):
+        validate_model_dir(d)
+
+    d = _copy(saved, tmp_path / "notok")
+    (d / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="no tokenizer files"):
+        load_causal_lm(d)
+
+    d = _copy(saved, tmp_path / "trunc")
+    w = d / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_causal_lm(d)
+    w.write_bytes(b"\x10\0\0\0\0\0\0\0{}")
+    with pytest.raises(CheckpointError, match="header"):
+        load_causal_lm(d)
+
+    d = _copy(saved, tmp_path / "pickle")
+    (d / "model.safetensors").rename(d / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickled"):
+        load_causal_lm(d)
+
+
+def test_missing_or_misshapen_tensors_are_refused_not_random_filled(saved: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    d = _copy(saved, tmp_path / "miss")
+    sd = load_file(str(d / "model.safetensors"))
+    name = next(k for k in sd if k.endswith("mlp.c_fc.weight"))
+    save_file({k: v for k, v in sd.items() if k != name}, str(d / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=f"missing tensors.*{name}"):
+        load_causal_lm(d)
+    save_file({**sd, name: sd[name][:, :-1].contiguous()}, str(d / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="mismatched|wrong shape"):  # transformers refuses it itself
+        load_causal_lm(d)
+
+
+def test_sharded_index_is_checked(saved: Path, tmp_path: Path) -> None:
+    import json
+
+    d = _copy(saved, tmp_path / "shard")
+    names = list(safetensors_header(d / "model.safetensors"))
+    (d / "model.safetensors").rename(d / "model-00001-of-00001.safetensors")
+    index = {"metadata": {}, "weight_map": {n: "model-00001-of-00001.safetensors" for n in names}}
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert [p.name for p in weight_files(d)] == ["model-00001-of-00001.safetensors"]
+    load_causal_lm(d)  # a sharded directory loads
+    index["weight_map"]["extra.weight"] = "model-00002-of-00002.safetensors"
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="shard .*missing"):
+        validate_model_dir(d)
+
+
+def test_tokenizer_must_fit_the_embedding(saved: Path, tmp_path: Path) -> None:
+    texts = [q.question + " " + q.answer for q in DATA.qa]
+    big = train_tokenizer(texts, vocab_size=700)
+    d = _copy(saved, tmp_path / "bigtok")
+    big.save_pretrained(str(d))
+    assert len(big) > 400
+    with pytest.raises(CheckpointError, match="tokenizer has .* tokens but the model's embedding has"):
+        load_causal_lm(d)
+
+
+def test_gguf_magic_is_required(tmp_path: Path) -> None:
+    fake = tmp_path / "m.gguf"
+    fake.write_bytes(b"NOPE" + b"\0" * 60)
+    assert not is_gguf_file(fake)
+    with pytest.raises(CheckpointError, match="GGUF"):
+        resolve_model_path(fake)
+    fake.write_bytes(b"GGUF" + b"\0" * 60)  # the magic, then garbage: transformers cannot read it
+    assert is_gguf_file(fake)
+    pytest.importorskip("gguf")
+    with pytest.raises(CheckpointError, match="could not read"):
+        load_causal_lm(fake, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("gguf-*/config.json"))
+
+
+# ----------------------------------------------------------------------------- open-unlearning pad=eos masking
+
+
+def test_pad_eos_masking_matches_open_unlearning_collator(tok: Any) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    items = DATA.qa[:3]
+    pairs = [(q.question, q.answer) for q in items]
+    eos_pad = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token=tok.eos_token,
+                                      bos_token=tok.bos_token, pad_token=tok.eos_token)
+    assert eos_pad.pad_token_id == eos_pad.eos_token_id
+    masked_t = PromptTemplate(mask_pad_labels=True)
+    plain = make_batches(eos_pad, pairs, T, 3, 96)[0]
+    masked = make_batches(eos_pad, pairs, masked_t, 3, 96)[0]
+    # the same inputs; the labels differ exactly on the closing EOS of each answer
+    assert torch.equal(plain.input_ids, masked.input_ids)
+    diff = (plain.labels != masked.labels).nonzero().tolist()
+    ends = [[i, int(plain.attention_mask[i].sum()) - 1] for i in range(3)]
+    assert diff == ends and all(int(plain.labels[i, j]) == eos_pad.eos_token_id for i, j in ends)
+    assert (masked.labels == eos_pad.eos_token_id).sum() == 0
+    # collate_qa's own option gives the same labels from unmasked encodings
+    enc = [encode_qa(eos_pad, q, a, T, 96) for q, a in pairs]
+    from ofmu_opt.unlearning.models.hf import collate_qa
+
+    assert torch.equal(collate_qa(enc, eos_pad.pad_token_id, mask_pad_labels=True).labels, masked.labels)
+    # per-example loss: mean over the answer tokens without the EOS
+    model = build_tiny_gpt2(tok, SHAPE, seed=0)
+    ad = CausalLMAdapter(eos_pad, masked_t)
+    a, b = CausalLMAdapter(eos_pad, T).per_example_nll(model, plain), ad.per_example_nll(model, masked)
+    assert (ad.target_length(masked) == CausalLMAdapter(eos_pad, T).target_length(plain) - 1).all()
+    assert not torch.allclose(a, b)
+    # with a distinct padding token the option changes nothing
+    same = make_batches(tok, pairs, masked_t, 3, 96)[0].labels
+    assert torch.equal(same, make_batches(tok, pairs, T, 3, 96)[0].labels)
+    # relabelling keeps the rule (the template travels with the adapter)
+    r = ad.relabel(make_batches(eos_pad, pairs, masked_t, 3, 96, items=items)[0], "idk", torch.Generator())
+    assert (r.labels == eos_pad.eos_token_id).sum() == 0
+
+
+# ----------------------------------------------------------------------------- training recipe
+
+
+def test_train_uses_transformers_schedule_and_options(tok: Any) -> None:
+    from transformers import get_scheduler
+
+    pairs = [(q.question, q.answer) for q in DATA.qa[:8]]
+    with pytest.raises(ConfigError, match="scheduler"):
+        TrainConfig(scheduler="nope")
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        TrainConfig(warmup_steps=-1)
+    seen: list[float] = []
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-2, warmup_steps=3, scheduler="linear")
+    model = build_tiny_gpt2(tok, SHAPE, seed=0)
+    orig = torch.optim.AdamW.step
+
+    def spy(self: Any, *a: Any, **k: Any) -> Any:
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(torch.optim.AdamW, "step", spy)
+    try:
+        train_causal_lm(model, tok, pairs, T, cfg)
+    finally:
+        mp.undo()
+    ref_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-2)
+    ref = get_scheduler("linear", ref_opt, num_warmup_steps=3, num_training_steps=4)
+    want = []
+    for _ in range(4):
+        want.append(ref_opt.param_groups[0]["lr"])
+        ref_opt.step()
+        ref.step()
+    assert seen == pytest.approx(want)
+    # bf16 autocast and gradient checkpointing (LoRA-wrapped) train and leave checkpointing off afterwards
+    lora = apply_lora(build_tiny_gpt2(tok, SHAPE, seed=0), r=2, alpha=4)
+    hist = train_causal_lm(lora, tok, pairs, T, TrainConfig(epochs=3, batch_size=4, lr=1e-2, warmup_steps=0,
+                                                          bf16=True, gradient_checkpointing=True))
+    assert all(math.isfinite(h) for h in hist) and hist[-1] < hist[0]
+    assert not lora.get_base_model().is_gradient_checkpointing
