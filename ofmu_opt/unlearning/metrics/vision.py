@@ -2,10 +2,13 @@
 
 - UA = 100 − accuracy (%) on the forget set; RA = accuracy on the retain set; TA = accuracy on the
   test set (on the remaining classes' test samples in class-wise forgetting).
-- MIA-efficacy: an RBF SVC (C = 3) is fit on the model's true-class confidence of a shadow set of
-  retain samples (members, label 1, as many as there are non-member samples) against the non-member
-  samples (the test set, label 0), then predicts the forget set; efficacy = % of forget samples predicted
-  non-member. The SVC is deterministic; the shadow draw takes an explicit seed.
+- MIA-efficacy: an RBF SVC (C = 3, ``gamma="auto"``, i.e. 1/n_features = 1 on the one confidence
+  feature, as in the SalUn / sparsity-unlearning code) is fit on the model's true-class confidence of a
+  shadow set of retain samples (members, label 1, as many as there are non-member samples) against the
+  non-member samples (the test set, label 0), then predicts the forget set; efficacy = % of forget
+  samples predicted non-member. ``svc_gamma="scale"`` (1/(n_features·Var x), scikit-learn's default and
+  this package's choice before) is available. The SVC is deterministic; the shadow draw takes an
+  explicit seed.
 - RTE: wall-clock seconds of the unlearning method (measured by the method's loop).
 - gap_X = |X − X_retrain|; avg_gap = mean of the gaps over UA, RA, TA and MIA-efficacy.
 
@@ -26,10 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..._config import check_choice
 from ...errors import DataError
 
 __all__ = [
     "GAP_METRICS",
+    "SVC_GAMMAS",
     "accuracy",
     "gaps",
     "mia_efficacy",
@@ -38,6 +43,8 @@ __all__ = [
 ]
 
 GAP_METRICS = ("UA", "RA", "TA", "MIA")
+SVC_GAMMAS = ("auto", "scale")
+"""The RBF width rules of the MIA's SVC: ``"auto"`` = 1/n_features (default), ``"scale"`` = 1/(n_features·Var x)."""
 
 
 @torch.no_grad()
@@ -79,6 +86,8 @@ def mia_efficacy(
     member_conf: npt.NDArray[np.floating[Any]],
     nonmember_conf: npt.NDArray[np.floating[Any]],
     target_conf: npt.NDArray[np.floating[Any]],
+    *,
+    svc_gamma: str = "auto",
 ) -> tuple[float, npt.NDArray[np.int64]]:
     """Fit the RBF SVC (C = 3) on members (1) vs non-members (0); % of targets predicted non-member.
 
@@ -86,6 +95,7 @@ def mia_efficacy(
         member_conf: true-class confidences of the shadow retain samples.
         nonmember_conf: true-class confidences of the non-member samples.
         target_conf: true-class confidences of the forget samples.
+        svc_gamma: the SVC's RBF width rule, one of :data:`SVC_GAMMAS` (default ``"auto"``).
 
     Returns:
         ``(efficacy in %, per-target prediction 1 = member / 0 = non-member)``.
@@ -98,11 +108,12 @@ def mia_efficacy(
     """
     from sklearn.svm import SVC
 
+    check_choice("svc_gamma", svc_gamma, SVC_GAMMAS)
     if member_conf.size == 0 or nonmember_conf.size == 0 or target_conf.size == 0:
         raise DataError("mia_efficacy: expected non-empty member, non-member and target sets")
     xs = np.concatenate([member_conf, nonmember_conf]).astype(np.float64)[:, None]
     ys = np.concatenate([np.ones(member_conf.size), np.zeros(nonmember_conf.size)]).astype(np.int64)
-    clf = SVC(C=3.0, kernel="rbf", gamma="scale")
+    clf = SVC(C=3.0, kernel="rbf", gamma=svc_gamma)
     clf.fit(xs, ys)
     pred = clf.predict(target_conf.astype(np.float64)[:, None]).astype(np.int64)
     return float(100.0 * np.mean(pred == 0)), pred
