@@ -24,6 +24,7 @@ Examples:
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,9 @@ def _cp() -> Any:
 def _solve(problem: Any) -> bool:
     cp = _cp()
     try:
-        problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11, max_iter=400)
+        with warnings.catch_warnings():  # "solution may be inaccurate" on degenerate branches: status says so
+            warnings.simplefilter("ignore", UserWarning)
+            problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11, max_iter=400)
     except cp.error.SolverError:  # pragma: no cover - numerical trouble on a degenerate branch
         return False
     return problem.status in ("optimal", "optimal_inaccurate")
@@ -130,6 +133,9 @@ class _LowerLevel:
         fy = 0.5 * cp.sum_squares(Ly @ self.y) + (Rxy.T @ self.x + d.r[d.nx :]) @ self.y
         cons = [d.LA[:, : d.nx] @ self.x + d.LA[:, d.nx :] @ self.y <= d.lb]
         self.stage1 = cp.Problem(cp.Minimize(fy), cons)
+        # a strictly convex lower level has one solution: the second stage (a value-function constraint without
+        # a Slater point, accurate to ~1e-5 only) is needed only when the solution set can be larger
+        self.unique = bool(np.linalg.eigvalsh(0.5 * (Ryy + Ryy.T)).min() > 1e-9)
         z = cp.hstack([self.x, self.y])
         self.stage2 = cp.Problem(cp.Minimize(_F_expr(d, z)), [*cons, fy <= self.v])
 
@@ -138,6 +144,9 @@ class _LowerLevel:
         self.x.value = np.asarray(x, float)
         if not _solve(self.stage1):
             return None
+        if self.unique:
+            y1 = np.asarray(self.y.value)
+            return y1, self.d.F(x, y1)
         v = float(self.stage1.value)
         self.v.value = v + 1e-9 * max(1.0, abs(v))
         if not _solve(self.stage2):

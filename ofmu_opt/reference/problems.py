@@ -434,6 +434,15 @@ for _name in CONSTRAINED_DATA:
         REFERENCES[_name] = partial(_from_library, _name)
 
 
+def _fsq(seed: int) -> ReferenceProblem:
+    from .finite_sum import finite_sum_quadratic
+
+    return finite_sum_quadratic(seed)
+
+
+REFERENCES["FSQ"] = _fsq
+
+
 def get_reference(problem_id: str, seed: int = 0) -> ReferenceProblem:
     """Build the reference problem ``problem_id`` (deterministic in ``seed``).
 

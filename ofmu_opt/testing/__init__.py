@@ -4,6 +4,7 @@
 from .harness import (
     COMPARISON_CASES,
     SOLVER_CASES,
+    STOCHASTIC_CASES,
     HarnessFailure,
     check_deterministic,
     check_oracles_fd,
@@ -16,6 +17,7 @@ from .harness import (
 __all__ = [
     "COMPARISON_CASES",
     "SOLVER_CASES",
+    "STOCHASTIC_CASES",
     "HarnessFailure",
     "check_deterministic",
     "check_oracles_fd",

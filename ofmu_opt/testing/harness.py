@@ -19,7 +19,8 @@ import numpy as np
 
 from ..core.comparison import Bome, F2sa, ImplicitDiff
 from ..core.result import Status
-from ..core.solver import PenaltySolver
+from ..core.solver import PenaltySolver, gpbgd, vpbgd
+from ..core.stochastic import Saba, Soba, VarianceReduced
 from ..problem.checks import check_gradient, check_hvp
 from ..problem.oracles import has_hvp
 from ..reference.problems import ReferenceProblem
@@ -27,6 +28,7 @@ from ..reference.solvers import solver_for_reference
 
 __all__ = [
     "COMPARISON_CASES",
+    "STOCHASTIC_CASES",
     "SOLVER_CASES",
     "HarnessFailure",
     "check_deterministic",
@@ -64,7 +66,29 @@ COMPARISON_CASES: dict[str, Callable[[ReferenceProblem], Any]] = {
 """Comparison solvers (issue-7 baselines) as harness rows: structure, loop, stop and determinism checks."""
 
 
+def _sizes(ref: ReferenceProblem) -> tuple[int, int]:
+    return int(ref.data["n_inner"]), int(ref.data["n_outer"])
+
+
+STOCHASTIC_CASES: dict[str, Callable[[ReferenceProblem], Any]] = {
+    "saba": lambda ref: Saba(step=0.3, inner_samples=_sizes(ref)[0], outer_samples=_sizes(ref)[1], batch_size=16,
+                             tol=1e-8, maxiter=20_000),
+    "soba": lambda ref: Soba(step=0.3, inner_samples=_sizes(ref)[0], outer_samples=_sizes(ref)[1], batch_size=8,
+                             maxiter=2000),
+    "gpbgd_saga": lambda ref: VarianceReduced(
+        gpbgd(strategy="paper", penalty=10.0, outer_lr=0.05, maxiter=3000, tol=1e-10), *_sizes(ref), batch_size=16),
+    "vpbgd_saga": lambda ref: VarianceReduced(
+        vpbgd(strategy="paper", penalty=10.0, outer_lr=0.05, inner_lr=0.25 * float(ref.hints["inner_lr"]),
+              maxiter=3000, tol=1e-10), *_sizes(ref), batch_size=16),
+}
+"""Stochastic rows (finite-sum references, e.g. ``FSQ``): SABA and SOBA (Dagréou et al. 2022) and the penalty
+presets on SAGA variance-reduced mini-batch oracles. The variance-reduced penalty rows use fixed steps sized for
+the worst batch (their inner step is a quarter of ``1/L`` of the mean)."""
+
+
 def _replace(solver: Any, **changes: Any) -> Any:
+    if isinstance(solver, VarianceReduced):
+        return solver.replace(**changes)
     return dataclasses.replace(solver, **changes)
 
 
