@@ -9,7 +9,10 @@ Slater point and reach only ~1e-5). Problems that are not of this form are refor
 - P5 (inner constraint ``y ≥ 0``): the inner solution is ``y = max(x, 0)``; the problem is separable, so
   each coordinate's two active-set branches (``y_i = x_i ≥ 0`` or ``y_i = 0 ≥ x_i``) are convex QPs;
 - P6 (lexicographic LP): two stages, the second constrained to the first stage's optimal value;
-- P9 (a penalized problem): a convex QP in ``(x, y)`` directly.
+- P9 (a penalized problem): a convex QP in ``(x, y)`` directly;
+- the constrained library problems (:mod:`ofmu_opt.reference.constrained`): KKT active-set enumeration
+  (:func:`ofmu_opt.reference.constrained_verify.kkt_enumeration`);
+- FSQ (finite sums): the affine inner set of the mean quadratic.
 
 Examples:
     >>> import numpy as np
@@ -191,6 +194,18 @@ def cvxpy_solution(problem_id: str, seed: int = 0) -> CvxpySolution:
         )
     if problem_id == "P5":
         return _p5(ref)
+    if ref.constrained:
+        from .constrained_verify import kkt_enumeration
+
+        e = kkt_enumeration(d["qp"])
+        return CvxpySolution(e.x, e.y, e.F, "optimal")
+    if problem_id == "FSQ":
+        Fm = d["F"].mean(0)
+        Fm = 0.5 * (Fm + Fm.T)
+        return quadratic_inner_reference(
+            lambda x, y: 0.5 * cp.quad_form(y, Fm) - d["t"].mean(0) @ y + 0.5 * cp.quad_form(x, d["H"]),
+            Q=d["A"].mean(0), a=d["a"].mean(0), C=d["C"].mean(0),
+        )
     if problem_id == "P9":
         Q, C, a, t, H = d["Q"], d["C"], d["a"], d["t"], d["H"]
         rho = float(ref.penalty or 0.0)
