@@ -24,6 +24,10 @@ class Status(enum.StrEnum):
     MAXTIME = "maxtime"
     CALLBACK_STOP = "callback_stop"
     NUMERICAL_ERROR = "numerical_error"
+    PENALIZED = "penalized"
+    DIVERGED = "diverged"
+    UNBOUNDED = "unbounded"
+    NOT_CONVEX = "not_convex"
 
     @property
     def success(self) -> bool:
@@ -31,13 +35,18 @@ class Status(enum.StrEnum):
 
     @property
     def group(self) -> str:
-        """``success``, ``limit`` (iteration or time budget spent), ``stopped`` or ``error``."""
+        """``success``, ``approximate`` (a penalized point, not the bi-level solution), ``limit`` (iteration or
+        time budget spent), ``stopped`` or ``error``."""
         return {
             Status.CONVERGED: "success",
+            Status.PENALIZED: "approximate",
             Status.MAXITER: "limit",
             Status.MAXTIME: "limit",
             Status.CALLBACK_STOP: "stopped",
             Status.NUMERICAL_ERROR: "error",
+            Status.DIVERGED: "error",
+            Status.UNBOUNDED: "error",
+            Status.NOT_CONVEX: "error",
         }[self]
 
 
@@ -47,6 +56,23 @@ MESSAGES: dict[Status, str] = {
     Status.MAXTIME: "Stopped at max_time (wall clock) before the stopping residual fell below tol.",
     Status.CALLBACK_STOP: "Stopped by the callback (StopIteration).",
     Status.NUMERICAL_ERROR: "A non-finite value appeared; the last finite iterate is returned.",
+    Status.PENALIZED: (
+        "Stopped at a stationary point of the penalized problem at a fixed (or capped) penalty: it is Θ(1/penalty) "
+        "from the bi-level solution, not the solution itself (the continuation strategy removes the bias)."
+    ),
+    Status.DIVERGED: (
+        "The iterates grew without bound (the step size exceeds the stability limit of the objective's curvature); "
+        "the last finite iterate is returned. Lower the step size or use line_search=True."
+    ),
+    Status.UNBOUNDED: (
+        "The penalized objective stayed unbounded below up to the largest penalty (penalty_max): the lower level (or "
+        "the outer objective on the lower-level solution set) is unbounded below or not convex; the last level's start "
+        "is returned."
+    ),
+    Status.NOT_CONVEX: (
+        "The lower-level problem is not (strongly) convex at the iterate where the method needs it to be; the last "
+        "iterate is returned."
+    ),
 }
 
 
@@ -81,6 +107,11 @@ class BilevelResult:
         history: the recorder's rows, if a recorder was used.
         config: the solver configuration as a dict.
         wall_time_s: wall-clock seconds of ``run``.
+        feasibility: the max violation of each constraint at the returned point (keys ``x_set``, ``y_set``,
+            ``inner_constraints``, ``outer_constraints``; empty for an unconstrained problem).
+        multipliers: the final multipliers of the inequality constraints: ``inner`` (lower-level KKT multipliers
+            at the inner surrogate), ``inner_feasibility`` (of ``c(x, y) ≤ 0`` in the penalized upper problem)
+            and ``outer`` (of ``G(x, y) ≤ 0``); empty without inequality constraints.
     """
 
     x: Vec | None
@@ -96,3 +127,5 @@ class BilevelResult:
     history: list[dict[str, float]] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    feasibility: dict[str, float] = field(default_factory=dict)
+    multipliers: dict[str, tuple[float, ...]] = field(default_factory=dict)

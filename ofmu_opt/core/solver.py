@@ -1,28 +1,31 @@
 r"""The generic penalty-based bi-level solver and its presets.
 
-One frozen dataclass, :class:`PenaltySolver`, holds every hyper-parameter of OFMU_SPEC.md §2; the
-functions :func:`ofmu`, :func:`gpbgd`, :func:`vpbgd` and :func:`scalarized` return configured instances.
+One frozen dataclass, :class:`PenaltySolver`, holds the hyper-parameters of OFMU_SPEC.md §2; the functions
+:func:`ofmu`, :func:`gpbgd`, :func:`vpbgd` and :func:`scalarized` return configured instances.
 ``init_state`` / ``update`` are pure; ``run`` only loops, and anyone can write the loop by hand.
 
-One round (``update``), with φ the inner objective in minimization form (see :mod:`ofmu_opt.core.inner`):
+The penalized objective is composed from term objects (:mod:`ofmu_opt.core.terms`):
+``F = f + ρ·(stationarity | value gap | weighted sum) + constraint terms``. One fixed-penalty round
+(:meth:`PenaltySolver.round`), with φ the inner objective in minimization form
+(:mod:`ofmu_opt.core.inner`):
 
-1. momentum look-ahead ``(x̄, ȳ)`` of the outer step rule (identity for ``sgd``/``adam``);
-2. inner loop, when its result is used: ``T`` steps ``z ← z − η_in ∇_y φ(x̄, z)`` from ``ȳ``
-   (``stationarity``) or from the warm-started surrogate (``value_gap``);
-3. the penalized gradient at the evaluation point ``q`` (``base``: ``outer`` q = (x̄, ȳ); ``inner``
-   q = (x̄, z) and the step starts there; ``extragradient`` q = (x̄, z) but the step starts from (x̄, ȳ)):
+1. momentum look-ahead ``(x̄, ȳ)`` of the outer step rule (identity for ``sgd``/``adam``), projected onto
+   the problem's sets ``X × Y``;
+2. inner loop, when its result is used: ``T`` projected steps ``z ← P_Y(z − η_in ∇_y φ(x̄, z))`` from ``ȳ``
+   (``stationarity`` with base ``inner``/``extragradient``) or from the warm-started surrogate
+   (``value_gap``); with lower-level inequality constraints ``c(x, z) ≤ 0`` a primal-dual loop that also
+   updates their multipliers μ (BLOCC, docs/solver_options.md);
+3. the penalized gradient ``∇F`` at the evaluation point ``q`` (``base``: ``outer`` q = (x̄, ȳ); ``inner``
+   q = (x̄, z) and the step starts there; ``extragradient`` q = (x̄, z) but the step starts from (x̄, ȳ));
+4. the projected outer step (``sgd``, ``adam``, ``nesterov``; backtracking line search, or for the
+   papers' fixed steps a curvature-estimated cap ``adaptive_step``; optional division by ρ).
 
-   - ``stationarity``: :math:`F = f + \rho\|\nabla_y\varphi\|^2`,
-     :math:`\nabla F = \nabla f + 2\rho\,\nabla^2\varphi\,\nabla_y\varphi`;
-   - ``value_gap``: :math:`F = f + \rho(\varphi(x,y) - \varphi(x,z))` with ``z`` the surrogate of
-     :math:`\arg\min_z \varphi(x, z)`,
-     :math:`\nabla_x F = \nabla_x f + \rho(\nabla_x\varphi(x,y) - \nabla_x\varphi(x,z))`;
-   - ``weighted_sum``: :math:`F = f + \rho\,\varphi` (the scalarized baseline);
-4. the outer step (``sgd``, ``adam``, ``nesterov``; optional backtracking line search; optional division
-   of the step by ρ);
-5. the penalty update: ``strategy="paper"`` applies the schedule every round; ``strategy="continuation"``
-   keeps ρ until the level is solved (``‖∇F‖ ≤ level_tol``), warm-starts the next level at ``γρ`` and
-   optionally extrapolates the level solutions to ``1/ρ → 0`` (Richardson, order ``extrapolation``).
+:meth:`PenaltySolver.update` adds the penalty strategy: ``paper`` applies the schedule every round and
+stops at a *penalized* point (status ``penalized``: Θ(1/ρ) from the bi-level solution);
+``continuation`` (the presets' default) is the wrapper solver :class:`~ofmu_opt.core.continuation.Continuation`:
+it keeps ρ until the level is solved, warm-starts the next level at ``γρ``, raises ρ when a level is
+unbounded below, and extrapolates the level solutions to ``1/ρ → 0`` (Richardson, order ``extrapolation``).
+
 """
 
 from __future__ import annotations
@@ -38,14 +41,15 @@ from .._config import check_choice, check_range, config_to_dict
 from .._typing import Batch, Pair, Vec
 from ..errors import ConfigError, OracleError, ProblemSpecError
 from ..problem.bilevel import BilevelProblem
-from ..problem.space import VectorSpace
+from ..problem.constraints import constraint_values
 from .inner import InnerObjective, InnerSpec, make_inner
 from .loop import run_solver
-from .pair import paxpy, pfinite, pnorm, pscale, psub
+from .pair import paxpy, pdot, pfinite, pnorm, psub
 from .result import BilevelResult, IntermediateResult, Status
 from .schedules import SCHEDULES, next_penalty
 from .similarity import SIMILARITY_KINDS
 from .steps import STEP_RULES, Nesterov, get_step_rule
+from .terms import ConstraintTerm, PenaltyTerm, StationarityTerm, TermContext, ValueGapTerm, WeightedSumTerm
 
 __all__ = [
     "PenaltySolver",
@@ -75,13 +79,24 @@ class RoundBatches:
 
 
 class Residuals(NamedTuple):
+    """Per-round residuals: ``outer`` (projected penalized-gradient norm), ``inner`` (``‖∇_y φ‖``),
+    ``extrapolation`` (change of the extrapolated estimate), ``feasibility`` (max constraint violation)."""
+
     outer: float
     inner: float
     extrapolation: float
+    feasibility: float = math.nan
 
 
 class PenaltyState(NamedTuple):
-    """Solver state; never mutated, same fields every round."""
+    """Solver state; never mutated, same fields every round.
+
+    Besides the iterate ``(x, y)``, the inner surrogate ``z`` and the penalty: ``mu_inner`` (lower-level
+    multipliers of ``c(x, z) ≤ 0``), ``nu_feas``/``nu_outer`` (multipliers of ``c(x, y) ≤ 0`` and ``G(x, y) ≤ 0``
+    in the penalized problem), ``eps`` (the oracle dtype's machine epsilon), ``anchor`` (the current level's
+    start), ``best``/``stall`` (level progress), ``prev``/``prev_grad``/``step``/``theta`` (the curvature-estimated
+    step of ``adaptive_step``).
+    """
 
     x: Vec | None
     y: Vec
@@ -99,6 +114,36 @@ class PenaltyState(NamedTuple):
     residuals: Residuals
     scale: float
     terminal: str
+    mu_inner: tuple[float, ...] = ()
+    nu_feas: tuple[float, ...] = ()
+    nu_outer: tuple[float, ...] = ()
+    eps: float = 2.0**-52
+    inner_scale: float = 1.0
+    anchor: Pair | None = None
+    best: float = math.inf
+    stall: int = 0
+    prev: Pair | None = None
+    prev_grad: Pair | None = None
+    step: float = math.nan
+    theta: float = math.inf
+
+
+def dtype_eps(v: Any) -> float:
+    """Machine epsilon of the dtype of ``v`` (an array, a tensor, or a tuple of tensors); float64 when unknown.
+
+    Examples:
+        >>> import numpy as np
+        >>> dtype_eps(np.zeros(2, dtype=np.float32)) == 2.0**-23
+        True
+    """
+    if isinstance(v, (tuple, list)) and v:
+        v = v[0]
+    dt = getattr(v, "dtype", None)
+    if dt is None:
+        return 2.0**-52
+    if "bfloat16" in str(dt):
+        return 2.0**-7
+    return {2: 2.0**-10, 4: 2.0**-23}.get(int(getattr(dt, "itemsize", 8) or 8), 2.0**-52)
 
 
 def _batches(batch: Batch, t: int) -> tuple[Batch, Batch]:
@@ -150,6 +195,13 @@ class PenaltySolver:
         adam_eps: Adam's denominator offset.
         allow_inner_base_with_x: permit ``base="inner"`` when an outer-only variable x exists. It converges
             to a wrong point (OFMU_SPEC.md §2); only for experiments that demonstrate this.
+        adaptive_step: cap the fixed outer step by a curvature estimate (Malitsky & Mishchenko 2020:
+            ``λ_k = min(lr, √(1+θ_{k-1}) λ_{k-1}, ‖p_k − p_{k-1}‖ / (2‖∇F_k − ∇F_{k-1}‖))``) so a step that is too
+            long for the penalized curvature cannot diverge. Only for ``outer_rule="sgd"`` without line search,
+            full-batch oracles (``batch=None``) and a base other than ``inner``; the presets' ``paper`` variants
+            turn it on.
+        dual_lr: step of the lower-level multipliers' ascent in the primal-dual inner loop (default
+            ``inner_lr``); used only with ``inner_constraints``.
 
     Examples:
         >>> from ofmu_opt.reference import get_reference
@@ -191,6 +243,8 @@ class PenaltySolver:
     adam_b2: float = 0.999
     adam_eps: float = 1e-8
     allow_inner_base_with_x: bool = False
+    adaptive_step: bool = False
+    dual_lr: float | None = None
     name: str = field(default="penalty", compare=False)
 
     def __post_init__(self) -> None:
@@ -234,6 +288,8 @@ class PenaltySolver:
         for name in ("adam_b1", "adam_b2"):
             check_range(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
         check_range("adam_eps", self.adam_eps, low=0.0, low_open=True)
+        if self.dual_lr is not None:
+            check_range("dual_lr", self.dual_lr, low=0.0, low_open=True)
         if self.penalty_type == "value_gap" and self.base in ("inner", "extragradient"):
             raise ConfigError(
                 f"base: {self.base!r} cannot be combined with penalty_type='value_gap', whose inner result is "
@@ -259,12 +315,20 @@ class PenaltySolver:
             if key not in fields:
                 valid = ", ".join(sorted(fields))
                 raise ConfigError(f"unknown option {key!r} for PenaltySolver; valid options: {valid}")
+        if changes.get("strategy") == "paper" and "extrapolation" not in changes:
+            changes["extrapolation"] = 0  # extrapolation is a continuation feature; switching away drops it
         return dataclasses.replace(self, **changes)
 
     def resolved_base(self, problem: BilevelProblem) -> str:
         """The base actually used: ``auto`` is ``inner`` without x and ``outer`` with x."""
+        ptype = self.effective_penalty_type(problem)
         if self.base == "auto":
-            return "outer" if (problem.has_x or self.penalty_type != "stationarity") else "inner"
+            return "outer" if (problem.has_x or ptype != "stationarity") else "inner"
+        if ptype != self.penalty_type and self.base != "outer":
+            raise ConfigError(
+                f"base: {self.base!r} is not available on a constrained lower level (y_set or inner_constraints), "
+                "where the value-gap term replaces the stationarity penalty; expected 'outer' or 'auto'"
+            )
         if self.base == "inner" and problem.has_x and not self.allow_inner_base_with_x:
             raise ConfigError(
                 "base: 'inner' with an outer-only variable x converges to a wrong point (resetting y to the "
@@ -295,6 +359,7 @@ class PenaltySolver:
             raise ProblemSpecError("x0: the problem has no outer variable x; expected None, received a vector")
         self.resolved_base(problem)
         self.inner_objective(problem)
+        eps, inner_scale = 2.0**-52, 1.0
         for label, obj in (("outer", problem.outer), ("inner", problem.inner)):
             got = obj.grad(x0, y0)
             if not (isinstance(got, tuple) and len(got) == 2):
@@ -309,212 +374,309 @@ class PenaltySolver:
                 raise OracleError(
                     f"{label}.grad: x-gradient has shape {got_desc}, expected the shape of x0 {sp.describe(x0)}"
                 )
-        p0 = (x0, y0)
+            if label == "inner":
+                eps = dtype_eps(gy)
+                inner_scale = sp.to_float(sp.norm(gy))
+        p0: Pair = (x0, y0)
+        if problem.x_set is not None or problem.y_set is not None:
+            p0 = self._project(problem, p0)  # start feasible for the simple sets
+        x0, y0 = p0
         inner_rule = get_step_rule(self.inner_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
         outer_rule = get_step_rule(self.outer_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
         nan = math.nan
+        ic, oc = problem.inner_constraints, problem.outer_constraints
         return PenaltyState(
             x=x0, y=y0, z=y0, penalty=float(self.penalty), nit=0,
             outer_rule=outer_rule.init(sp, p0), inner_rule=inner_rule.init(sp, p0),
             lipschitz=1.0 / self.outer_lr, level=0, level_iter=0, level_h=(), level_row=(),
             estimate=None, residuals=Residuals(nan, nan, nan), scale=nan, terminal="",
+            mu_inner=(0.0,) * ic.count if ic is not None else (), nu_feas=(0.0,) * ic.count if ic is not None else (),
+            nu_outer=(0.0,) * oc.count if oc is not None else (), eps=eps,
+            inner_scale=max(1.0, inner_scale) if math.isfinite(inner_scale) else 1.0, anchor=p0,
         )
 
     # ------------------------------------------------------------------ pieces of a round
+    def effective_penalty_type(self, problem: BilevelProblem) -> str:
+        """The penalty term used on ``problem``: the stationarity penalty ``‖∇_y φ‖²`` is not zero at a
+        constrained lower-level minimizer, so with ``y_set`` or ``inner_constraints`` the value-gap term
+        (BLOCC/V-PBGD) replaces it."""
+        if self.penalty_type == "stationarity" and problem.inner_constrained:
+            return "value_gap"
+        return self.penalty_type
+
+    def _inner_steps(self, problem: BilevelProblem) -> int:
+        if self.effective_penalty_type(problem) != self.penalty_type:
+            return max(self.inner_steps, 5)
+        return self.inner_steps
+
+    def _inner_tol(self, problem: BilevelProblem) -> float | None:
+        if self.inner_tol is None and self.strategy == "continuation" and (
+            self.effective_penalty_type(problem) != self.penalty_type
+        ):
+            return 1e-5 * self.tol
+        return self.inner_tol
+
+    def terms(self, problem: BilevelProblem) -> list[PenaltyTerm]:
+        """The penalty terms of ``F = f + Σ terms`` on ``problem`` (see :mod:`ofmu_opt.core.terms`)."""
+        kinds: dict[str, PenaltyTerm] = {
+            "stationarity": StationarityTerm(), "value_gap": ValueGapTerm(), "weighted_sum": WeightedSumTerm(),
+        }
+        out: list[PenaltyTerm] = [kinds[self.effective_penalty_type(problem)]]
+        if problem.inner_constraints is not None:
+            out.append(ConstraintTerm("inner_feasibility", problem.inner_constraints, name="inner_feasibility"))
+        if problem.outer_constraints is not None:
+            out.append(ConstraintTerm("outer", problem.outer_constraints, name="outer_constraints"))
+        return out
+
+    @staticmethod
+    def _project(problem: BilevelProblem, p: Pair) -> Pair:
+        x, y = p
+        if problem.x_set is not None and x is not None:
+            x = problem.x_set.project(x)
+        if problem.y_set is not None:
+            y = problem.y_set.project(y)
+        return (x, y)
+
     def _inner_loop(
         self, problem: BilevelProblem, inner: InnerObjective, x: Vec | None, start: Vec, rstate: Any, batch: Batch,
-        rho: float,
+        rho: float, floor: float = 0.0,
     ) -> tuple[Vec, Any]:
         sp = problem.space
         rule = get_step_rule(self.inner_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
+        ys = problem.y_set
         z = start
-        limit = self.inner_steps if self.inner_tol is None else max(self.inner_steps, self.inner_maxiter)
-        target = math.inf if self.inner_tol is None else self.inner_tol / rho
+        steps = self._inner_steps(problem)
+        inner_tol = self._inner_tol(problem)
+        limit = steps if inner_tol is None else max(steps, self.inner_maxiter)
+        target = math.inf if inner_tol is None else max(inner_tol / rho, floor)
         for t in range(limit):
             b_in, _ = _batches(batch, t)
             _, gz = inner.grad(x, z, batch=b_in)
-            if t >= self.inner_steps and sp.to_float(sp.norm(gz)) <= target:
+            if t >= steps and ys is None and sp.to_float(sp.norm(gz)) <= target:
                 break
-            (_, z), rstate = rule.apply(sp, (None, z), (None, gz), self.inner_lr, rstate)
+            (_, zn), rstate = rule.apply(sp, (None, z), (None, gz), self.inner_lr, rstate)
+            if ys is not None:
+                zn = ys.project(zn)
+                # projected-gradient mapping: the stationarity measure of a constrained inner problem
+                if t >= steps and sp.to_float(sp.norm(sp.sub(zn, z))) / self.inner_lr <= target:
+                    z = zn
+                    break
+            z = zn
         return z, rstate
 
-    def _penalized(
-        self, problem: BilevelProblem, inner: InnerObjective, q: Pair, z: Vec, rho: float, batch: Batch,
-        need_value: bool,
-    ) -> tuple[Pair, float, float]:
-        """Return (∇F(q), F(q) or nan, ‖∇_y φ(q)‖)."""
+    def _inner_pd(
+        self, problem: BilevelProblem, inner: InnerObjective, x: Vec | None, z: Vec, mu: tuple[float, ...],
+        batch: Batch, rho: float, floor: float = 0.0,
+    ) -> tuple[Vec, tuple[float, ...]]:
+        """Primal-dual loop on the lower level's Lagrangian ``φ(x, z) + <μ, c(x, z)>`` over ``z ∈ Y, μ ≥ 0``:
+        a dual ascent step on the extrapolated constraint values, then a projected primal step."""
         sp = problem.space
-        x, y = q
-        fg = problem.outer.grad(x, y, batch=batch)
-        value = math.nan
-        if self.penalty_type == "stationarity":
-            joint = getattr(inner, "grad_and_hvp", None)
-            if joint is not None:  # ∇φ and ∇²φ∇φ from one graph (torch, exact HVP by double backward)
-                (_, v), hv = joint(x, y, batch=batch)
-            else:
-                _, v = inner.grad(x, y, batch=batch)
-                hv = inner.hvp(x, y, v, batch=batch)
-            grad = paxpy(sp, 2.0 * rho, hv, fg)
-            vn = sp.to_float(sp.norm(v))
-            if need_value:
-                value = sp.to_float(problem.outer.value(x, y, batch=batch)) + rho * vn * vn
-            return grad, value, vn
-        gq = inner.grad(x, y, batch=batch)
-        vn = sp.to_float(sp.norm(gq[1]))
-        if self.penalty_type == "weighted_sum":
-            if need_value:
-                value = sp.to_float(problem.outer.value(x, y, batch=batch)) + rho * sp.to_float(
-                    inner.value(x, y, batch=batch)
-                )
-            return paxpy(sp, rho, gq, fg), value, vn
-        # value gap: the surrogate z stands for argmin_z φ(x, z); Danskin's theorem for the x-part
-        gx = None
-        if x is not None:
-            gzx, _ = inner.grad(x, z, batch=batch)
-            gx = sp.axpy(rho, sp.sub(gq[0], gzx), fg[0])
-        gy = sp.axpy(rho, gq[1], fg[1])
-        if need_value:
-            value = sp.to_float(problem.outer.value(x, y, batch=batch)) + rho * (
-                sp.to_float(inner.value(x, y, batch=batch)) - sp.to_float(inner.value(x, z, batch=batch))
-            )
-        return (gx, gy), value, vn
+        c = problem.inner_constraints
+        assert c is not None
+        ys = problem.y_set
+        eta = self.inner_lr
+        tau = self.dual_lr if self.dual_lr is not None else self.inner_lr
+        steps = self._inner_steps(problem)
+        inner_tol = self._inner_tol(problem)
+        limit = steps if inner_tol is None else max(steps, self.inner_maxiter)
+        target = math.inf if inner_tol is None else max(inner_tol / rho, floor)
+        c_prev = constraint_values(c, x, z)
+        for t in range(limit):
+            b_in, _ = _batches(batch, t)
+            cz = constraint_values(c, x, z)
+            mu = tuple(max(0.0, m + tau * (2.0 * a - b)) for m, a, b in zip(mu, cz, c_prev, strict=True))
+            _, gz = inner.grad(x, z, batch=b_in)
+            if any(m != 0.0 for m in mu):
+                gz = sp.add(gz, c.vjp(x, z, mu)[1])
+            zn = sp.axpy(-eta, gz, z)
+            if ys is not None:
+                zn = ys.project(zn)
+            moved = sp.to_float(sp.norm(sp.sub(zn, z))) / eta  # the projected-gradient mapping of the Lagrangian
+            c_prev, z = cz, zn
+            if t >= steps:
+                kkt = max(moved, max(0.0, max(cz)), max(abs(m * v) for m, v in zip(mu, cz, strict=True)))
+                if kkt <= target:
+                    break
+        return z, mu
 
-    def _objective_value(
-        self, problem: BilevelProblem, inner: InnerObjective, q: Pair, z: Vec, rho: float, batch: Batch
-    ) -> float:
+    def _context(self, problem: BilevelProblem, inner: InnerObjective, state: PenaltyState, z: Vec,
+                 mu_inner: tuple[float, ...], rho: float, batch: Batch) -> TermContext:
+        return TermContext(problem, inner, rho, z, mu_inner,
+                           {"inner_feasibility": state.nu_feas, "outer": state.nu_outer}, batch)
+
+    def _penalized(
+        self, problem: BilevelProblem, ctx: TermContext, q: Pair, need_value: bool,
+    ) -> tuple[Pair, float, float, float]:
+        """Return (∇F(q), F(q) or nan, ‖∇_y φ(q)‖, max constraint violation at q)."""
         sp = problem.space
         x, y = q
-        f = sp.to_float(problem.outer.value(x, y, batch=batch))
-        if self.penalty_type == "stationarity":
-            _, v = inner.grad(x, y, batch=batch)
-            return f + rho * sp.to_float(sp.norm(v)) ** 2
-        if self.penalty_type == "weighted_sum":
-            return f + rho * sp.to_float(inner.value(x, y, batch=batch))
-        # the value gap's min_z φ(x, z) moves with x: refit the warm-started surrogate at the candidate,
-        # otherwise the model is linear in x and the line search underestimates the curvature
-        zc, _ = self._inner_loop(problem, inner, x, z, get_step_rule(self.inner_rule).init(sp, (None, z)), batch, rho)
-        return f + rho * (sp.to_float(inner.value(x, y, batch=batch)) - sp.to_float(inner.value(x, zc, batch=batch)))
+        fg = problem.outer.grad(x, y, batch=ctx.batch)
+        value = sp.to_float(problem.outer.value(x, y, batch=ctx.batch)) if need_value else math.nan
+        grad: Pair = fg
+        vn, viol = math.nan, 0.0
+        for k, term in enumerate(self.terms(problem)):
+            ev = term.evaluate(ctx, q, need_value)
+            grad = paxpy(sp, 1.0, ev.grad, grad)
+            if need_value:
+                value += ev.value
+            if k == 0:
+                vn = ev.residual
+            else:
+                viol = max(viol, ev.residual)
+        return grad, value, vn, viol
+
+    def _objective_value(self, problem: BilevelProblem, ctx: TermContext, q: Pair) -> float:
+        sp = problem.space
+        if self.effective_penalty_type(problem) == "value_gap":
+            # the value gap's min_z φ(x, z) moves with x: refit the warm-started surrogate at the candidate,
+            # otherwise the model is linear in x and the line search underestimates the curvature
+            if problem.inner_constraints is not None:
+                zc, muc = self._inner_pd(problem, ctx.inner, q[0], ctx.z, ctx.mu_inner, ctx.batch, ctx.rho)
+            else:
+                zc, _ = self._inner_loop(problem, ctx.inner, q[0], ctx.z,
+                                         get_step_rule(self.inner_rule).init(sp, (None, ctx.z)), ctx.batch, ctx.rho)
+                muc = ctx.mu_inner
+            ctx = ctx._replace(z=zc, mu_inner=muc)
+        return self._penalized(problem, ctx, q, need_value=True)[1]
 
     # ------------------------------------------------------------------ one round
-    def update(self, problem: BilevelProblem, state: PenaltyState, *, batch: Batch = None) -> PenaltyState:
-        """One round: inner loop, one outer step, penalty update. Pure: returns a new state.
+    def round(self, problem: BilevelProblem, state: PenaltyState, *, batch: Batch = None) -> PenaltyState:
+        """One round at the fixed penalty ``state.penalty``: inner loop, one projected outer step. Pure.
 
-        A non-finite value leaves the iterate unchanged and sets ``terminal="numerical_error"``.
+        The penalty, the multipliers of the penalized problem and ``terminal`` are left to :meth:`update`
+        (or to a wrapper such as :class:`~ofmu_opt.core.continuation.Continuation`); a non-finite value
+        leaves the iterate unchanged and sets ``terminal="numerical_error"``.
         """
         sp = problem.space
         inner = self.inner_objective(problem)
         base = self.resolved_base(problem)
+        ptype = self.effective_penalty_type(problem)
+        constrained = problem.x_set is not None or problem.y_set is not None
         rho = state.penalty
         outer_rule = get_step_rule(self.outer_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
         current: Pair = (state.x, state.y)
         look = outer_rule.lookahead(sp, current, state.outer_rule)
+        if constrained and look is not current:
+            look = self._project(problem, look)
         xb, yb = look
         _, b_out = _batches(batch, 0)
+        floor = 100.0 * state.eps * state.inner_scale
 
-        z, inner_rule_state = state.z, state.inner_rule
-        if self.penalty_type == "value_gap" or base in ("inner", "extragradient"):
-            start = state.z if self.penalty_type == "value_gap" else yb
-            if self.penalty_type != "value_gap":
-                inner_rule_state = get_step_rule(self.inner_rule).init(sp, (None, start))
-            z, inner_rule_state = self._inner_loop(problem, inner, xb, start, inner_rule_state, batch, rho)
+        z, mu_inner, inner_rule_state = state.z, state.mu_inner, state.inner_rule
+        if ptype == "value_gap" or base in ("inner", "extragradient"):
+            if ptype == "value_gap" and problem.inner_constraints is not None:
+                z, mu_inner = self._inner_pd(problem, inner, xb, state.z, mu_inner, batch, rho, floor)
+            else:
+                start = state.z if ptype == "value_gap" else yb
+                if ptype != "value_gap":
+                    inner_rule_state = get_step_rule(self.inner_rule).init(sp, (None, start))
+                z, inner_rule_state = self._inner_loop(problem, inner, xb, start, inner_rule_state, batch, rho,
+                                                       floor=floor)
         q: Pair = (xb, z) if base in ("inner", "extragradient") else look
         frm: Pair = q if base == "inner" else look
 
-        grad, fq, vn = self._penalized(problem, inner, q, z, rho, b_out, need_value=self.line_search)
+        ctx = self._context(problem, inner, state, z, mu_inner, rho, b_out)
+        grad, fq, vn, viol = self._penalized(problem, ctx, q, need_value=self.line_search)
         gnorm = pnorm(sp, grad)
         if not (math.isfinite(gnorm) and math.isfinite(vn) and pfinite(sp, grad) and sp.all_finite(z)):
             return state._replace(terminal="numerical_error", nit=state.nit + 1)
 
         scale = state.scale if math.isfinite(state.scale) else max(1.0, gnorm)
         lr = self.outer_lr
-        if self.scale_step_by_penalty and self.penalty_type != "weighted_sum":
+        if self.scale_step_by_penalty and ptype != "weighted_sum":
             lr = lr / rho
         lipschitz = state.lipschitz
+        prev, prev_grad, step, theta = state.prev, state.prev_grad, state.step, state.theta
         if self.line_search:
-            # Armijo backtracking; below round-off (predicted decrease < 1e-12 |F|) the test carries no
-            # information, so the last accepted constant is kept instead of being doubled on noise
-            # base='inner' converges to a fixed point that depends on the step, so there the step may only
-            # shrink within a level (it then settles); elsewhere it may also grow again
+            # Armijo backtracking (projected: the descent-lemma test); below round-off (predicted decrease
+            # < 1e-12 |F|) the test carries no information, so the last accepted constant is kept instead of
+            # being doubled on noise. base='inner' converges to a fixed point that depends on the step, so there
+            # the step may only shrink within a level (it then settles); elsewhere it may also grow again
             L = lipschitz if base == "inner" else max(lipschitz / 1.5, 1e-12)
             for _ in range(60):
-                decrease = 0.5 * gnorm * gnorm / L
+                if constrained:
+                    cand = self._project(problem, paxpy(sp, -1.0 / L, grad, frm))
+                    d = psub(sp, cand, frm)
+                    decrease = -(sp.to_float(pdot(sp, grad, d)) + 0.5 * L * pnorm(sp, d) ** 2)
+                else:
+                    decrease = 0.5 * gnorm * gnorm / L
+                    cand = paxpy(sp, -1.0 / L, grad, frm)
                 if decrease < 1e-12 * max(1.0, abs(fq)):
                     L = max(L, lipschitz)
                     break
-                cand = paxpy(sp, -1.0 / L, grad, frm)
-                fc = self._objective_value(problem, inner, cand, z, rho, b_out)
+                fc = self._objective_value(problem, ctx, cand)
                 if math.isfinite(fc) and fc <= fq - decrease:
                     break
                 L *= 2.0
             lipschitz, lr = L, 1.0 / L
+        elif self.adaptive_step and batch is None and self.outer_rule == "sgd" and base != "inner":
+            lam = lr
+            if prev is not None and prev_grad is not None and math.isfinite(step):
+                dg = pnorm(sp, psub(sp, grad, prev_grad))
+                secant = pnorm(sp, psub(sp, look, prev)) / (2.0 * dg) if dg > 0 else math.inf
+                lam = min(lr, math.sqrt(1.0 + theta) * step, secant)
+                lam = lam if lam > 0 else lr
+            theta = lam / step if math.isfinite(step) and step > 0 else math.inf
+            prev, prev_grad, step, lr = look, grad, lam, lam
         new, rule_state = outer_rule.apply(sp, frm, grad, lr, state.outer_rule)
+        if constrained:
+            new = self._project(problem, new)
         if isinstance(outer_rule, Nesterov):
             rule_state = outer_rule.commit(sp, current, new, grad, rule_state)
         if not pfinite(sp, new):
             return state._replace(terminal="numerical_error", nit=state.nit + 1)
-        # fixed-point residual of the round: equals ‖∇F(q)‖ for a gradient step from the look-ahead point, and
-        # is the right quantity for base='inner', whose fixed point is not a stationary point of F
+        # fixed-point residual of the round (the projected-gradient mapping): equals ‖∇F(q)‖ for an unconstrained
+        # gradient step from the look-ahead point, and is the right quantity for base='inner', whose fixed point
+        # is not a stationary point of F
         gnorm = pnorm(sp, psub(sp, new, look)) / lr
-
-        nit = state.nit + 1
-        extrap = state.residuals.extrapolation
-        level, level_iter = state.level, state.level_iter + 1
-        level_h, level_row, estimate = state.level_h, state.level_row, state.estimate
-        terminal = ""
-        next_rho = rho
-        if self.strategy == "paper":
-            next_rho = next_penalty(
-                self.schedule, rho, nit, growth=self.penalty_growth, cap=self.penalty_max,
-                start=self.penalty, ramp_steps=self.ramp_steps,
-            )
-            if gnorm <= self.tol * scale:
-                terminal = "converged"
-        else:
-            level_tol = self.level_tol if self.level_tol is not None else 1e-4 * self.tol * scale
-            if gnorm <= level_tol or level_iter >= self.level_maxiter:
-                if level_iter >= self.level_maxiter and gnorm > level_tol:
-                    log.info("level %d (penalty %.3g) hit level_maxiter with residual %.3g", level, rho, gnorm)
-                level_h, level_row, estimate, extrap = self._extrapolate(
-                    sp, new, 1.0 / rho, level_h, level_row, estimate
-                )
-                if math.isfinite(extrap) and extrap <= 0.5 * self.tol:
-                    terminal = "converged"
-                level, level_iter = level + 1, 0
-                cap = self.penalty_max if self.penalty_max is not None else math.inf
-                next_rho = min(rho * self.penalty_growth, cap)
-                rule_state = outer_rule.init(sp, new)
-                lipschitz = lipschitz * (next_rho / rho)
-        return PenaltyState(
-            x=new[0], y=new[1], z=z, penalty=next_rho, nit=nit, outer_rule=rule_state,
-            inner_rule=inner_rule_state, lipschitz=lipschitz, level=level, level_iter=level_iter,
-            level_h=level_h, level_row=level_row, estimate=estimate,
-            residuals=Residuals(gnorm, vn, extrap), scale=scale, terminal=terminal,
+        return state._replace(
+            x=new[0], y=new[1], z=z, mu_inner=mu_inner, nit=state.nit + 1, outer_rule=rule_state,
+            inner_rule=inner_rule_state, lipschitz=lipschitz, scale=scale, terminal="",
+            residuals=Residuals(gnorm, vn, state.residuals.extrapolation, viol),
+            prev=prev, prev_grad=prev_grad, step=step, theta=theta,
         )
 
-    def _extrapolate(
-        self, sp: VectorSpace, point: Pair, h: float, hs: tuple[float, ...], row: tuple[Pair, ...],
-        previous: Pair | None,
-    ) -> tuple[tuple[float, ...], tuple[Pair, ...], Pair, float]:
-        """Neville-Richardson extrapolation of the level solutions to h = 1/ρ → 0.
+    def updated_multipliers(self, problem: BilevelProblem, state: PenaltyState) -> PenaltyState:
+        """The method-of-multipliers update of the penalized problem's constraint multipliers at the iterate."""
+        if problem.inner_constraints is None and problem.outer_constraints is None:
+            return state
+        ctx = self._context(problem, self.inner_objective(problem), state, state.z, state.mu_inner,
+                            state.penalty, None)
+        q = (state.x, state.y)
+        changes: dict[str, Any] = {}
+        for term in self.terms(problem)[1:]:
+            assert isinstance(term, ConstraintTerm)
+            changes["nu_feas" if term.key == "inner_feasibility" else "nu_outer"] = term.updated_multipliers(ctx, q)
+        return state._replace(**changes)
 
-        ``row`` holds the previous level's table row; returns the new h history, the new row, the new
-        estimate (the highest order available, at most ``extrapolation``) and its relative change."""
-        order = self.extrapolation
-        hs_new = (*hs, h)[-(order + 1):]
-        new_row: list[Pair] = [point]
-        for m in range(1, min(order, len(row)) + 1):
-            h_far = hs_new[-1 - m]
-            denom = h_far - h
-            if denom == 0.0:
-                break
-            # T_{j,m} = (h_{j-m} T_{j,m-1} - h_j T_{j-1,m-1}) / (h_{j-m} - h_j)
-            diff = psub(sp, pscale(sp, new_row[m - 1], h_far), pscale(sp, row[m - 1], h))
-            new_row.append(pscale(sp, diff, 1.0 / denom))
-        estimate = new_row[-1]
-        if previous is None:
-            return hs_new, tuple(new_row), estimate, math.inf
-        change = pnorm(sp, psub(sp, estimate, previous)) / max(1.0, pnorm(sp, estimate))
-        return hs_new, tuple(new_row), estimate, change
+    def effective_tol(self, state: PenaltyState) -> float:
+        """``tol`` raised to what the oracles' dtype can resolve (``100·eps``; 1.2e-5 for float32)."""
+        return max(self.tol, 100.0 * state.eps)
+
+    def update(self, problem: BilevelProblem, state: PenaltyState, *, batch: Batch = None) -> PenaltyState:
+        """One round plus the penalty strategy. Pure: returns a new state.
+
+        ``paper``: the schedule's next ρ, the multipliers' update, and ``terminal="penalized"`` once the
+        projected penalized gradient is below ``tol`` relative to its first value (a stationary point of the
+        penalized problem, Θ(1/ρ) from the bi-level solution). ``continuation``: delegated to
+        :class:`~ofmu_opt.core.continuation.Continuation`.
+        """
+        if self.strategy == "continuation":
+            from .continuation import Continuation
+
+            return Continuation.of(self).update(problem, state, batch=batch)
+        new = self.round(problem, state, batch=batch)
+        if new.terminal:
+            return new
+        new = self.updated_multipliers(problem, new)
+        next_rho = next_penalty(
+            self.schedule, state.penalty, new.nit, growth=self.penalty_growth, cap=self.penalty_max,
+            start=self.penalty, ramp_steps=self.ramp_steps,
+        )
+        res = new.residuals
+        tol = self.effective_tol(new)
+        done = res.outer <= tol * new.scale and not (res.feasibility > max(tol, 1e-8))
+        return new._replace(penalty=next_rho, terminal="penalized" if done else "")
 
     # ------------------------------------------------------------------ the loop
     def run(
@@ -550,9 +712,19 @@ class PenaltySolver:
         )
 
     def _final_detail(self, state: PenaltyState, status: Status) -> str:
-        if status is not Status.CONVERGED and self.strategy == "paper":
+        if self.strategy == "continuation":
+            from .continuation import Continuation
+
+            return Continuation.of(self).final_detail(state, status)
+        if status is not Status.CONVERGED:
             return f" Final penalty {state.penalty:.3g}: the penalized solution is Θ(1/penalty) from the bi-level one."
         return ""
+
+    def multipliers(self, state: PenaltyState) -> dict[str, tuple[float, ...]]:
+        """The final multipliers: ``inner`` (lower-level KKT multipliers at the surrogate), ``inner_feasibility``
+        (of ``c(x, y) ≤ 0`` in the penalized problem), ``outer`` (of ``G(x, y) ≤ 0``); only those present."""
+        out = {"inner": state.mu_inner, "inner_feasibility": state.nu_feas, "outer": state.nu_outer}
+        return {k: tuple(float(v) for v in vals) for k, vals in out.items() if vals}
 
     def point(self, state: PenaltyState) -> Pair:
         """The point a run returns: the extrapolated estimate when extrapolating, else the iterate."""
@@ -566,22 +738,33 @@ class PenaltySolver:
 
 # ---------------------------------------------------------------------- presets
 def _preset(defaults: dict[str, Any], overrides: dict[str, Any], name: str) -> PenaltySolver:
-    opts = {**defaults, **overrides}
+    """The preset ``name``: its paper's algorithm (``strategy="paper"``, with the curvature-capped step) or, by
+    default, that algorithm wrapped in continuation (:func:`with_continuation`); ``overrides`` apply last."""
     fields = {f.name for f in dataclasses.fields(PenaltySolver)}
-    unknown = sorted(set(opts) - fields)
+    unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r} for {name}(); valid options: {', '.join(sorted(fields))}")
-    return PenaltySolver(name=name, **opts)
+    strategy = overrides.get("strategy", "continuation")
+    check_choice("strategy", strategy, STRATEGIES)
+    rest = {k: v for k, v in overrides.items() if k != "strategy"}
+    paper = PenaltySolver(name=name, **{**defaults, "adaptive_step": True, "strategy": "paper"})
+    if strategy == "paper":
+        return paper.replace(**rest) if rest else paper
+    solver = with_continuation(paper)
+    return solver.replace(**rest) if rest else solver
 
 
 def ofmu(**options: Any) -> PenaltySolver:
-    """OFMU (the paper's two-loop algorithm): stationarity penalty, signed-cosine similarity (β = 0.1),
-    exact HVPs, base ``auto`` (the paper's ``inner`` when there is no outer-only variable), T = 5 inner
-    steps, geometric penalty schedule (γ = 1.05, capped at 100) with steps divided by ρ.
+    """OFMU. With ``strategy="paper"`` the paper's two-loop algorithm: stationarity penalty, signed-cosine
+    similarity (β = 0.1), exact HVPs, base ``auto`` (the paper's ``inner`` when there is no outer-only
+    variable), T = 5 inner steps, geometric penalty schedule (γ = 1.05, capped at 100) with steps divided by ρ
+    (and capped by a curvature estimate); it ends at a penalized point (status ``penalized``). By default
+    (``strategy="continuation"``) the same penalty in continuation (:func:`with_continuation`), which reaches
+    the bi-level solution.
 
     Examples:
-        >>> ofmu(beta=0.0).beta
-        0.0
+        >>> ofmu(beta=0.0).beta, ofmu().strategy, ofmu(strategy="paper").schedule
+        (0.0, 'continuation', 'geometric')
     """
     return _preset(
         dict(penalty_type="stationarity", similarity="signed", beta=0.1, hvp="exact", base="auto",
@@ -592,12 +775,12 @@ def ofmu(**options: Any) -> PenaltySolver:
 
 
 def gpbgd(**options: Any) -> PenaltySolver:
-    """G-PBGD: the stationarity (gradient-norm) penalty without similarity term, constant ρ = 10, base
-    ``outer``, step divided by ρ.
+    """G-PBGD: the stationarity (gradient-norm) penalty without similarity term. ``strategy="paper"``: constant
+    ρ = 10, base ``outer``, step divided by ρ; default: in continuation from ρ = 10.
 
     Examples:
-        >>> gpbgd().penalty_type
-        'stationarity'
+        >>> gpbgd().penalty_type, gpbgd().strategy
+        ('stationarity', 'continuation')
     """
     return _preset(
         dict(penalty_type="stationarity", similarity="none", beta=0.0, base="outer", inner_steps=0,
@@ -608,7 +791,8 @@ def gpbgd(**options: Any) -> PenaltySolver:
 
 def vpbgd(**options: Any) -> PenaltySolver:
     """V-PBGD: the value-gap penalty ``ρ(g(x,y) − g(x,z))`` with a warm-started surrogate ``z`` updated by
-    T = 5 inner steps per round; needs no Hessian.
+    T = 5 inner steps per round; needs no Hessian. ``strategy="paper"``: constant ρ = 10; default: in
+    continuation from ρ = 10.
 
     Examples:
         >>> vpbgd().penalty_type
@@ -623,7 +807,8 @@ def vpbgd(**options: Any) -> PenaltySolver:
 
 def scalarized(weight: float = 1.0, **options: Any) -> PenaltySolver:
     """The weighted-sum baseline ``min f + weight·φ`` that OFMU argues against: biased by construction
-    (its minimizer is not the bi-level solution for any finite weight unless the two levels agree).
+    (its minimizer is not the bi-level solution for any finite weight unless the two levels agree). It has no
+    continuation: it always stops at its weighted point (status ``penalized``).
 
     Examples:
         >>> scalarized(0.5).penalty
@@ -632,7 +817,7 @@ def scalarized(weight: float = 1.0, **options: Any) -> PenaltySolver:
     return _preset(
         dict(penalty_type="weighted_sum", similarity="none", beta=0.0, base="outer", inner_steps=0,
              penalty=weight, schedule="constant", outer_lr=0.1),
-        options, "scalarized",
+        {"strategy": "paper", **options}, "scalarized",
     )
 
 
@@ -641,13 +826,14 @@ def with_continuation(
     penalty_max: float = 1e8, maxiter: int = 200_000,
 ) -> PenaltySolver:
     """Turn ``solver`` into an accurate solver: continuation over penalty levels (warm starts),
-    Nesterov steps with backtracking, and Richardson extrapolation in 1/ρ.
+    Nesterov steps with backtracking, and Richardson extrapolation in 1/ρ
+    (:class:`~ofmu_opt.core.continuation.Continuation`).
 
-    Fixed-step penalty descent needs O(ρ) iterations per penalty level; this modifier is how the
-    presets reach 1e-6 relative accuracy (the presets' own defaults stay the papers' algorithms).
+    Fixed-step penalty descent needs O(ρ) iterations per penalty level and stops Θ(1/ρ) from the bi-level
+    solution; continuation is how the presets reach 1e-6 relative accuracy, and it is their default.
 
     Examples:
-        >>> with_continuation(gpbgd(), tol=1e-6).strategy
+        >>> with_continuation(gpbgd(strategy="paper"), tol=1e-6).strategy
         'continuation'
     """
     changes: dict[str, Any] = dict(

@@ -101,10 +101,20 @@ def test_non_finite_start_is_reported_not_raised():
     assert res.status is Status.NUMERICAL_ERROR
 
 
-def test_diverging_step_is_caught():
+def test_diverging_step_is_named_diverged_not_numerical_error():
     ref = get_reference("QOFMU")
-    res = gpbgd(outer_lr=1e6, scale_step_by_penalty=False, maxiter=500).run(ref.problem, None, ref.y0)
-    assert res.status is Status.NUMERICAL_ERROR and np.all(np.isfinite(res.y))
+    s = gpbgd(strategy="paper", adaptive_step=False, outer_lr=1e6, scale_step_by_penalty=False, maxiter=500)
+    res = s.run(ref.problem, None, ref.y0)
+    assert res.status is Status.DIVERGED and np.all(np.isfinite(res.y)) and "grew" in res.message
+
+
+def test_too_long_step_is_capped_by_the_curvature_estimate_or_backtracked():
+    ref = get_reference("QOFMU")
+    for s in (gpbgd(strategy="paper", outer_lr=1e6, scale_step_by_penalty=False, maxiter=3000),
+              gpbgd(outer_lr=1e6)):
+        res = s.run(ref.problem, None, ref.y0)
+        assert res.status in (Status.PENALIZED, Status.CONVERGED), res.message
+        assert np.all(np.isfinite(res.y))
 
 
 def test_max_time_and_maxiter_statuses():
@@ -130,7 +140,7 @@ def test_why_base_inner_is_rejected_it_converges_to_a_wrong_point_on_p3():
     dist = {}
     for base in ("outer", "inner"):
         for rho in (10.0, 100.0):
-            s = gpbgd(base=base, penalty=rho, inner_steps=5, inner_lr=lr_in, line_search=True,
+            s = gpbgd(strategy="paper", base=base, penalty=rho, inner_steps=5, inner_lr=lr_in, line_search=True,
                       scale_step_by_penalty=False, outer_rule="nesterov", maxiter=20000, tol=1e-9,
                       allow_inner_base_with_x=True)
             res = s.run(ref.problem, ref.x0, ref.y0)

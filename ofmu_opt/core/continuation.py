@@ -1,0 +1,241 @@
+r"""Continuation over penalty levels as a wrapper solver.
+
+:class:`Continuation` drives any :class:`~ofmu_opt.core.solver.PenaltySolver`'s fixed-penalty rounds
+(:meth:`~ofmu_opt.core.solver.PenaltySolver.round`) through a sequence of penalty levels
+:math:`\rho_0 < \gamma\rho_0 < \gamma^2\rho_0 < \dots`:
+
+- a level ends when its residual (the projected penalized-gradient norm) is below ``level_tol`` — or, with
+  low-precision oracles (float32 and below), when it has stopped improving (it sits at the round-off floor) —
+  or after ``level_maxiter`` rounds;
+- at a level's end the multipliers of the penalized problem's constraints take a method-of-multipliers step,
+  the level solution enters a Richardson table in :math:`h = 1/\rho` (order ``extrapolation``), and the run
+  has converged when the extrapolated estimate changes by less than ``tol/2`` (relative) with the constraints
+  satisfied; otherwise the next level starts, warm, at :math:`\gamma\rho`;
+- when a level is unbounded below (the iterate runs away from the level's start by a factor ``1e6``, or a
+  non-finite value appears) the level is restarted from its start at :math:`\gamma\rho` — a small penalty
+  leaves the penalized objective unbounded below when the outer objective decreases faster than the penalty
+  grows; at ``penalty_max`` the run ends with status ``unbounded``;
+- a level solved at ``penalty_max`` without convergence ends the run with status ``penalized``.
+
+``PenaltySolver(strategy="continuation")`` (and :func:`~ofmu_opt.core.solver.with_continuation`, the
+presets' default) delegate their ``update`` here, so the two spellings give the same iterates.
+
+Examples:
+    >>> from ofmu_opt.core.solver import gpbgd
+    >>> from ofmu_opt.reference import get_reference
+    >>> ref = get_reference("P3")
+    >>> res = Continuation(gpbgd(strategy="paper"), tol=1e-6).run(ref.problem, ref.x0, ref.y0)
+    >>> res.status.value, ref.distance(res.x, res.y) < 1e-5
+    ('converged', True)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._config import check_range
+from .._typing import Batch, Pair, Vec
+from ..errors import ConfigError
+from ..problem.bilevel import BilevelProblem
+from ..problem.space import VectorSpace
+from .loop import run_solver
+from .pair import pnorm, pscale, psub
+from .result import BilevelResult, IntermediateResult, Status
+from .steps import get_step_rule
+
+if TYPE_CHECKING:
+    from .solver import PenaltySolver, PenaltyState
+
+__all__ = ["Continuation", "extrapolate"]
+
+log = logging.getLogger(__name__)
+
+UNBOUNDED_FACTOR = 1e6
+"""A level whose iterate moves this many times ``max(1, ‖level start‖)`` away is treated as unbounded below."""
+STALL_ROUNDS = 50
+"""Rounds without halving the level's best residual after which a low-precision level counts as solved."""
+
+
+def extrapolate(
+    sp: VectorSpace, order: int, point: Pair, h: float, hs: tuple[float, ...], row: tuple[Pair, ...],
+    previous: Pair | None,
+) -> tuple[tuple[float, ...], tuple[Pair, ...], Pair, float]:
+    """Neville-Richardson extrapolation of the level solutions to h = 1/ρ → 0.
+
+    ``row`` holds the previous level's table row; returns the new h history, the new row, the new estimate
+    (the highest order available, at most ``order``) and its relative change."""
+    hs_new = (*hs, h)[-(order + 1):]
+    new_row: list[Pair] = [point]
+    for m in range(1, min(order, len(row)) + 1):
+        h_far = hs_new[-1 - m]
+        denom = h_far - h
+        if denom == 0.0:
+            break
+        # T_{j,m} = (h_{j-m} T_{j,m-1} - h_j T_{j-1,m-1}) / (h_{j-m} - h_j)
+        diff = psub(sp, pscale(sp, new_row[m - 1], h_far), pscale(sp, row[m - 1], h))
+        new_row.append(pscale(sp, diff, 1.0 / denom))
+    estimate = new_row[-1]
+    if previous is None:
+        return hs_new, tuple(new_row), estimate, math.inf
+    change = pnorm(sp, psub(sp, estimate, previous)) / max(1.0, pnorm(sp, estimate))
+    return hs_new, tuple(new_row), estimate, change
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Continuation over penalty levels around a penalty solver's fixed-ρ rounds (see the module docstring).
+
+    Args:
+        solver: the :class:`~ofmu_opt.core.solver.PenaltySolver` whose rounds are driven (its ``penalty`` is
+            the first level's ρ).
+        tol: relative change of the extrapolated estimate that ends the run (raised to ``100·eps`` of the
+            oracles' dtype).
+        growth: γ > 1, the penalty factor between levels.
+        extrapolation: Richardson order (0 = off).
+        penalty_max: the largest penalty.
+        level_tol: residual that ends a level (default ``1e-4·tol·max(1, ‖∇F_0‖)``).
+        level_maxiter: most rounds per level.
+        maxiter: most rounds in all.
+        max_time: wall-clock limit in seconds.
+    """
+
+    solver: PenaltySolver
+    tol: float = 1e-6
+    growth: float = 4.0
+    extrapolation: int = 2
+    penalty_max: float = 1e8
+    level_tol: float | None = None
+    level_maxiter: int = 20_000
+    maxiter: int = 200_000
+    max_time: float | None = None
+
+    def __post_init__(self) -> None:
+        check_range("tol", self.tol, low=0.0, low_open=True)
+        check_range("growth", self.growth, low=1.0, low_open=True)
+        check_range("penalty_max", self.penalty_max, low=self.solver.penalty)
+        if not 0 <= self.extrapolation <= 4:
+            raise ConfigError(f"extrapolation: expected an order in 0..4, received {self.extrapolation}")
+        if self.level_tol is not None:
+            check_range("level_tol", self.level_tol, low=0.0, low_open=True)
+        for name in ("level_maxiter", "maxiter"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name}: expected an integer >= 1, received {v!r}")
+        if self.max_time is not None:
+            check_range("max_time", self.max_time, low=0.0, low_open=True)
+
+    @classmethod
+    def of(cls, solver: PenaltySolver) -> Continuation:
+        """The continuation a ``strategy="continuation"`` solver describes with its own fields."""
+        return cls(
+            solver=solver, tol=solver.tol, growth=max(solver.penalty_growth, 1.0 + 1e-12),
+            extrapolation=solver.extrapolation,
+            penalty_max=solver.penalty_max if solver.penalty_max is not None else math.inf,
+            level_tol=solver.level_tol, level_maxiter=solver.level_maxiter, maxiter=solver.maxiter,
+            max_time=solver.max_time,
+        )
+
+    def options(self) -> dict[str, Any]:
+        return {**self.solver.options(), "strategy": "continuation", "tol": self.tol, "penalty_growth": self.growth,
+                "extrapolation": self.extrapolation, "penalty_max": self.penalty_max, "level_tol": self.level_tol,
+                "level_maxiter": self.level_maxiter, "maxiter": self.maxiter, "max_time": self.max_time}
+
+    def init_state(self, problem: BilevelProblem, x0: Vec | None, y0: Vec) -> PenaltyState:
+        return self.solver.init_state(problem, x0, y0)
+
+    def point(self, state: PenaltyState) -> Pair:
+        """The extrapolated estimate when extrapolating (after the first level), else the iterate."""
+        if self.extrapolation and state.estimate is not None:
+            return state.estimate
+        return (state.x, state.y)
+
+    def multipliers(self, state: PenaltyState) -> dict[str, tuple[float, ...]]:
+        return self.solver.multipliers(state)
+
+    def _restart_level(self, problem: BilevelProblem, state: PenaltyState, new: PenaltyState,
+                       reason: str) -> PenaltyState:
+        """The level at ``state.penalty`` is unbounded below: restart it from its start at a larger penalty."""
+        rho = state.penalty
+        anchor = state.anchor if state.anchor is not None else (state.x, state.y)
+        if rho >= self.penalty_max:
+            kind = "unbounded" if reason == "unbounded" else "numerical_error"
+            log.info("level at penalty %.3g (penalty_max) is %s", rho, reason)
+            return state._replace(x=anchor[0], y=anchor[1], terminal=kind, nit=new.nit)
+        next_rho = min(rho * self.growth, self.penalty_max)
+        log.info("level at penalty %.3g looks %s: restarting it at penalty %.3g", rho, reason, next_rho)
+        rule = get_step_rule(self.solver.outer_rule, b1=self.solver.adam_b1, b2=self.solver.adam_b2,
+                             eps=self.solver.adam_eps)
+        return state._replace(
+            x=anchor[0], y=anchor[1], z=anchor[1], penalty=next_rho, nit=new.nit, level_iter=0,
+            outer_rule=rule.init(problem.space, anchor), lipschitz=state.lipschitz * (next_rho / rho),
+            best=math.inf, stall=0, prev=None, prev_grad=None, step=math.nan, theta=math.inf, terminal="",
+            nu_feas=tuple(v * (next_rho / rho) for v in state.nu_feas),
+        )
+
+    def update(self, problem: BilevelProblem, state: PenaltyState, *, batch: Batch = None) -> PenaltyState:
+        """One fixed-penalty round of the wrapped solver, then the level logic. Pure."""
+        sp = problem.space
+        new = self.solver.round(problem, state, batch=batch)
+        anchor = state.anchor if state.anchor is not None else (state.x, state.y)
+        if new.terminal == "numerical_error":
+            return self._restart_level(problem, state, new, "numerically unstable")
+        if pnorm(sp, (new.x, new.y)) > UNBOUNDED_FACTOR * max(1.0, pnorm(sp, anchor)):
+            return self._restart_level(problem, state, new, "unbounded")
+        rho = state.penalty
+        res = new.residuals
+        gnorm = res.outer
+        tol = self.solver.effective_tol(new)
+        level_tol = self.level_tol if self.level_tol is not None else 1e-4 * self.tol * new.scale
+        level_iter = state.level_iter + 1
+        best, stall = (gnorm, 0) if gnorm < 0.5 * state.best else (state.best, state.stall + 1)
+        low_precision = new.eps > 1e-10
+        stalled = low_precision and stall >= STALL_ROUNDS
+        if not (gnorm <= level_tol or stalled or level_iter >= self.level_maxiter):
+            return new._replace(level_iter=level_iter, best=best, stall=stall, anchor=anchor)
+        if level_iter >= self.level_maxiter and gnorm > level_tol:
+            log.info("level %d (penalty %.3g) hit level_maxiter with residual %.3g", state.level, rho, gnorm)
+        elif stalled and gnorm > level_tol:
+            log.info("level %d (penalty %.3g) stalled at residual %.3g (oracle round-off)", state.level, rho, gnorm)
+        point: Pair = (new.x, new.y)
+        level_h, level_row, estimate, extrap = extrapolate(
+            sp, self.extrapolation, point, 1.0 / rho, new.level_h, new.level_row, new.estimate
+        )
+        new = self.solver.updated_multipliers(problem, new)
+        feasible = not (res.feasibility > max(tol, 1e-8))
+        terminal = ""
+        if math.isfinite(extrap) and extrap <= 0.5 * tol and feasible:
+            terminal = "converged"
+        elif rho >= self.penalty_max:
+            terminal = "penalized"
+        next_rho = min(rho * self.growth, self.penalty_max)
+        rule = get_step_rule(self.solver.outer_rule, b1=self.solver.adam_b1, b2=self.solver.adam_b2,
+                             eps=self.solver.adam_eps)
+        return new._replace(
+            penalty=next_rho, level=state.level + 1, level_iter=0, level_h=level_h, level_row=level_row,
+            estimate=estimate, residuals=res._replace(extrapolation=extrap), terminal=terminal,
+            outer_rule=rule.init(sp, point), lipschitz=new.lipschitz * (next_rho / rho), anchor=point,
+            best=math.inf, stall=0, prev=None, prev_grad=None, step=math.nan, theta=math.inf,
+            nu_feas=tuple(v * (next_rho / rho) for v in new.nu_feas),
+        )
+
+    def run(
+        self, problem: BilevelProblem, x0: Vec | None, y0: Vec, *,
+        callback: Callable[[IntermediateResult], Any] | None = None, batches: Iterable[Batch] | None = None,
+        record_history: bool = False, distance_fn: Callable[[Vec | None, Vec], float] | None = None,
+    ) -> BilevelResult:
+        """Run levels until converged or a limit; never raises for non-convergence."""
+        return run_solver(self, problem, x0, y0, callback=callback, batches=batches,
+                          record_history=record_history, distance_fn=distance_fn, final_detail=self.final_detail)
+
+    def final_detail(self, state: PenaltyState, status: Status) -> str:
+        if status is Status.PENALIZED:
+            return (f" Final penalty {state.penalty:.3g} = penalty_max: the levels did not settle before the "
+                    "largest penalty.")
+        if status in (Status.MAXITER, Status.MAXTIME):
+            return (f" Level {state.level} at penalty {state.penalty:.3g}; residual {state.residuals.outer:.3g}, "
+                    f"estimate change {state.residuals.extrapolation:.3g}.")
+        return ""
