@@ -1,5 +1,9 @@
 """TOFU metrics with open-unlearning's definitions, and the TOFU_EVAL / TOFU_SUMMARY writers.
 
+The functions here are the pure definitions; :mod:`~ofmu_opt.unlearning.metrics.tofu_eval` registers one
+metric per TOFU_EVAL key on the metric registry (:mod:`~ofmu_opt.unlearning.metrics.registry`), with the
+model passes they share (:mod:`~ofmu_opt.unlearning.metrics.lm_passes`); :func:`evaluate_tofu` runs it.
+
 Definitions (natural logs; the per-sample loss is the mean token cross-entropy over the answer tokens,
 EOS included; ``P = exp(-loss)``):
 
@@ -44,7 +48,7 @@ import math
 import os
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +56,10 @@ import numpy as np
 
 from ..._io import atomic_write_json, read_json
 from ...errors import ConfigError, DataError
+from .lm_passes import TokenStats, token_stats
 
 if TYPE_CHECKING:
-    from ..data.tinytofu import QAItem, TofuSplit
+    from ..data.tinytofu import TofuSplit
     from ..models.hf import PromptTemplate
 
 __all__ = [
@@ -243,96 +248,6 @@ def _scorer() -> Any:
     return _SCORER[0]
 
 
-# ----------------------------------------------------------------------------- model passes
-
-
-@dataclass(frozen=True)
-class TokenStats:
-    """Teacher-forced statistics of one sample's answer tokens (EOS included, in order).
-
-    Attributes:
-        logp: log-probability of each answer token.
-        match: whether the argmax prediction equals the token.
-        z: min-k++ standardised log-probability of each token.
-        ids: the answer token ids.
-    """
-
-    logp: np.ndarray
-    match: np.ndarray
-    z: np.ndarray
-    ids: tuple[int, ...]
-
-    @property
-    def loss(self) -> float:
-        """Mean token NLL over the answer tokens."""
-        return float(-self.logp.mean())
-
-
-def token_stats(model: Any, batch: Any) -> list[TokenStats]:
-    """One teacher-forced pass over ``batch`` (an :class:`~ofmu_opt.unlearning.models.hf.LMBatch`).
-
-    ``model(input_ids=..., attention_mask=...)`` must return an object with ``.logits`` ``[B, L, V]``;
-    the logits at position ``t`` score the token at ``t + 1``.
-    """
-    import torch
-
-    with torch.no_grad():
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        logits = logits[:, :-1]
-        if logits.dtype in (torch.float16, torch.bfloat16):
-            logits = logits.float()  # log-softmax in float32 for low-precision models
-        labels = batch.labels[:, 1:]
-        mask = labels != -100
-        logp_all = torch.log_softmax(logits, dim=-1)
-        safe = labels.clamp(min=0)
-        tok = logp_all.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-        p_all = logp_all.exp()
-        mu = (p_all * logp_all).sum(-1)
-        var = (p_all * logp_all.square()).sum(-1) - mu.square()
-        z = (tok - mu) / var.clamp(min=1e-6).sqrt()
-        match = logits.argmax(-1) == labels
-    out = []
-    for i in range(labels.shape[0]):
-        m = mask[i]
-        if not bool(m.any()):
-            raise DataError(f"batch row {i}: expected at least one answer token (labels != -100), received none")
-        out.append(
-            TokenStats(
-                tok[i][m].cpu().numpy().astype(np.float64),
-                match[i][m].cpu().numpy(),
-                z[i][m].cpu().numpy().astype(np.float64),
-                tuple(int(t) for t in labels[i][m].tolist()),
-            )
-        )
-    return out
-
-
-def _stats_for(
-    model: Any,
-    tokenizer: Any,
-    pairs: Sequence[tuple[str, str]],
-    template: PromptTemplate,
-    batch_size: int,
-    max_length: int,
-) -> list[TokenStats]:
-    from ..models.hf import make_batches
-
-    device = next(model.parameters()).device
-    out: list[TokenStats] = []
-    for b in make_batches(tokenizer, pairs, template, batch_size, max_length):
-        out.extend(token_stats(model, b.to(device)))
-    return out
-
-
-def _drop_last(x: np.ndarray) -> np.ndarray:
-    """The answer tokens except the last one (all of them when there is only one)."""
-    return x[:-1] if len(x) > 1 else x
-
-
-def _losses(stats: Sequence[TokenStats]) -> list[float]:
-    return [s.loss for s in stats]
-
-
 # ----------------------------------------------------------------------------- retain logs
 
 
@@ -396,52 +311,6 @@ def read_retain_logs(path: str | os.PathLike[str]) -> RetainLogs:
 # ----------------------------------------------------------------------------- full evaluation
 
 
-def _entry(agg: float | None, by_index: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"agg_value": agg, "value_by_index": dict(by_index or {})}
-
-
-def _prob_block(stats: Sequence[TokenStats]) -> dict[str, Any]:
-    losses = _losses(stats)
-    probs = [math.exp(-x) for x in losses]
-    return _entry(
-        float(np.mean(probs)),
-        {str(i): {"prob": p, "avg_loss": lo} for i, (p, lo) in enumerate(zip(probs, losses, strict=True))},
-    )
-
-
-def _rouge_block(items: Sequence[QAItem], gens: Sequence[str]) -> dict[str, Any]:
-    rows = {}
-    for i, (it, g) in enumerate(zip(items, gens, strict=True)):
-        rows[str(i)] = dict(rouge_scores(it.answer, g), input=it.question, ground_truth=it.answer, generation=g)
-    return _entry(float(np.mean([r["rougeL_recall"] for r in rows.values()])), rows)
-
-
-@dataclass
-class _Wrong:
-    stats: list[list[TokenStats]] = field(default_factory=list)
-
-    def losses(self) -> list[list[float]]:
-        return [[s.loss for s in row] for row in self.stats]
-
-
-def _wrong_stats(
-    model: Any, tokenizer: Any, items: Sequence[QAItem], template: PromptTemplate, bs: int, ml: int
-) -> _Wrong:
-    flat = [(it.question, w) for it in items for w in it.perturbed_answers]
-    stats = _stats_for(model, tokenizer, flat, template, bs, ml)
-    out = _Wrong()
-    pos = 0
-    for it in items:
-        out.stats.append(stats[pos : pos + len(it.perturbed_answers)])
-        pos += len(it.perturbed_answers)
-    return out
-
-
-def _tr_block(correct: Sequence[float], wrong: Sequence[Sequence[float]], aggregator: str) -> dict[str, Any]:
-    tr = truth_ratios(correct, wrong)
-    return _entry(truth_ratio_aggregate(tr, aggregator), {str(i): {"score": float(v)} for i, v in enumerate(tr)})
-
-
 def evaluate_tofu(
     model: Any,
     tokenizer: Any,
@@ -452,11 +321,13 @@ def evaluate_tofu(
     batch_size: int = 32,
     max_length: int = 128,
     max_new_tokens: int = 48,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate ``model`` on a TOFU split; returns the ``TOFU_EVAL`` mapping.
 
-    Sets that are empty in ``split`` (e.g. no holdout file) skip their metrics; model_utility needs all
-    of retain, real-authors and world-facts.
+    A thin wrapper of :func:`ofmu_opt.unlearning.metrics.tofu_eval.evaluate` (the metric registry): all
+    metrics by default, or the listed ``metrics``. Sets that are empty in ``split`` (e.g. no holdout
+    file) skip their metrics; model_utility needs all of retain, real-authors and world-facts.
 
     Args:
         model: a causal LM (eval mode is set during the evaluation and restored after).
@@ -467,92 +338,12 @@ def evaluate_tofu(
         batch_size: evaluation batch size.
         max_length: token cap per example.
         max_new_tokens: generation cap for ROUGE.
+        metrics: metric names (default: every TOFU metric, in TOFU_EVAL order).
     """
-    from ..models.hf import greedy_generate
+    from .tofu_eval import TOFU_METRICS, TofuContext, evaluate
 
-    if not split.forget:
-        raise DataError("split.forget: expected at least one forget item, received none")
-    was_training = model.training
-    model.eval()
-    bs, ml = batch_size, max_length
-    ev: dict[str, dict[str, Any]] = {}
-
-    def run(pairs: Sequence[tuple[str, str]]) -> list[TokenStats]:
-        return _stats_for(model, tokenizer, pairs, template, bs, ml)
-
-    def gen(items: Sequence[QAItem]) -> list[str]:
-        return greedy_generate(model, tokenizer, [it.question for it in items], template, max_new_tokens, bs)
-
-    # forget
-    f_ans = run([(it.question, it.answer) for it in split.forget])
-    f_para = run([(it.question, it.paraphrased_answer) for it in split.forget])
-    f_wrong = _wrong_stats(model, tokenizer, split.forget, template, bs, ml)
-    ev["forget_Q_A_Prob"] = _prob_block(f_ans)
-    ev["forget_Q_A_PARA_Prob"] = _prob_block(f_para)
-    ev["forget_Q_A_PERT_Prob"] = _entry(
-        float(np.mean([np.mean([math.exp(-x) for x in row]) for row in f_wrong.losses()])),
-        {str(i): {"prob": [math.exp(-x) for x in row], "avg_loss": row} for i, row in enumerate(f_wrong.losses())},
-    )
-    ev["forget_truth_ratio"] = _tr_block(_losses(f_para), f_wrong.losses(), "closer_to_1")
-    f_tr = [v["score"] for v in ev["forget_truth_ratio"]["value_by_index"].values()]
-    ev["forget_Q_A_ROUGE"] = _rouge_block(split.forget, gen(split.forget))
-    ev["forget_quality"] = _entry(forget_quality(f_tr, retain_logs.forget_tr if retain_logs else None))
-    em = [exact_memorization(_drop_last(s.match)) for s in f_ans]
-    es = [extraction_strength(_drop_last(s.match)) for s in f_ans]
-    ev["exact_memorization"] = _entry(float(np.mean(em)), {str(i): {"score": v} for i, v in enumerate(em)})
-    ev["extraction_strength"] = _entry(float(np.mean(es)), {str(i): {"score": v} for i, v in enumerate(es)})
-
-    # retain
-    if split.retain_eval:
-        r_ans = run([(it.question, it.answer) for it in split.retain_eval])
-        r_para = run([(it.question, it.paraphrased_answer) for it in split.retain_eval])
-        r_wrong = _wrong_stats(model, tokenizer, split.retain_eval, template, bs, ml)
-        ev["retain_Q_A_Prob"] = _prob_block(r_ans)
-        ev["retain_Q_A_PARA_Prob"] = _prob_block(r_para)
-        ev["retain_Truth_Ratio"] = _tr_block(_losses(r_para), r_wrong.losses(), "true_better")
-        ev["retain_Q_A_ROUGE"] = _rouge_block(split.retain_eval, gen(split.retain_eval))
-
-    # utility sets: correct = the answer, wrong = the options
-    for short, items in (("ra", split.real_authors), ("wf", split.world_facts)):
-        if not items:
-            continue
-        u_ans = run([(it.question, it.answer) for it in items])
-        u_wrong = _wrong_stats(model, tokenizer, items, template, bs, ml)
-        ev[f"{short}_Q_A_Prob"] = _prob_block(u_ans)
-        norm = [prob_with_options(c.loss, w) for c, w in zip(u_ans, u_wrong.losses(), strict=True)]
-        ev[f"{short}_Q_A_Prob_normalised"] = _entry(
-            float(np.mean(norm)), {str(i): {"prob": v} for i, v in enumerate(norm)}
-        )
-        ev[f"{short}_Truth_Ratio"] = _tr_block(_losses(u_ans), u_wrong.losses(), "true_better")
-        ev[f"{short}_Q_A_ROUGE"] = _rouge_block(items, gen(items))
-
-    if all(k in ev for k in UTILITY_KEYS):
-        ev["model_utility"] = _entry(model_utility([float(ev[k]["agg_value"]) for k in UTILITY_KEYS]))
-
-    # membership inference: forget (0) vs holdout (1)
-    if split.holdout:
-        h_ans = run([(it.question, it.answer) for it in split.holdout])
-        scores: dict[str, tuple[list[float], list[float]]] = {}
-        for name, fn in (
-            ("mia_loss", lambda s: s.loss),
-            (
-                "mia_zlib",
-                lambda s: zlib_score(s.loss, str(tokenizer.decode(list(s.ids), skip_special_tokens=True))),
-            ),
-            ("mia_min_k", lambda s: min_k_score(_drop_last(s.logp))),
-            ("mia_min_k_plus_plus", lambda s: min_k_score(_drop_last(s.z))),
-        ):
-            fs = [float(fn(s)) for s in f_ans]
-            hs = [float(fn(s)) for s in h_ans]
-            scores[name] = (fs, hs)
-            rows = {f"forget_{i}": {"score": v, "label": 0} for i, v in enumerate(fs)}
-            rows.update({f"holdout_{i}": {"score": v, "label": 1} for i, v in enumerate(hs)})
-            ev[name] = _entry(mia_auc(fs, hs), rows)
-        ev["privleak"] = _entry(
-            privleak(float(ev["mia_min_k"]["agg_value"]), retain_logs.mia_min_k if retain_logs else None)
-        )
-    model.train(was_training)
-    return ev
+    ctx = TofuContext(model, tokenizer, split, template, retain_logs, batch_size, max_length, max_new_tokens)
+    return evaluate(ctx, TOFU_METRICS if metrics is None else metrics)
 
 
 def summary_from_eval(ev: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
