@@ -14,18 +14,28 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...errors import DataError
+from .registry import Entry, Evaluation, MetricRegistry, entry
 
 if TYPE_CHECKING:
     from ..data.corpus import MCQItem
     from ..models.hf import PromptTemplate
 
-__all__ = ["continuation_logprobs", "mcq_accuracy", "pick", "score_mcq"]
+__all__ = [
+    "MCQContext",
+    "continuation_logprobs",
+    "evaluate_mcq",
+    "mcq_accuracy",
+    "mcq_registry",
+    "pick",
+    "score_mcq",
+]
 
 
 def pick(scores: Sequence[Sequence[float]]) -> list[int]:
@@ -139,3 +149,72 @@ def mcq_accuracy(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         "acc": float(np.mean([r["correct_raw"] for r in rows])),
         "acc_norm": float(np.mean([r["correct_norm"] for r in rows])),
     }
+
+
+# ----------------------------------------------------------------------------- the MCQ family on the registry
+
+
+@dataclass
+class MCQContext:
+    """What the MCQ metrics evaluate: a causal LM and named question sets.
+
+    Attributes:
+        model: the causal LM.
+        tokenizer: its tokenizer.
+        sets: named question sets (e.g. ``{"wmdp": [...], "mmlu": [...]}``), in output order.
+        template: the prompt template (the question is the prompt).
+        batch_size: scoring batch size.
+    """
+
+    model: Any
+    tokenizer: Any
+    sets: Mapping[str, Sequence[MCQItem]]
+    template: PromptTemplate
+    batch_size: int = 32
+
+    def has(self, part: str) -> bool:
+        """Whether question set ``part`` is present and non-empty."""
+        return bool(self.sets.get(part))
+
+
+def mcq_registry(set_names: Sequence[str]) -> MetricRegistry:
+    """The MCQ family for these question sets: input ``<set>.scores`` (:func:`score_mcq` rows) and metrics
+    ``<set>_acc`` (per-question rows as values) and ``<set>_acc_norm`` (``{"correct": 0/1}`` values).
+
+    Example:
+        >>> mcq_registry(["wmdp", "mmlu"]).names()
+        ['wmdp_acc', 'wmdp_acc_norm', 'mmlu_acc', 'mmlu_acc_norm']
+    """
+    reg = MetricRegistry("mcq")
+    for name in set_names:
+        inp = f"{name}.scores"
+
+        def provide(ev: Evaluation, name: str = name) -> list[dict[str, Any]]:
+            c: MCQContext = ev.context
+            return score_mcq(c.model, c.tokenizer, c.sets[name], c.template, c.batch_size)
+
+        def acc(ev: Evaluation, inp: str = inp) -> Entry:
+            rows = ev.input(inp)
+            return entry(mcq_accuracy(rows)["acc"], {str(i): r for i, r in enumerate(rows)})
+
+        def acc_norm(ev: Evaluation, inp: str = inp) -> Entry:
+            rows = ev.input(inp)
+            return entry(
+                mcq_accuracy(rows)["acc_norm"], {str(i): {"correct": r["correct_norm"]} for i, r in enumerate(rows)}
+            )
+
+        reg.add_input(inp, provide)
+        reg.metric(f"{name}_acc", needs=(inp,), requires=(name,))(acc)
+        reg.metric(f"{name}_acc_norm", needs=(inp,), requires=(name,))(acc_norm)
+    return reg
+
+
+def evaluate_mcq(ctx: MCQContext, metrics: Sequence[str] | None = None) -> dict[str, Entry]:
+    """``{<set>_acc, <set>_acc_norm: entry}`` for each question set (or the listed ``metrics``).
+
+    Raises:
+        DataError: a requested set is empty.
+        ConfigError: an unknown metric name.
+    """
+    reg = mcq_registry(list(ctx.sets))
+    return reg.evaluate(reg.names() if metrics is None else metrics, ctx, strict=True)
