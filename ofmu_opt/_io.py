@@ -136,18 +136,25 @@ MAX_BYTES = 256 * 1024 * 1024
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
-def _json_text_depth(raw: bytes, max_depth: int) -> int:
-    """Maximal bracket nesting of JSON bytes (strings skipped), without parsing: deep input is refused
-    before the recursive decoder sees it. Returns an upper bound when that bound is within ``max_depth``."""
-    import numpy as np
+_BRACKET_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
+
+def _json_text_depth(raw: bytes, max_depth: int) -> int:
+    """Bracket nesting of JSON bytes (strings skipped), without parsing, so deep input is refused before
+    the recursive decoder sees it. Exact for balanced input; unbalanced openers count fully. Only
+    distinguishes depths up to ``max_depth + 1``."""
     opens = raw.count(b"[") + raw.count(b"{")
     if opens <= max_depth:
         return opens
-    body = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
-    step = ((body == ord("[")) | (body == ord("{"))).astype(np.int64) - (
-        (body == ord("]")) | (body == ord("}"))).astype(np.int64)
-    return int(np.cumsum(step).max(initial=0))
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    depth = 0
+    while brackets and depth <= max_depth:
+        reduced = _BRACKET_PAIR.sub(b"", brackets)  # peel one level of innermost pairs
+        if reduced == brackets:
+            break
+        brackets, depth = reduced, depth + 1
+    return depth + brackets.count(b"[") + brackets.count(b"{")
 
 
 def value_depth(obj: Any, limit: int | None = None) -> int:

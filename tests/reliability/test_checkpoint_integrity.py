@@ -20,8 +20,7 @@ from ofmu_opt.backends.checkpoint import (  # noqa: E402
 )
 from ofmu_opt.errors import CheckpointError  # noqa: E402
 
-META = {"key": "abc", "step": 39, "history": [{"step": 1, "loss": 0.75}, {"step": 2, "loss": 0.5}],
-        "elapsed_s": 12.25}
+META = {"key": "abc", "step": 39, "history": [{"step": 1, "loss": 0.75}, {"step": 2, "loss": 0.5}], "elapsed_s": 12.25}
 
 
 def _save(d: Path) -> dict[str, Any]:

@@ -27,8 +27,9 @@ _HOLDER = (
 
 
 def _start_holder(d: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(d)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(d)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "held"  # blocks until the child holds the lock (no timing)
     return proc
@@ -64,7 +65,7 @@ def test_lock_of_a_killed_process_is_recovered(tmp_path: Path) -> None:
 
 
 def test_reentrant_in_one_process_and_released_on_error(tmp_path: Path) -> None:
-    with output_lock(tmp_path) as d, output_lock(tmp_path / "." ) as d2:
+    with output_lock(tmp_path) as d, output_lock(tmp_path / ".") as d2:
         assert d.resolve() == d2.resolve()
     with pytest.raises(RuntimeError, match="boom"):
         with output_lock(tmp_path):

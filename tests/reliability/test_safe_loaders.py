@@ -41,7 +41,7 @@ def test_deep_json_is_refused_cleanly(text: str) -> None:
 def test_json_at_the_depth_limit_and_brackets_in_strings_are_fine() -> None:
     ok = "[" * MAX_DEPTH + "]" * MAX_DEPTH
     assert value_depth(loads_json(ok)) == MAX_DEPTH
-    many = json.dumps({"s": "[[[[{{{{" * 1000, "t": ["]" * 50, "\\\"[" * 40]})
+    many = json.dumps({"s": "[[[[{{{{" * 1000, "t": ["]" * 50, '\\"[' * 40]})
     assert loads_json(many)["s"].startswith("[[[[")
 
 
@@ -102,8 +102,13 @@ def test_read_json_limits_and_paths(tmp_path: Path) -> None:
 
 
 def test_record_round_trip_and_every_edit_is_refused(tmp_path: Path) -> None:
-    rec = {"step": 39, "history": [0.5, 0.25, float("nan")], "elapsed_s": 12.5, "rho": math.inf,
-           "nested": {"a": [1, 2]}}
+    rec = {
+        "step": 39,
+        "history": [0.5, 0.25, float("nan")],
+        "elapsed_s": 12.5,
+        "rho": math.inf,
+        "nested": {"a": [1, 2]},
+    }
     p = atomic_write_record(tmp_path / "run.json", rec)
     back = read_record(p)
     assert back["step"] == 39 and back["history"][:2] == [0.5, 0.25] and back["history"][2] is None
