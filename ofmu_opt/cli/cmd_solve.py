@@ -23,7 +23,8 @@ def _references(args: argparse.Namespace) -> int:
         return 0
     width = max(len(r["id"]) for r in rows)
     for r in rows:
-        sys.stdout.write(f"{r['id']:<{width}}  {r['description']}\n{'':<{width}}  known solution: {r['source']}\n")
+        tag = " [constrained]" if r.get("constrained") else ""
+        sys.stdout.write(f"{r['id']:<{width}}  {r['description']}{tag}\n{'':<{width}}  known solution: {r['source']}\n")
     return 0
 
 
@@ -68,8 +69,36 @@ def solve_reference(
         "distance": distance, "tol": tol, "within_tol": bool(distance <= tol), "target": ref.target,
         "applies": ref.applies.get(solver_name) is None, "not_applicable_because": _why_not(ref, solver),
         "counts": res.counts, "oracle_calls": sum(res.counts.values()), "penalty": res.penalty,
+        "constrained": ref.constrained, "feasibility": _feasibility(run_ref.problem, res),
+        "multipliers": _plain(getattr(res, "multipliers", None)),
         "residuals": res.residuals, "wall_time_s": wall, "x": x, "y": y, "options": res.config,
     }
+
+
+def _plain(v: Any) -> Any:
+    """JSON-ready copy of a result field (tuples to lists, numbers to floats)."""
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _feasibility(problem: Any, res: Any) -> dict[str, float] | None:
+    """Largest constraint violation per kind at the returned point (``None`` for an unconstrained problem)."""
+    reported = getattr(res, "feasibility", None)
+    if reported:
+        return {str(k): float(v) for k, v in reported.items()}
+    if all(getattr(problem, k, None) is None for k in ("x_set", "y_set", "inner_constraints", "outer_constraints")):
+        return None
+    from ..problem.constraints import feasibility
+
+    return {str(k): float(v) for k, v in feasibility(problem, res.x, res.y).items()}
 
 
 def _why_not(ref: Any, solver: Any) -> str | None:

@@ -22,6 +22,7 @@ from ..core.result import Status
 from ..core.solver import PenaltySolver, gpbgd, vpbgd
 from ..core.stochastic import Saba, Soba, VarianceReduced
 from ..problem.checks import check_gradient, check_hvp
+from ..problem.constraints import feasibility
 from ..problem.oracles import has_hvp
 from ..reference.problems import ReferenceProblem
 from ..reference.solvers import solver_for_reference
@@ -32,6 +33,7 @@ __all__ = [
     "SOLVER_CASES",
     "HarnessFailure",
     "check_deterministic",
+    "check_feasible",
     "check_oracles_fd",
     "check_run_equals_manual_loop",
     "check_solves_reference",
@@ -170,11 +172,25 @@ def check_oracles_fd(ref: ReferenceProblem, rtol: float = 1e-6) -> None:
 
 
 def check_solves_reference(solver: Any, ref: ReferenceProblem) -> float:
-    """The solver converges and lands within the reference's tolerance; returns the distance."""
+    """The solver converges and lands within the reference's tolerance (and, for a constrained problem, within
+    ``ref.tol`` of feasibility for every constraint); returns the distance."""
     res = solver.run(ref.problem, ref.x0, ref.y0)
     d = ref.distance(res.x, res.y)
     if not res.success or not math.isfinite(d) or d > ref.tol:
         raise HarnessFailure(
             f"{ref.id}: status={res.status.value}, distance={d:.3e} > tol={ref.tol:.1e} after {res.nit} rounds"
         )
+    if ref.constrained:
+        check_feasible(ref, res.x, res.y)
     return d
+
+
+def check_feasible(ref: ReferenceProblem, x: Any, y: Any, tol: float | None = None) -> dict[str, float]:
+    """Every constraint of ``ref.problem`` holds at ``(x, y)`` up to ``tol`` (default ``ref.tol``); returns the
+    violations by kind."""
+    viol = feasibility(ref.problem, x, y)
+    limit = ref.tol if tol is None else tol
+    bad = {k: v for k, v in viol.items() if not v <= limit}
+    if bad:
+        raise HarnessFailure(f"{ref.id}: infeasible point, violations {bad} > {limit:.1e}")
+    return viol
