@@ -243,6 +243,33 @@ def test_search_space_helper() -> None:
     assert WeightedConfig.SEARCH_SPACE["gamma"] == ("log", 0.05, 2.0)
 
 
+def test_graddiff_with_the_npo_objective_has_npo_s_loss() -> None:
+    npo = make_method("npo", {"steps": 3, "lr": 1e-2}).run(_ctx())
+    gd = make_method("graddiff", {"steps": 3, "lr": 1e-2, "objective": "npo", "npo_beta": 0.1}).run(_ctx())
+    assert [r.loss for r in gd.history] == pytest.approx([r.loss for r in npo.history], rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ga", "graddiff"])
+def test_a_bounded_objective_runs_without_consuming_a_forget_batch(name: str) -> None:
+    plain_ctx, obj_ctx = _ctx(), _ctx()
+    plain = make_method(name, {"steps": 3}).run(plain_ctx)
+    other = make_method(name, {"steps": 3, "objective": "other_class"}).run(obj_ctx)
+    assert other.status == "completed" and all(math.isfinite(r.loss) for r in other.history)
+    assert [r.loss for r in other.history] != [r.loss for r in plain.history]
+    assert obj_ctx.forget.state_dict()["pos"] == plain_ctx.forget.state_dict()["pos"]  # type: ignore[attr-defined]
+
+
+def test_objective_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="objective"):
+        make_method("ga", {"objective": "bogus"})
+    with pytest.raises(ConfigError, match="npo_beta"):
+        make_method("graddiff", {"objective": "npo", "npo_beta": 0})
+    with pytest.raises(ConfigError, match="idk"):  # a language-model objective on a classifier
+        make_method("ga", {"steps": 1, "objective": "idk"}).run(_ctx())
+    with pytest.raises(ConfigError, match="unknown option"):
+        make_method("npo", {"objective": "npo"})
+
+
 if __name__ == "__main__":  # print the table to pin (run on the tree before a refactor)
     for c in sorted(CASES):
         print(f"    {c!r}: {_run(_method_name(c), CASES[c])!r},")

@@ -12,6 +12,11 @@ model when ``retain_loss="kl"``):
 - IdkDPO: γ·(2/β)·E_f[−log σ(β((log π_θ(y_idk) − log π_ref(y_idk)) − (log π_θ(y) − log π_ref(y))))]
   + α·L_r, β = 0.1; needs the adapter's ``relabel(batch, "idk", ...)``.
 
+GA and GradDiff take a forget objective Φ (``objective``, :class:`ObjectiveConfig`; the functions of
+:mod:`~ofmu_opt.unlearning.methods.objectives`, shared with OFMU): they descend −Φ; the default
+``"ascent"`` (Φ = NLL) is the loss above. NPO has no such option: its forget term is the ``npo``
+objective already (GradDiff with ``objective="npo"`` and ``npo_beta=β`` has NPO's loss).
+
 GradDiff, NPO, SimNPO and IdkDPO are :class:`~ofmu_opt.unlearning.methods.base.ForgetRetainMethod`
 subclasses: each gives its forget term only; the weights γ, α and the retain loss come from
 :class:`~ofmu_opt.unlearning.methods.contract.ForgetRetainConfig`.
@@ -25,13 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..._config import check_range
+from ..._config import check_choice, check_range
 from .base import (
     ForgetRetainConfig,
     ForgetRetainMethod,
@@ -43,6 +48,9 @@ from .base import (
     search_space,
 )
 
+if TYPE_CHECKING:
+    from .objectives import ObjectiveOptions
+
 __all__ = [
     "GAConfig",
     "GAMethod",
@@ -52,43 +60,122 @@ __all__ = [
     "IdkDPOMethod",
     "NPOConfig",
     "NPOMethod",
+    "ObjectiveConfig",
     "PreferenceMethod",
     "SimNPOConfig",
     "SimNPOMethod",
+    "forget_ascent_term",
 ]
 
 
 @dataclass(frozen=True)
-class GAConfig(MethodConfig):
-    """Gradient ascent on the forget NLL."""
+class ObjectiveConfig(MethodConfig):
+    """The forget objective Φ of a gradient-ascent method (the options of
+    :mod:`~ofmu_opt.unlearning.methods.objectives`); the method descends −Φ on the forget batch.
+
+    Attributes:
+        objective: ``"ascent"`` (Φ = mean NLL: plain gradient ascent, the default) or another objective with
+            a real maximizer: ``other_class``, ``uniform``, ``calibrated`` (classifiers), ``idk``, ``idk_npo``
+            (QA language models), ``npo``, ``representation``, or ``auto`` (the task's default).
+        npo_beta: b of ``npo``/``idk_npo``.
+        layer: hidden layer of ``representation``.
+        steering: c of ``representation``.
+        target_confidence: ``calibrated``: label probability (None: measured on ``ctx.validation``).
+        target_error: ``calibrated``: error rate (None: measured on ``ctx.validation``).
+    """
+
+    objective: str = "ascent"
+    npo_beta: float = 0.1
+    layer: int = -1
+    steering: float = 6.5
+    target_confidence: float | None = None
+    target_error: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .objectives import CHOICES, check_options
+
+        check_choice("objective", self.objective, CHOICES)
+        check_options(self.objective_options())
+
+    def objective_options(self) -> ObjectiveOptions:
+        """The objective's options."""
+        from .objectives import ObjectiveOptions
+
+        return ObjectiveOptions(
+            npo_beta=self.npo_beta,
+            layer=self.layer,
+            steering=self.steering,
+            target_confidence=self.target_confidence,
+            target_error=self.target_error,
+        )
+
+
+def _peek(stream: Any) -> Any:
+    """The next batch of ``stream`` without consuming it (None when the stream cannot rewind)."""
+    if not (hasattr(stream, "state_dict") and hasattr(stream, "load_state_dict")):
+        return None
+    state = stream.state_dict()
+    batch = next(stream)
+    stream.load_state_dict(state)
+    return batch
+
+
+def forget_ascent_term(ctx: UnlearnContext, cfg: ObjectiveConfig) -> Callable[[Any], Tensor]:
+    """``forget(batch) = −Φ(model, batch)`` for ``cfg.objective`` (−mean NLL for ``"ascent"``).
+
+    The objective is built before the run from a peek at the first forget batch (the stream does not
+    advance), so its generators exist before a resume restores them; a stream that cannot rewind builds
+    it on the first batch instead.
+    """
+    if cfg.objective == "ascent":
+        return lambda fb: -ctx.adapter.per_example_nll(ctx.model, fb).mean()
+    from .objectives import make_objective
+
+    sample = _peek(ctx.forget)
+    phi = None if sample is None else make_objective(cfg.objective, ctx, sample, cfg.objective_options())
+
+    def forget(fb: Any) -> Tensor:
+        nonlocal phi
+        if phi is None:
+            phi = make_objective(cfg.objective, ctx, fb, cfg.objective_options())
+        return -phi(ctx.model, fb)
+
+    return forget
+
+
+@dataclass(frozen=True)
+class GAConfig(ObjectiveConfig):
+    """Gradient ascent on the forget NLL (or on another forget objective, ``objective``)."""
 
     lr: float = 1e-4
     SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = search_space(lr=(1e-5, 1e-3))
 
 
 class GAMethod(LossMethod[GAConfig], name="ga", config=GAConfig):
-    """GA: descend −NLL(forget)."""
+    """GA: descend −Φ(forget), Φ = NLL by default."""
 
     def terms(self, ctx: UnlearnContext) -> TermsFn:
-        """−NLL(forget batch)."""
+        """−Φ(forget batch)."""
+        forget = forget_ascent_term(ctx, self.config)
 
         def terms(fb: Any, rb: Any, step: int) -> LossTerms:
-            return LossTerms(forget=-ctx.adapter.per_example_nll(ctx.model, fb).mean())
+            return LossTerms(forget=forget(fb))
 
         return terms
 
 
 @dataclass(frozen=True)
-class GradDiffConfig(ForgetRetainConfig):
-    """GradDiff: γ·(−NLL(forget)) + α·L_r."""
+class GradDiffConfig(ForgetRetainConfig, ObjectiveConfig):
+    """GradDiff: γ·(−Φ(forget)) + α·L_r, Φ = NLL by default (``objective``)."""
 
 
 class GradDiffMethod(ForgetRetainMethod[GradDiffConfig], name="graddiff", config=GradDiffConfig):
-    """GradDiff: ascend the forget NLL while descending the retain loss."""
+    """GradDiff: ascend the forget objective while descending the retain loss."""
 
     def forget_term(self, ctx: UnlearnContext) -> Callable[[Any], Tensor]:
-        """−NLL(forget batch)."""
-        return lambda fb: -ctx.adapter.per_example_nll(ctx.model, fb).mean()
+        """−Φ(forget batch)."""
+        return forget_ascent_term(ctx, self.config)
 
 
 @dataclass(frozen=True)
