@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .cmd_unlearn import add_unlearning_options
+from .cmd_unlearn import add_unlearning_options, run_command
 
 __all__ = ["register"]
 
 
 def _handler(args: argparse.Namespace) -> int:
-    from ..unlearning.benchmarks import get_benchmark
-
-    return int(get_benchmark(args.benchmark).bench_main(args))
+    return run_command(args, "bench")
 
 
 def register(subparsers: Any) -> None:

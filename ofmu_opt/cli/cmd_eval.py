@@ -5,20 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import ConfigError
-from .cmd_unlearn import add_unlearning_options
+from .cmd_unlearn import add_unlearning_options, run_command
 
 __all__ = ["register"]
 
 
 def _handler(args: argparse.Namespace) -> int:
-    from ..unlearning.benchmarks import get_benchmark
-
-    module = get_benchmark(args.benchmark)
-    fn = getattr(module, "eval_main", None)
-    if fn is None:
-        raise ConfigError(f"benchmark {args.benchmark!r} has no 'eval' entry point")
-    return int(fn(args))
+    return run_command(args, "eval")
 
 
 def register(subparsers: Any) -> None:

@@ -1,7 +1,9 @@
 """``ofmu unlearn``: run one unlearning method on one benchmark and write its evaluation.
 
 Also defines :func:`add_unlearning_options`, the option set shared by ``unlearn``, ``bench`` and
-``eval`` (the superset every benchmark needs; each benchmark ignores what does not apply to it).
+``eval``, and :func:`run_command`, which turns the parsed arguments into a typed
+:class:`~ofmu_opt.unlearning.runner.RunConfig` and calls the runner (which rejects every option the
+chosen benchmark does not read). Nothing else happens here.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def add_unlearning_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, metavar="FILE", help="TOML file: [experiment], [method], [methods.NAME]")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--seeds", type=int, default=3, help="bench: number of seeds (default 3)")
-    p.add_argument("--budget", type=int, default=None, help="bench: hyper-parameter configs per method")
+    p.add_argument("--budget", type=int, default=None, help="bench: candidates per method")
     p.add_argument("--quick", action="store_true", help="small models and few steps (CPU, minutes)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory")
     p.add_argument(
@@ -38,7 +40,7 @@ def add_unlearning_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="unlearn: write a resumable checkpoint to --out every N steps (0 = never; default 10)",
     )
-    p.add_argument("--model", default=None, metavar="DIR", help="model directory (eval; LM benchmarks)")
+    p.add_argument("--model", default=None, metavar="DIR", help="model directory (eval; real-data LM benchmarks)")
     p.add_argument("--data", default=None, metavar="PATH", help="local data (CIFAR-10 directory, TOFU files)")
     p.add_argument(
         "--retain-logs",
@@ -59,10 +61,26 @@ def add_unlearning_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def _handler(args: argparse.Namespace) -> int:
-    from ..unlearning.benchmarks import get_benchmark
+def run_command(args: argparse.Namespace, command: str) -> int:
+    """Build the :class:`RunConfig` of ``ofmu <command>`` from ``args``, run it, print its report."""
+    import sys
 
-    return int(get_benchmark(args.benchmark).unlearn_main(args))
+    from .._config import config_from_dict
+    from .._progress import configure
+    from ..unlearning.runner import RunConfig, run
+
+    configure(quiet=bool(args.quiet))
+    fields = ("benchmark", "scenario", "split", "method", "methods", "config", "seed", "seeds", "budget", "quick",
+              "out", "resume", "checkpoint_every", "model", "data", "retain_logs", "device", "threads", "quiet")
+    data = {k: getattr(args, k) for k in fields}
+    cfg = config_from_dict(RunConfig, {"command": command, "options": tuple(args.option), **data}, prefix="--")
+    outcome = run(cfg)
+    sys.stdout.write(outcome.message.rstrip("\n") + "\n")
+    return outcome.code
+
+
+def _handler(args: argparse.Namespace) -> int:
+    return run_command(args, "unlearn")
 
 
 def register(subparsers: Any) -> None:

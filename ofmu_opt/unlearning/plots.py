@@ -1,7 +1,8 @@
 """Benchmark figures, drawn with matplotlib's object API on the Agg canvas (no global backend switch).
 
-- :func:`plot_tradeoff`: forgetting (UA, MIA-efficacy) against utility (TA), mean ± std error bars per
-  method, Retrain marked, and the Pareto front (methods not dominated in "more forgetting, more utility").
+- :func:`plot_tradeoff`: forgetting against utility, one panel per ``(x, y)`` pair of :class:`Axis`
+  (default: UA and MIA-efficacy against TA), mean ± std error bars per method, reference models
+  starred, and the Pareto front of the methods (not dominated in "more forgetting, more utility").
 - :func:`plot_conflict`: cos(∇L_f, ∇L_r) over the unlearning steps (OFMU vs GradDiff by default), and the
   two gradient norms.
 
@@ -13,13 +14,15 @@ Example:
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_bytes
 
-__all__ = ["pareto_front", "plot_conflict", "plot_tradeoff"]
+__all__ = ["Axis", "pareto_front", "plot_conflict", "plot_tradeoff"]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -41,55 +44,72 @@ def _save(fig: Any, path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_tradeoff(rows: Mapping[str, Mapping[str, tuple[float, float]]], path: Path, title: str = "") -> Path:
-    """Forgetting vs utility scatter with error bars and Pareto fronts.
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a trade-off panel: metric key, label, log scale, and whether higher is better."""
+
+    key: str
+    label: str
+    log: bool = False
+    higher_is_better: bool = True
+
+
+VISION_PANELS = (
+    (Axis("UA", "UA (%) = 100 − forget accuracy"), Axis("TA", "TA (%)")),
+    (Axis("MIA", "MIA-efficacy (%)"), Axis("TA", "TA (%)")),
+)
+
+
+def plot_tradeoff(
+    rows: Mapping[str, Mapping[str, tuple[float, float]]],
+    path: Path,
+    title: str = "",
+    panels: Sequence[tuple[Axis, Axis]] = VISION_PANELS,
+    references: Sequence[str] = ("retrain",),
+    vline: tuple[float, str] | None = None,
+) -> Path:
+    """Forgetting vs utility scatter (mean ± std error bars) with the methods' Pareto front.
 
     Args:
-        rows: method → metric → (mean, std) with metrics ``UA``, ``MIA``, ``TA``; ``"retrain"`` is starred.
+        rows: method → metric → (mean, std); rows whose name starts with one of ``references`` are the
+            reference models (starred, left out of the front).
         path: output PNG.
         title: figure title.
+        panels: ``(x axis, y axis)`` per panel (default: UA and MIA-efficacy against TA).
+        vline: an optional vertical marker ``(x, label)`` (e.g. chance accuracy).
 
     Returns:
         ``path``.
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.5))
-    axes = fig.subplots(1, 2)
-    names = list(rows)
+    fig = Figure(figsize=(5.5 * len(panels) + 0.5, 4.5))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    names = [n for n in rows if all(not math.isnan(rows[n][a.key][0]) for p in panels for a in p)]
     cmap = _colors(len(names))
-    for ax, xkey, xlabel in (
-        (axes[0], "UA", "UA (%) = 100 − forget accuracy"),
-        (axes[1], "MIA", "MIA-efficacy (%)"),
-    ):
-        pts = [(rows[n][xkey][0], rows[n]["TA"][0]) for n in names]
+    for ax, (xa, ya) in zip(axes, panels, strict=True):
         for i, n in enumerate(names):
-            (mx, sx), (my, sy) = rows[n][xkey], rows[n]["TA"]
-            star = n == "retrain"
-            ax.errorbar(
-                mx,
-                my,
-                xerr=sx,
-                yerr=sy,
-                fmt="*" if star else "o",
-                ms=13 if star else 6,
-                color=cmap[i],
-                capsize=3,
-                label=n,
-            )
+            (mx, sx), (my, sy) = rows[n][xa.key], rows[n][ya.key]
+            star = n.startswith(tuple(references))
+            ax.errorbar(mx, my, xerr=sx, yerr=sy, fmt="*" if star else "o", ms=13 if star else 6, color=cmap[i],
+                        capsize=3, label=n)
+        methods = [n for n in names if not n.startswith(tuple(references))]
+
+        def signed(v: float, a: Axis) -> float:
+            return v if a.higher_is_better else -v
+
+        pts = [(signed(rows[n][xa.key][0], xa), signed(rows[n][ya.key][0], ya)) for n in methods]
         front = pareto_front(pts)
-        ax.plot(
-            [pts[i][0] for i in front],
-            [pts[i][1] for i in front],
-            "--",
-            color="grey",
-            lw=1,
-            label="Pareto front",
-        )
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("TA (%)")
+        ax.plot([rows[methods[i]][xa.key][0] for i in front], [rows[methods[i]][ya.key][0] for i in front], "--",
+                color="grey", lw=1, label="Pareto front (methods)")
+        if vline is not None:
+            ax.axvline(vline[0], color="red", lw=0.8, ls=":", label=vline[1])
+        if xa.log:
+            ax.set_xscale("log")
+        ax.set_xlabel(xa.label)
+        ax.set_ylabel(ya.label)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best", ncol=2)
+    axes[-1].legend(fontsize=7, loc="best", ncol=2)
     fig.suptitle(title or "forgetting vs utility (mean ± std over seeds)")
     return _save(fig, path)
 
