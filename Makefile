@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck imports pytest bench docs venv clean
+.PHONY: demo test lint typecheck imports pytest bench docs docs-check venv clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,13 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+# the docs checks of `make test` (strict build, no raw math, links, runnable commands) plus a headless
+# chromium pass: every formula rendered by KaTeX, screenshots of the main pages in docs_screenshots/
+# (needs `chromium` on PATH; not part of CI)
+docs-check: $(STAMP)
+	OFMU_DOCS_SCREENSHOTS=docs_screenshots $(PY) -m pytest -q -n 0 -p no:randomly --timeout 1200 \
+		tests/test_docs.py tests/test_docs_site.py tests/test_docs_commands.py tests/test_docs_browser.py
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache demo_out
