@@ -45,6 +45,7 @@ __all__ = [
     "atomic_write_text",
     "canonical_json",
     "check_output_dir",
+    "check_path_text",
     "loads_json",
     "loads_toml",
     "lock_holder",
@@ -254,7 +255,10 @@ def read_bytes_limited(
 ) -> bytes:
     """Read a whole regular file of at most ``max_bytes``; a missing file, a directory, a FIFO/device,
     a file too large or unreadable raises ``error`` naming the file."""
-    p = Path(path)
+    try:
+        p = check_path_text(path, what)
+    except DataError as exc:
+        raise error(str(exc)) from None
     try:
         st = p.stat()
     except FileNotFoundError:
@@ -366,12 +370,66 @@ def safe_child(directory: str | os.PathLike[str], name: str) -> Path:
 
     Raises:
         UnsafeFileError: ``name`` is absolute or climbs out with ``..``.
+        DataError: ``name`` is empty, holds a NUL byte or is longer than the file system allows.
     """
+    check_path_text(name, "output name")
     base = Path(directory).resolve()
     candidate = (base / name).resolve()
     if Path(name).is_absolute() or (candidate != base and base not in candidate.parents):
         raise UnsafeFileError(f"output name {name!r} escapes the output directory {str(base)!r}")
     return candidate
+
+
+NAME_MAX = 255
+"""Longest file-name component (bytes) accepted; the limit of every common file system."""
+PATH_MAX = 4096
+"""Longest path (bytes) accepted."""
+
+
+def check_path_text(path: str | os.PathLike[str], what: str = "path") -> Path:
+    """Check a user-given path as text, touching nothing: not empty, no NUL byte, no component longer than
+    :data:`NAME_MAX` bytes, at most :data:`PATH_MAX` bytes in all, encodable for the file system.
+
+    Raises:
+        DataError: naming ``what`` and the problem (the path is shortened in the message).
+    """
+    try:
+        text = os.fspath(path)
+    except TypeError as exc:
+        raise DataError(f"{what}: expected a path, received {type(path).__name__}") from exc
+    shown = repr(text if len(text) <= 80 else text[:60] + "..." + text[-10:])
+    if not text:
+        raise DataError(f"{what}: expected a path, received an empty string")
+    if "\x00" in text:
+        raise DataError(f"{what} {shown} contains a NUL byte")
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError as exc:
+        raise DataError(f"{what} {shown} cannot be encoded for the file system") from exc
+    if len(raw) > PATH_MAX:
+        raise DataError(f"{what} {shown} is {len(raw)} bytes long, more than the limit of {PATH_MAX}")
+    for part in raw.split(b"/"):
+        if len(part) > NAME_MAX:
+            raise DataError(
+                f"{what} {shown}: the name {os.fsdecode(part[:40])!r}... is {len(part)} bytes long, more than "
+                f"the limit of {NAME_MAX}"
+            )
+    return Path(text)
+
+
+def _link_problem(p: Path) -> str | None:
+    """Why ``p`` is a symbolic link that leads nowhere (dangling, or a loop), else None."""
+    if not os.path.islink(p):
+        return None
+    try:
+        p.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "a symbolic link loop"
+    except OSError as exc:
+        import errno
+
+        return "a symbolic link loop" if exc.errno == errno.ELOOP else "a dangling symbolic link"
+    return None
 
 
 def check_output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
@@ -381,20 +439,29 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
     of after training, and leaves nothing behind.
 
     Raises:
-        DataError: ``path`` is a file, lies below a file, or its nearest existing ancestor is not writable.
+        DataError: ``path`` is empty, contains a NUL byte, has an over-long name, is a file, lies below a
+            file, is (or lies below) a dangling symbolic link or a link loop, or its nearest existing
+            ancestor is not writable.
     """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise DataError(f"{what} {str(p)!r}: expected a directory, received a file")
-    probe = p
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise DataError(f"{what} {str(p)!r} is not writable: {str(probe)!r} is not a directory")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise DataError(f"{what} {str(p)!r} is not writable: no write permission on {str(probe)!r}")
+    p = check_path_text(path, what)
+    try:
+        probe = p
+        while True:
+            problem = _link_problem(probe)
+            if problem is not None:
+                where = "" if probe == p else f": {str(probe)!r} is {problem}"
+                raise DataError(f"{what} {str(p)!r} is {problem}" if probe == p else f"{what} {str(p)!r}{where}")
+            if probe.exists() or probe.parent == probe:
+                break
+            probe = probe.parent
+        if p.exists() and not p.is_dir():
+            raise DataError(f"{what} {str(p)!r}: expected a directory, received a file")
+        if probe.exists() and not probe.is_dir():
+            raise DataError(f"{what} {str(p)!r} is not writable: {str(probe)!r} is not a directory")
+        if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+            raise DataError(f"{what} {str(p)!r} is not writable: no write permission on {str(probe)!r}")
+    except OSError as exc:  # EACCES on a parent, ENAMETOOLONG on a long path ...
+        raise DataError(f"{what} {str(p)!r} cannot be used: {exc.strerror or exc}") from exc
     return p
 
 
@@ -555,9 +622,7 @@ def output_lock(directory: str | os.PathLike[str], *, what: str = "--out") -> It
         >>> (out / ".ofmu.lock").exists()
         False
     """
-    d = Path(directory)
-    if d.exists() and not d.is_dir():
-        raise DataError(f"{what} {str(d)!r}: expected a directory, received a file")
+    d = check_output_dir(directory, what)
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

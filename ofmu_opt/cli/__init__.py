@@ -2,7 +2,10 @@
 
 Subcommands live in modules named ``ofmu_opt.cli.cmd_*``; each defines ``register(subparsers)`` which
 adds its parser and sets ``handler``. Errors raised on purpose (:class:`~ofmu_opt.errors.OfmuError`)
-become a one-line message on stderr and exit code 2, never a traceback.
+become a one-line message on stderr and exit code 2, never a traceback. So do the errors a user causes
+outside the package's checks: a missing optional dependency (the message names the extra to install),
+an operating-system error on a path the user gave (permission, name too long, disk full), and running
+out of memory. A closed stdout (``ofmu ... | head``) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -10,15 +13,72 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import OfmuError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXTRAS", "bounded_int", "build_parser", "main", "missing_extra"]
 
 log = logging.getLogger("ofmu_opt")
+
+EXTRAS: dict[str, str] = {
+    "torch": "torch", "torchvision": "torch", "safetensors": "torch", "sklearn": "torch", "tqdm": "torch",
+    "matplotlib": "plot", "cvxpy": "cvxpy", "sympy": "cvxpy", "transformers": "llm", "tokenizers": "llm",
+    "faker": "llm", "rouge_score": "llm", "peft": "llm",
+}
+"""Top-level module of each optional dependency -> the extra of ``pyproject.toml`` that installs it."""
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """If ``exc`` is the ``ModuleNotFoundError`` of an optional dependency, the one-line explanation
+    naming the extra to install; else ``None`` (a missing module of the package itself is a bug).
+
+    Examples:
+        >>> missing_extra(ModuleNotFoundError("No module named 'torch'", name="torch"))
+        "this needs torch, which is not installed; install the extra: pip install 'ofmu_opt[torch]'"
+        >>> missing_extra(ModuleNotFoundError("No module named 'ofmu_opt.x'", name="ofmu_opt.x")) is None
+        True
+    """
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.partition(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    return f"this needs {top}, which is not installed; install the extra: pip install 'ofmu_opt[{extra}]'"
+
+
+def bounded_int(option: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type=`` for an integer option within ``[low, high]``: non-integers, integers beyond
+    64 bits and out-of-range values give ``ofmu: error: argument OPTION: ...`` and exit 2.
+
+    Examples:
+        >>> bounded_int("--seed", 0, 2**32 - 1)("7")
+        7
+    """
+
+    def parse(text: str) -> int:
+        t = text.strip()
+        if len(t) > 40:  # also keeps int() away from its digit limit
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, received {t[:20]!r}...")
+        try:
+            value = int(t, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, received {t!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, received {value}")
+        return value
+
+    parse.__name__ = f"integer in {low}..{high}"
+    return parse
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"ofmu: error: {' '.join(message.split())}\n")
+    return 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code (0 ok, 1 not converged, 2 bad input)."""
+    try:
+        return _main(argv)
+    except OfmuError as exc:
+        return _fail(str(exc))
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(exc)
+        if hint is None:
+            raise  # a module of the package itself is missing: a bug, keep the traceback
+        return _fail(f"{_command(argv)}{hint}")
+    except KeyboardInterrupt:
+        sys.stderr.write("ofmu: interrupted\n")
+        return 130
+    except BrokenPipeError:  # stdout closed by the reader (``ofmu references | head``)
+        try:  # point stdout at /dev/null so the interpreter's final flush does not fail again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
+    except MemoryError:
+        return _fail("out of memory; reduce the problem or model size")
+    except RecursionError:
+        return _fail("input nested too deeply (recursion limit reached)")
+    except OSError as exc:  # a path the user gave: permission, name too long, disk full, read-only ...
+        where = f" {exc.filename!r}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{':' if where else ''}{where}")
+
+
+def _command(argv: Sequence[str] | None) -> str:
+    args = list(sys.argv[1:] if argv is None else argv)
+    name = next((a for a in args if not a.startswith("-")), "")
+    return f"ofmu {name}: " if name else ""
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -49,15 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    try:
-        code = args.handler(args)
-    except OfmuError as exc:
-        msg = " ".join(str(exc).split())
-        sys.stderr.write(f"ofmu: error: {msg}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("ofmu: interrupted\n")
-        return 130
+    code = args.handler(args)
     return int(code or 0)
 
 

@@ -1,8 +1,11 @@
 """``ofmu demo``: the main job on built-in data, as ``make demo`` runs it.
 
 1. every preset on every reference problem (status, distance, oracle calls, time);
-2. the convergence-rate verdicts (``ofmu rates --quick``), when the rates module is installed;
-3. the quick digits unlearning benchmark, when torch and the vision benchmark are installed.
+2. the convergence-rate verdicts (``ofmu rates --quick``; the figures only with matplotlib);
+3. the quick digits unlearning benchmark, when torch is installed.
+
+On a base install (numpy and scipy) parts 1 and 2 run and the output says what was skipped and which
+extra would enable it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import argparse
 import importlib.util
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -56,37 +58,52 @@ def _format(rows: list[dict[str, Any]]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .._io import atomic_write_json
+    from .._io import atomic_write_json, check_output_dir
 
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     sys.stdout.write("== 1. Reference problems: every preset, target relative distance 1e-4 (ofmu with beta=0)\n")
     rows = reference_table()
     sys.stdout.write(_format(rows) + "\n\n")
     atomic_write_json(out / "reference_table.json", rows)
-    steps: list[tuple[str, list[str]]] = [
-        ("2. Convergence rates (quick)", ["rates", "--quick", "--out", str(out / "rates")]),
+    steps: list[tuple[str, list[str], tuple[str, ...]]] = [
+        ("2. Convergence rates (quick)", ["rates", "--quick", "--out", str(out / "rates")], ()),
         ("3. Digits unlearning benchmark (quick)", [
             "bench", "--benchmark", "digits", "--scenario", "random10", "--methods", "all", "--seeds", "2",
             "--quick", "--out", str(out / "digits"),
-        ]),
+        ], ("torch", "safetensors", "sklearn")),
     ]
-    from . import build_parser
+    from . import build_parser, missing_extra
 
     parser = build_parser()
-    for title, argv in steps:
-        name = argv[0]
-        if importlib.util.find_spec(f"ofmu_opt.cli.cmd_{name}") is None:
-            sys.stdout.write(f"== {title}: skipped (the `{name}` command is not installed)\n\n")
+    for title, argv, needs in steps:
+        absent = [m for m in needs if not _importable(m)]
+        if absent:
+            hint = missing_extra(ModuleNotFoundError(f"No module named {absent[0]!r}", name=absent[0]))
+            sys.stdout.write(f"== {title}: skipped ({hint})\n\n")
             continue
         sys.stdout.write(f"== {title}\n")
         sys.stdout.flush()
         sub = parser.parse_args(argv)
-        code = sub.handler(sub)
+        try:
+            code = sub.handler(sub)
+        except ModuleNotFoundError as exc:
+            hint = missing_extra(exc)
+            if hint is None:
+                raise
+            sys.stdout.write(f"(skipped: {hint})\n\n")
+            continue
         sys.stdout.write("\n")
         if code not in (0, None):
             sys.stdout.write(f"(step '{title}' exited with code {code})\n")
     sys.stdout.write(f"Demo outputs (JSON, plots) are under {out.resolve()}\n")
     return 0
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked or broken installation
+        return False
 
 
 def register(sub: Any) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._io import safe_child
 from ..core import PenaltySolver, get_step_rule
-from ..errors import ConfigError
+from ..errors import BackendError, ConfigError
 from ..reference import get_reference, make_p3
 from .fit import FitResult, fit_linear_rate, fit_power_law, running_mean, running_min
 from .models import PenalizedQuadratic, make_nonconvex
@@ -658,7 +658,7 @@ def resolve_names(names: Sequence[str] | None) -> list[str]:
 
 def run_experiments(
     names: Sequence[str] | None = None, *, quick: bool = False, out: str | Path | None = None, seed: int = 0,
-    plots: bool = True, on_done: Callable[[ExperimentResult], None] | None = None,
+    plots: bool | None = None, on_done: Callable[[ExperimentResult], None] | None = None,
 ) -> list[ExperimentResult]:
     """Run experiments; with ``out``, write ``<name>.json`` and ``<name>.png`` for each.
 
@@ -667,7 +667,10 @@ def run_experiments(
         quick: small grids (all six together in well under a minute on two cores).
         out: output directory (``None``: nothing written).
         seed: seed of the problem instances and of the noise.
-        plots: write PNG figures (needs matplotlib).
+        plots: write PNG figures: ``True`` requires matplotlib (BackendError naming the ``plot`` extra
+            otherwise), ``False`` never, ``None`` (default) when matplotlib is installed — the
+            experiments, the fits and the JSON never need it; a skipped figure has ``plot_path=None``
+            and is logged.
         on_done: called after each experiment (progress bars).
 
     Returns:
@@ -675,10 +678,17 @@ def run_experiments(
     """
     from dataclasses import replace
 
-    from .plots import plot_experiment
+    from .plots import PLOT_HINT, plot_experiment, plots_available
 
+    names = resolve_names(names)
+    if plots is None:
+        plots = out is not None and plots_available()
+        if out is not None and not plots:
+            log.warning("rates: plots skipped (%s)", PLOT_HINT)
+    elif plots and not plots_available():
+        raise BackendError(f"rates plots need matplotlib: {PLOT_HINT} (or run without plots)")
     results: list[ExperimentResult] = []
-    for name in resolve_names(names):
+    for name in names:
         log.info("rates: running %s (quick=%s)", name, quick)
         with np.errstate(all="ignore"):
             res = EXPERIMENTS[name](quick=quick, seed=seed)

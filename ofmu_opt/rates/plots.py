@@ -11,7 +11,18 @@ from .._io import atomic_write_bytes, safe_child
 from ..errors import BackendError
 from .report import ExperimentResult
 
-__all__ = ["plot_experiment"]
+__all__ = ["PLOT_HINT", "plot_experiment", "plots_available"]
+
+PLOT_HINT = "matplotlib is not installed; install the extra: pip install 'ofmu_opt[plot]'"
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can be imported (the ``plot`` extra); the rate experiments run without it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 _STYLE = {"data": dict(marker="o", markersize=3, linestyle="none"), "fit": dict(linestyle="-", linewidth=1.5),
           "theory": dict(linestyle="--", linewidth=1.5), "line": dict(linestyle="-", linewidth=1.0)}
@@ -28,8 +39,8 @@ def plot_experiment(result: ExperimentResult, out: str | Path) -> Path:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - matplotlib is a declared dependency of the rates extra
-        raise BackendError(f"rates plots need matplotlib ({exc})") from exc
+    except ImportError as exc:
+        raise BackendError(f"rates plots need matplotlib: {PLOT_HINT}") from exc
     n = max(1, len(result.panels))
     cols = min(n, 3)
     rows = math.ceil(n / cols)
