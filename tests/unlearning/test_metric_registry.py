@@ -107,7 +107,7 @@ def test_a_metric_may_read_only_what_it_declares() -> None:
     reg.add_metric(Metric("peeks", lambda ev: entry(ev.result("ok")["agg_value"]), needs=("a",)))
     with pytest.raises(OfmuError, match="'sneaky' reads input 'b' it does not declare"):
         reg.evaluate(["sneaky"], None)
-    with pytest.raises(OfmuError, match="'peeks' reads metric 'ok' it does not use"):
+    with pytest.raises(OfmuError, match="'peeks' reads metric 'ok' it does not declare"):
         reg.evaluate(["peeks"], None)
 
 

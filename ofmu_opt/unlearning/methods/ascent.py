@@ -12,7 +12,7 @@ model when ``retain_loss="kl"``):
 - IdkDPO: γ·(2/β)·E_f[−log σ(β((log π_θ(y_idk) − log π_ref(y_idk)) − (log π_θ(y) − log π_ref(y))))]
   + α·L_r, β = 0.1; needs the adapter's ``relabel(batch, "idk", ...)``.
 
-GA and GradDiff take a forget objective Φ (``objective``, :class:`ObjectiveConfig`; the functions of
+GA and GradDiff take a forget objective Φ (``objective``, :class:`~ofmu_opt.unlearning.methods.contract.ObjectiveConfig`; the functions of
 :mod:`~ofmu_opt.unlearning.methods.objectives`, shared with OFMU): they descend −Φ; the default
 ``"ascent"`` (Φ = NLL) is the loss above. NPO has no such option: its forget term is the ``npo``
 objective already (GradDiff with ``objective="npo"`` and ``npo_beta=β`` has NPO's loss).
@@ -30,26 +30,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..._config import check_choice, check_range
+from ..._config import check_range
 from .base import (
     ForgetRetainConfig,
     ForgetRetainMethod,
     LossMethod,
     LossTerms,
-    MethodConfig,
+    ObjectiveConfig,
     TermsFn,
     UnlearnContext,
     search_space,
 )
-
-if TYPE_CHECKING:
-    from .objectives import ObjectiveOptions
 
 __all__ = [
     "GAConfig",
@@ -60,55 +57,11 @@ __all__ = [
     "IdkDPOMethod",
     "NPOConfig",
     "NPOMethod",
-    "ObjectiveConfig",
     "PreferenceMethod",
     "SimNPOConfig",
     "SimNPOMethod",
     "forget_ascent_term",
 ]
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig(MethodConfig):
-    """The forget objective Φ of a gradient-ascent method (the options of
-    :mod:`~ofmu_opt.unlearning.methods.objectives`); the method descends −Φ on the forget batch.
-
-    Attributes:
-        objective: ``"ascent"`` (Φ = mean NLL: plain gradient ascent, the default) or another objective with
-            a real maximizer: ``other_class``, ``uniform``, ``calibrated`` (classifiers), ``idk``, ``idk_npo``
-            (QA language models), ``npo``, ``representation``, or ``auto`` (the task's default).
-        npo_beta: b of ``npo``/``idk_npo``.
-        layer: hidden layer of ``representation``.
-        steering: c of ``representation``.
-        target_confidence: ``calibrated``: label probability (None: measured on ``ctx.validation``).
-        target_error: ``calibrated``: error rate (None: measured on ``ctx.validation``).
-    """
-
-    objective: str = "ascent"
-    npo_beta: float = 0.1
-    layer: int = -1
-    steering: float = 6.5
-    target_confidence: float | None = None
-    target_error: float | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        from .objectives import CHOICES, check_options
-
-        check_choice("objective", self.objective, CHOICES)
-        check_options(self.objective_options())
-
-    def objective_options(self) -> ObjectiveOptions:
-        """The objective's options."""
-        from .objectives import ObjectiveOptions
-
-        return ObjectiveOptions(
-            npo_beta=self.npo_beta,
-            layer=self.layer,
-            steering=self.steering,
-            target_confidence=self.target_confidence,
-            target_error=self.target_error,
-        )
 
 
 def _peek(stream: Any) -> Any:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -28,12 +28,16 @@ from torch import Tensor, nn
 from ..._config import check_choice, check_range
 from ...errors import ConfigError
 
+if TYPE_CHECKING:
+    from .objectives import ObjectiveOptions
+
 __all__ = [
     "RETAIN_LOSSES",
     "ForgetRetainConfig",
     "LossTerms",
     "MethodConfig",
     "MethodResult",
+    "ObjectiveConfig",
     "StepRecord",
     "TaskAdapter",
     "UnlearnContext",
@@ -217,6 +221,50 @@ class ForgetRetainConfig(WeightedConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("retain_loss", self.retain_loss, RETAIN_LOSSES)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig(MethodConfig):
+    """A config with a forget objective Φ (the options of :mod:`~ofmu_opt.unlearning.methods.objectives`).
+
+    GA and GradDiff descend −Φ on the forget batch; a subclass may change the default ``objective``.
+
+    Attributes:
+        objective: ``"ascent"`` (Φ = mean NLL: plain gradient ascent, the default here) or an objective with
+            a real maximizer: ``other_class``, ``uniform``, ``calibrated`` (classifiers), ``idk``, ``idk_npo``
+            (QA language models), ``npo``, ``representation``, or ``auto`` (the task's default).
+        npo_beta: b of ``npo``/``idk_npo``.
+        layer: hidden layer of ``representation``.
+        steering: c of ``representation``.
+        target_confidence: ``calibrated``: label probability (None: measured on ``ctx.validation``).
+        target_error: ``calibrated``: error rate (None: measured on ``ctx.validation``).
+    """
+
+    objective: str = "ascent"
+    npo_beta: float = 0.1
+    layer: int = -1
+    steering: float = 6.5
+    target_confidence: float | None = None
+    target_error: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from .objectives import CHOICES, check_options
+
+        check_choice("objective", self.objective, CHOICES)
+        check_options(self.objective_options())
+
+    def objective_options(self) -> ObjectiveOptions:
+        """The objective's options."""
+        from .objectives import ObjectiveOptions
+
+        return ObjectiveOptions(
+            npo_beta=self.npo_beta,
+            layer=self.layer,
+            steering=self.steering,
+            target_confidence=self.target_confidence,
+            target_error=self.target_error,
+        )
 
 
 @dataclass

@@ -180,10 +180,7 @@ class Evaluation:
 
     def input(self, name: str) -> Any:
         """Input ``name`` (computed on first use); a metric may read only the inputs it declared."""
-        if self._stack and name not in self._stack[-1].needs:
-            raise OfmuError(
-                f"{self.registry.family} metric {self._stack[-1].name!r} reads input {name!r} it does not declare"
-            )
+        self._check_declared("input", name)
         if name not in self._inputs:
             provider = self.registry.provider(name)
             saved, self._stack = self._stack, []  # a provider may read other inputs
@@ -194,12 +191,17 @@ class Evaluation:
             self.computed_inputs.append(name)
         return self._inputs[name]
 
+    def _check_declared(self, kind: str, name: str) -> None:
+        """OfmuError when the metric being computed reads an input or metric it did not declare."""
+        if not self._stack:
+            return
+        m = self._stack[-1]
+        if name not in (m.needs if kind == "input" else m.uses):
+            raise OfmuError(f"{self.registry.family} metric {m.name!r} reads {kind} {name!r} it does not declare")
+
     def result(self, name: str) -> Entry:
         """Metric ``name``'s entry (computed on first use); a metric may read only the metrics it uses."""
-        if self._stack and name not in self._stack[-1].uses:
-            raise OfmuError(
-                f"{self.registry.family} metric {self._stack[-1].name!r} reads metric {name!r} it does not use"
-            )
+        self._check_declared("metric", name)
         if name not in self._results:
             m = self.registry.get(name)
             if not self.available(name):
