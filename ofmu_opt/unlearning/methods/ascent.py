@@ -12,7 +12,8 @@ model when ``retain_loss="kl"``):
 - IdkDPO: γ·(2/β)·E_f[−log σ(β((log π_θ(y_idk) − log π_ref(y_idk)) − (log π_θ(y) − log π_ref(y))))]
   + α·L_r, β = 0.1; needs the adapter's ``relabel(batch, "idk", ...)``.
 
-GA and GradDiff take a forget objective Φ (``objective``, :class:`~ofmu_opt.unlearning.methods.contract.ObjectiveConfig`; the functions of
+GA and GradDiff take a forget objective Φ (``objective``, see
+:class:`~ofmu_opt.unlearning.methods.contract.ObjectiveConfig`; the functions of
 :mod:`~ofmu_opt.unlearning.methods.objectives`, shared with OFMU): they descend −Φ; the default
 ``"ascent"`` (Φ = NLL) is the loss above. NPO has no such option: its forget term is the ``npo``
 objective already (GradDiff with ``objective="npo"`` and ``npo_beta=β`` has NPO's loss).
