@@ -36,6 +36,26 @@ def test_references_json(capsys):
     assert main(["references", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {"P1b", "P2", "P3", "P4", "P5", "P9", "QOFMU", "QOFMU-orth"} <= {r["id"] for r in rows}
+    constrained = [r for r in rows if r["constrained"]]
+    assert len(constrained) >= 9 and {"P5", "ClarkWesterberg1990a", "FalkLiu1995"} <= {r["id"] for r in constrained}
+    for r in constrained:  # each names its source and how the optimum was verified
+        assert "enumeration" in r["source"] and r["traps"]
+        assert r["id"] == "P5" or "via BOLIB" in r["description"]
+
+
+def test_references_text_tags_constrained_problems(capsys):
+    assert main(["references"]) == 0
+    out = capsys.readouterr().out
+    assert "ShimizuAiyoshi1981Ex1" in out and "[constrained]" in out
+
+
+@pytest.mark.parametrize("solver", ["gpbgd", "vpbgd", "ofmu"])
+def test_solve_p5_constrained_reaches_the_solution(capsys, solver):
+    extra = ["--option", "beta=0"] if solver == "ofmu" else []
+    code, rec = _solve(capsys, "P5", "--solver", solver, *extra)
+    assert code == 0 and rec["success"] and rec["distance"] <= 1e-4, rec["distance"]
+    assert rec["constrained"] and rec["applies"]
+    assert max(rec["feasibility"].values()) <= 1e-8  # y >= 0 holds at the returned point
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One benchopt run of benchmark_bilevel, dataset `simulated` (dim_inner 10, dim_outer 5), comparing
+# ofmu_opt's presets (through the plug-in solver_ofmu.py) with the benchmark's SOBA, SABA, AmIGO, BOME and
+# F2SA, all in the same run. Offline: nothing is downloaded (the `simulated` dataset is generated).
+#
+# Usage: benchmarks/benchopt/run_simulated.sh BENCHMARK_DIR OUT_DIR [float32|float64] [TIMEOUT_S]
+#   BENCHMARK_DIR  a checkout of benchopt/benchmark_bilevel
+#   OUT_DIR        where the parquet result is copied (report.py turns it into a table and a plot)
+# Needs: pip install benchopt "jax[cpu]" scikit-learn pyarrow (and ofmu_opt's own dependencies).
+set -euo pipefail
+BENCH=${1:?benchmark_bilevel directory}
+OUT=${2:?output directory}
+DTYPE=${3:-float64}
+TIMEOUT=${4:-60}
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+PLUGIN="$HERE/solver_ofmu.py"
+if [ "$DTYPE" = "float64" ]; then export JAX_ENABLE_X64=1; else export JAX_ENABLE_X64=0; fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$OUT"
+benchopt run "$BENCH" \
+  -d "simulated[dim_inner=10,dim_outer=5]" \
+  -s "$PLUGIN[preset=gpbgd]" -s "$PLUGIN[preset=vpbgd]" -s "$PLUGIN[preset=ofmu]" \
+  -s "$PLUGIN[preset=saba,batch_size=64,step=0.1]" \
+  -s SOBA -s SABA -s AmIGO -s BOME -s F2SA \
+  -n 100 --timeout "$TIMEOUT" -r 1 --no-plot --no-html --no-display \
+  --output "simulated_$DTYPE"
+cp "$BENCH/outputs/simulated_$DTYPE.parquet" "$OUT/"
+echo "result: $OUT/simulated_$DTYPE.parquet"
