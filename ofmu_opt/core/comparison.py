@@ -168,16 +168,18 @@ class F2sa(_Base):
             ``f + λg``.
         inner_steps: T steps for z and for y per round.
         lam: initial multiplier λ0.
-        lam_step: additive growth of λ per round.
+        lam_step: additive growth of λ per round (the default reaches ``lam_max`` in 2000 rounds, within
+            ``maxiter``).
         lam_max: cap on λ.
-        tol: stop when the x-step's gradient norm ≤ tol·max(1, first norm) at λ = lam_max.
+        tol: stop when the x-step's gradient norm ≤ tol·max(1, first norm) at λ = lam_max; the status is then
+            ``penalized`` (F2SA's point at a finite λ is O(1/λ) from the bi-level solution).
     """
 
     lr: float = 0.05
     inner_lr: float = 0.1
     inner_steps: int = 10
     lam: float = 1.0
-    lam_step: float = 0.5
+    lam_step: float = 5.0
     lam_max: float = 1e4
     tol: float = 1e-6
     maxiter: int = 10_000
@@ -217,9 +219,11 @@ class F2sa(_Base):
         if not (math.isfinite(dn) and pfinite(sp, (x_new, y)) and sp.all_finite(z)):
             return state._replace(terminal="numerical_error", nit=state.nit + 1)
         scale = state.scale if math.isfinite(state.scale) else max(1.0, dn)
+        # at a finite multiplier F2SA's fixed point is a penalized point, O(1/λ) from the bi-level solution:
+        # stationarity at the cap λ = lam_max ends the run with status "penalized" (never "converged")
         done = lam >= self.lam_max and dn <= self.tol * scale
         return CompState(x_new, y, z, min(lam + self.lam_step, self.lam_max), state.nit + 1, state.prev, 1.0,
-                         Res(dn, vn), scale, "converged" if done else "")
+                         Res(dn, vn), scale, "penalized" if done else "")
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,9 @@ class ImplicitDiff(_Base):
         cg_iters: conjugate-gradient iterations for ``∇²_yy g v = ∇_y f``.
         cg_tol: relative residual at which CG stops.
         tol: stop when ``‖hypergradient‖ ≤ tol·max(1, first norm)``.
+
+    A non-positive curvature met by CG (the inner Hessian is not positive definite at the iterate) ends the
+    run with status ``not_convex`` instead of raising.
     """
 
     lr: float = 0.1
@@ -264,7 +271,7 @@ class ImplicitDiff(_Base):
             raise ProblemSpecError("ImplicitDiff: the problem has no outer variable x, so there is no hypergradient")
         return self._init(problem, x0, y0, 0.0)
 
-    def _cg(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, b: Vec, batch: Batch) -> Vec:
+    def _cg(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, b: Vec, batch: Batch) -> Vec | None:
         sp = problem.space
         v = sp.zeros_like(b)
         r = b
@@ -276,8 +283,8 @@ class ImplicitDiff(_Base):
                 break
             hp = g.hvp(x, y, p, batch=batch)[1]
             php = sp.to_float(sp.dot(p, hp))
-            if php <= 0:
-                raise ProblemSpecError("ImplicitDiff: the inner Hessian is not positive definite at the iterate")
+            if not php > 0:
+                return None  # the inner Hessian is not positive definite here: no implicit hypergradient
             alpha = rr / php
             v = sp.axpy(alpha, p, v)
             r = sp.axpy(-alpha, hp, r)
@@ -301,6 +308,8 @@ class ImplicitDiff(_Base):
             y = sp.axpy(-self.inner_lr, gy, y)
         fx, fy = problem.outer.grad(x, y, batch=batch)
         v = self._cg(problem, g, x, y, fy, batch)
+        if v is None:
+            return state._replace(terminal="not_convex", nit=state.nit + 1)
         hx, _ = g.hvp(x, y, v, batch=batch)
         hyper = sp.sub(fx, hx)
         hn = sp.to_float(sp.norm(hyper))

@@ -173,7 +173,6 @@ class Continuation:
             x=anchor[0], y=anchor[1], z=anchor[1], penalty=next_rho, nit=new.nit, level_iter=0,
             outer_rule=rule.init(problem.space, anchor), lipschitz=state.lipschitz * (next_rho / rho),
             best=math.inf, stall=0, prev=None, prev_grad=None, step=math.nan, theta=math.inf, terminal="",
-            nu_feas=tuple(v * (next_rho / rho) for v in state.nu_feas),
         )
 
     def update(self, problem: BilevelProblem, state: PenaltyState, *, batch: Batch = None) -> PenaltyState:
@@ -196,6 +195,16 @@ class Continuation:
         stalled = low_precision and stall >= STALL_ROUNDS
         if not (gnorm <= level_tol or stalled or level_iter >= self.level_maxiter):
             return new._replace(level_iter=level_iter, best=best, stall=stall, anchor=anchor)
+        if (new.nu_feas or new.nu_outer) and level_iter < self.level_maxiter:
+            # a level is the saddle point of its Lagrangian: step the multipliers and keep solving the level
+            # until they settle, so the level solutions stay a smooth function of 1/ρ for the extrapolation
+            stepped = self.solver.updated_multipliers(problem, new)
+            if self.solver.multiplier_change(new, stepped) > 1e-3 * tol:
+                rule = get_step_rule(self.solver.outer_rule, b1=self.solver.adam_b1, b2=self.solver.adam_b2,
+                                     eps=self.solver.adam_eps)
+                return stepped._replace(level_iter=level_iter, best=math.inf, stall=0, anchor=anchor,
+                                        outer_rule=rule.init(sp, (new.x, new.y)), prev=None, prev_grad=None,
+                                        step=math.nan, theta=math.inf)
         if level_iter >= self.level_maxiter and gnorm > level_tol:
             log.info("level %d (penalty %.3g) hit level_maxiter with residual %.3g", state.level, rho, gnorm)
         elif stalled and gnorm > level_tol:
@@ -204,7 +213,6 @@ class Continuation:
         level_h, level_row, estimate, extrap = extrapolate(
             sp, self.extrapolation, point, 1.0 / rho, new.level_h, new.level_row, new.estimate
         )
-        new = self.solver.updated_multipliers(problem, new)
         feasible = not (res.feasibility > max(tol, 1e-8))
         terminal = ""
         if math.isfinite(extrap) and extrap <= 0.5 * tol and feasible:
@@ -219,7 +227,6 @@ class Continuation:
             estimate=estimate, residuals=res._replace(extrapolation=extrap), terminal=terminal,
             outer_rule=rule.init(sp, point), lipschitz=new.lipschitz * (next_rho / rho), anchor=point,
             best=math.inf, stall=0, prev=None, prev_grad=None, step=math.nan, theta=math.inf,
-            nu_feas=tuple(v * (next_rho / rho) for v in new.nu_feas),
         )
 
     def run(

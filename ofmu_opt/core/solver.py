@@ -475,7 +475,7 @@ class PenaltySolver:
         assert c is not None
         ys = problem.y_set
         eta = self.inner_lr
-        tau = self.dual_lr if self.dual_lr is not None else self.inner_lr
+        tau = self.dual_lr if self.dual_lr is not None else self._dual_step(problem, x, z)
         steps = self._inner_steps(problem)
         inner_tol = self._inner_tol(problem)
         limit = steps if inner_tol is None else max(steps, self.inner_maxiter)
@@ -499,10 +499,35 @@ class PenaltySolver:
                     break
         return z, mu
 
+    @staticmethod
+    def _feasibility_multipliers(rho: float, mu_inner: tuple[float, ...], nu_feas: tuple[float, ...]) -> tuple[
+            float, ...]:
+        """The multipliers of ``c(x, y) ≤ 0`` in the penalized problem: the predictor ``ρ·μ`` (at the solution
+        y shares the lower level's active constraints, which the value-gap term weights by ρ) plus the
+        method-of-multipliers correction ``nu_feas`` (the outer objective's own pull, and the part of the
+        x-derivative of ``μ(x)`` the predictor misses)."""
+        return tuple(rho * m + n for m, n in zip(mu_inner, nu_feas, strict=True))
+
+    def _dual_step(self, problem: BilevelProblem, x: Vec | None, z: Vec) -> float:
+        """The dual step ``τ = 0.5 / (η ‖J_y c‖_F²)`` of the primal-dual loop (the primal-dual hybrid gradient
+        condition ``τ η ‖J‖² < 1`` with margin; Chambolle & Pock 2011), from one vjp per constraint at ``(x, z)``
+        (``inner_lr`` when there are more than 64 constraints)."""
+        c = problem.inner_constraints
+        assert c is not None
+        if c.count > 64:
+            return self.inner_lr
+        sp = problem.space
+        fro = 0.0
+        for i in range(c.count):
+            e = tuple(1.0 if j == i else 0.0 for j in range(c.count))
+            fro += sp.to_float(sp.norm(c.vjp(x, z, e)[1])) ** 2
+        return 0.5 / (self.inner_lr * fro) if fro > 0 and math.isfinite(fro) else self.inner_lr
+
     def _context(self, problem: BilevelProblem, inner: InnerObjective, state: PenaltyState, z: Vec,
                  mu_inner: tuple[float, ...], rho: float, batch: Batch) -> TermContext:
-        return TermContext(problem, inner, rho, z, mu_inner,
-                           {"inner_feasibility": state.nu_feas, "outer": state.nu_outer}, batch)
+        feas = self._feasibility_multipliers(rho, mu_inner, state.nu_feas) if state.nu_feas else ()
+        return TermContext(problem, inner, rho, z, mu_inner, {"inner_feasibility": feas, "outer": state.nu_outer},
+                           batch)
 
     def _penalized(
         self, problem: BilevelProblem, ctx: TermContext, q: Pair, need_value: bool,
@@ -637,7 +662,8 @@ class PenaltySolver:
         )
 
     def updated_multipliers(self, problem: BilevelProblem, state: PenaltyState) -> PenaltyState:
-        """The method-of-multipliers update of the penalized problem's constraint multipliers at the iterate."""
+        """The method-of-multipliers step ``ν ← max(0, ν + ρ c)`` of the penalized problem's constraints
+        (``c(x, y) ≤ 0`` of the lower level at the upper iterate, and ``G(x, y) ≤ 0``) at the iterate."""
         if problem.inner_constraints is None and problem.outer_constraints is None:
             return state
         ctx = self._context(problem, self.inner_objective(problem), state, state.z, state.mu_inner,
@@ -646,8 +672,22 @@ class PenaltySolver:
         changes: dict[str, Any] = {}
         for term in self.terms(problem)[1:]:
             assert isinstance(term, ConstraintTerm)
-            changes["nu_feas" if term.key == "inner_feasibility" else "nu_outer"] = term.updated_multipliers(ctx, q)
+            total = term.updated_multipliers(ctx, q)
+            if term.key == "inner_feasibility":
+                base = self._feasibility_multipliers(state.penalty, state.mu_inner, (0.0,) * len(total))
+                changes["nu_feas"] = tuple(t - b for t, b in zip(total, base, strict=True))
+            else:
+                changes["nu_outer"] = total
         return state._replace(**changes)
+
+    @staticmethod
+    def multiplier_change(old: PenaltyState, new: PenaltyState) -> float:
+        """The largest change of a penalized-problem multiplier between two states, relative to its size."""
+        change = 0.0
+        for a, b in ((old.nu_feas, new.nu_feas), (old.nu_outer, new.nu_outer)):
+            for u, v in zip(a, b, strict=True):
+                change = max(change, abs(u - v) / max(1.0, abs(v)))
+        return change
 
     def effective_tol(self, state: PenaltyState) -> float:
         """``tol`` raised to what the oracles' dtype can resolve (``100·eps``; 1.2e-5 for float32)."""
@@ -723,7 +763,8 @@ class PenaltySolver:
     def multipliers(self, state: PenaltyState) -> dict[str, tuple[float, ...]]:
         """The final multipliers: ``inner`` (lower-level KKT multipliers at the surrogate), ``inner_feasibility``
         (of ``c(x, y) ≤ 0`` in the penalized problem), ``outer`` (of ``G(x, y) ≤ 0``); only those present."""
-        out = {"inner": state.mu_inner, "inner_feasibility": state.nu_feas, "outer": state.nu_outer}
+        feas = self._feasibility_multipliers(state.penalty, state.mu_inner, state.nu_feas) if state.nu_feas else ()
+        out = {"inner": state.mu_inner, "inner_feasibility": feas, "outer": state.nu_outer}
         return {k: tuple(float(v) for v in vals) for k, vals in out.items() if vals}
 
     def point(self, state: PenaltyState) -> Pair:
