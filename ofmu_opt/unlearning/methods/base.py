@@ -62,7 +62,8 @@ use :class:`StepLoop` (in :mod:`~ofmu_opt.unlearning.methods.loop`), which compu
 wall-clock time (RTE); it synchronises the device before every clock read.
 
 The types live in :mod:`~ofmu_opt.unlearning.methods.contract`, the loops in
-:mod:`~ofmu_opt.unlearning.methods.loop`; this module re-exports both.
+:mod:`~ofmu_opt.unlearning.methods.loop`, the gradient helpers in :mod:`~ofmu_opt.unlearning.methods.grads`;
+this module re-exports them.
 
 Example:
     >>> cfg = MethodConfig(lr=0.01, steps=5)
@@ -90,17 +91,8 @@ from .contract import (
     WeightedConfig,
     search_space,
 )
-from .loop import (
-    StepLoop,
-    flat_cos,
-    flat_dot,
-    flat_norm,
-    make_optimizer,
-    nll_gradient_diagnostics,
-    run_gradient_method,
-    run_loss_method,
-    trainable_params,
-)
+from .grads import flat_cos, flat_dot, flat_norm, make_optimizer, nll_gradient_diagnostics, trainable_params
+from .loop import StepLoop, run_gradient_method, run_loss_method
 
 __all__ = [
     "BaseMethod",
