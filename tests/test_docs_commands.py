@@ -185,7 +185,8 @@ def test_parsing_of_blocks_commands_and_smoke_arguments(tmp_path: Path) -> None:
 
 def _run_page(page: Path, tmp_path: Path, cache: Path) -> list[dict[str, object]]:
     cmds = [smoke(argv) for argv in runnable(page)]
-    env = {**os.environ, "OFMU_CACHE_DIR": str(cache), "MPLBACKEND": "Agg", "OFMU_PROGRESS": "off",
+    env = {**os.environ, "OFMU_CACHE_DIR": str(cache), "OFMU_CACHE": str(cache / "lm"), "MPLBACKEND": "Agg",
+           "OFMU_PROGRESS": "off",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     p = subprocess.run([sys.executable, "-c", DRIVER, str(ROOT)], input=json.dumps(cmds), cwd=_workdir(tmp_path),
                        capture_output=True, text=True, timeout=900, env=env)
