@@ -9,7 +9,8 @@ The public API is small and importing it pulls in neither torch nor cvxpy (names
 - constraints: :class:`Box`, :class:`NonNegative`, :class:`Ball`, :class:`Simplex`, :class:`Affine`,
   :class:`UserProjection` (sets, by projection), :class:`FunctionConstraints`, :class:`LinearConstraints`
   (inequalities ``c(x, y) ≤ 0``), :func:`feasibility`;
-- comparison solvers: :class:`Bome`, :class:`F2sa`, :class:`ImplicitDiff`;
+- comparison solvers: :class:`Bome`, :class:`F2sa`, :class:`ImplicitDiff`; stochastic finite sums:
+  :class:`Saba`, :class:`Soba` and :class:`VarianceReduced` (SAGA oracles for the presets);
 - references: :func:`get_reference`, :func:`list_references`;
 - backends: :class:`NumpySpace` (torch: ``ofmu_opt.backends.torch_backend``);
 - errors: :class:`OfmuError` and its subclasses in :mod:`ofmu_opt.errors`.
@@ -57,6 +58,9 @@ _LAZY = {
     "Bome": "ofmu_opt.core",
     "F2sa": "ofmu_opt.core",
     "ImplicitDiff": "ofmu_opt.core",
+    "Saba": "ofmu_opt.core.stochastic",
+    "Soba": "ofmu_opt.core.stochastic",
+    "VarianceReduced": "ofmu_opt.core.stochastic",
     "OfmuError": "ofmu_opt.errors",
     "ConfigError": "ofmu_opt.errors",
     "ProblemSpecError": "ofmu_opt.errors",
