@@ -1,8 +1,7 @@
-"""TinyTOFU end to end: cached target/retain models, forget quality by construction, CLI unlearn/eval."""
+"""TinyTOFU end to end: cached target/retain models, forget quality by construction, runner unlearn/eval/bench."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,15 @@ from typing import Any
 import pytest
 
 from ofmu_opt.errors import ConfigError
-from ofmu_opt.unlearning import lm_bench
-from ofmu_opt.unlearning.lm_bench import LMExperimentConfig, retain_logs_from_eval, tiny_data, tiny_model_dir
+from ofmu_opt.unlearning.benchmarks.tofu_setup import (
+    LMExperimentConfig,
+    cached_eval,
+    retain_logs_from_eval,
+    run_lm_method,
+    tiny_data,
+    tiny_model_dir,
+)
+from ofmu_opt.unlearning.runner import RunConfig, bench, evaluate, unlearn
 
 TINY = {
     "n_authors": 20,
@@ -50,9 +56,9 @@ def test_retain_model_forget_quality_is_one_and_target_is_far_lower(tmp_path: Pa
     target = tiny_model_dir(cfg, tiny, "target")
     retain = tiny_model_dir(cfg, tiny, "retain")
     assert tiny_model_dir(cfg, tiny, "target") == target  # cached: same directory, no retraining
-    logs = retain_logs_from_eval(lm_bench._cached_eval(cfg, retain, tiny.split, "r"))
-    ev_retain = lm_bench._cached_eval(cfg, retain, tiny.split, "r-self", logs)
-    ev_target = lm_bench._cached_eval(cfg, target, tiny.split, "t", logs)
+    logs = retain_logs_from_eval(cached_eval(cfg, retain, tiny.split, "r"))
+    ev_retain = cached_eval(cfg, retain, tiny.split, "r-self", logs)
+    ev_target = cached_eval(cfg, target, tiny.split, "t", logs)
     assert ev_retain["forget_quality"]["agg_value"] == 1.0
     assert ev_target["forget_quality"]["agg_value"] < 0.05
     # the target memorised the forget set, the retain model never saw it
@@ -75,42 +81,23 @@ def test_config_errors_name_the_option() -> None:
         LMExperimentConfig(n_authors=12)
 
 
-def _args(tmp: Path, **kw: Any) -> argparse.Namespace:
-    opts = [f"experiment.{k}={v}" for k, v in {**TINY, "cache_dir": str(tmp / "cache")}.items()]
-    base = dict(
-        benchmark="tinytofu",
-        split="forget10",
-        method=None,
-        methods="all",
-        config=None,
-        seed=0,
-        seeds=1,
-        budget=None,
-        quick=False,
-        out=None,
-        resume=False,
-        model=None,
-        data=None,
-        retain_logs=None,
-        device="cpu",
-        option=opts,
-        threads=1,
-    )
+def _run(tmp: Path, **kw: Any) -> RunConfig:
+    opts = tuple(f"experiment.{k}={v}" for k, v in {**TINY, "cache_dir": str(tmp / "cache")}.items() if k != "split")
+    base: dict[str, Any] = dict(benchmark="tinytofu", split="forget10", options=opts, quiet=True)
     base.update(kw)
-    return argparse.Namespace(**base)
+    return RunConfig(**base)
 
 
 @pytest.mark.slow
 def test_cli_unlearn_then_eval_with_retain_logs(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert lm_bench.unlearn_main(_args(tmp_path, method="graddiff", out=str(out))) == 0
+    assert unlearn(_run(tmp_path, method="graddiff", out=str(out))).code == 0
     ev = json.loads((out / "TOFU_EVAL.json").read_text(encoding="utf-8"))
     summ = json.loads((out / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
     assert summ["forget_quality"] == ev["forget_quality"]["agg_value"] and summ["forget_quality"] is not None
     assert (out / "model" / "config.json").is_file()
     out2 = tmp_path / "ev"
-    args = _args(tmp_path, model=str(out), retain_logs=str(out / "TOFU_EVAL.json"), out=str(out2))
-    assert lm_bench.eval_main(args) == 0
+    assert evaluate(_run(tmp_path, model=str(out), retain_logs=str(out / "TOFU_EVAL.json"), out=str(out2))).code == 0
     again = json.loads((out2 / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
     assert again["forget_quality"] == 1.0  # the model against its own logs
     assert again["model_utility"] == pytest.approx(summ["model_utility"], rel=1e-6)
@@ -134,7 +121,7 @@ def test_local_model_by_path_unlearned_and_evaluated(tmp_path: Path, method: str
     tok.save_pretrained(str(tmp_path / "m"))
     before, _ = load_causal_lm(tmp_path / "m")
     opts = {"steps": 2, "lr": 1e-2} if method == "npo" else {"steps": 1, "lr": 1e-2, "inner_steps": 1}
-    res, model, tok2 = lm_bench.run_lm_method(
+    res, model, tok2 = run_lm_method(
         make_method(method, opts), tmp_path / "m", tiny.split.forget, tiny.split.retain, cfg, seed=0
     )
     assert res.status == "completed" and res.steps == opts["steps"]
@@ -176,14 +163,12 @@ def test_real_tofu_path_files_and_local_model_through_eval_cli(tmp_path: Path) -
         str(tmp_path / "m")
     )
     tok.save_pretrained(str(tmp_path / "m"))
-    base = _args(tmp_path, benchmark="tofu", model=str(tmp_path / "m"), data=str(tmp_path / "tofu"))
-    assert lm_bench.eval_main(argparse.Namespace(**{**vars(base), "out": str(tmp_path / "e1")})) == 0
+    base = dict(benchmark="tofu", model=str(tmp_path / "m"), data=str(tmp_path / "tofu"), quick=True)
+    assert evaluate(_run(tmp_path, **base, out=str(tmp_path / "e1"))).code == 0
     first = json.loads((tmp_path / "e1" / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
     assert first["forget_quality"] is None  # no retain logs: missing, not a number
     logs = str(tmp_path / "e1" / "TOFU_EVAL.json")
-    assert (
-        lm_bench.eval_main(argparse.Namespace(**{**vars(base), "out": str(tmp_path / "e2"), "retain_logs": logs})) == 0
-    )
+    assert evaluate(_run(tmp_path, **base, out=str(tmp_path / "e2"), retain_logs=logs)).code == 0
     second = json.loads((tmp_path / "e2" / "TOFU_SUMMARY.json").read_text(encoding="utf-8"))
     assert second["forget_quality"] == 1.0 and second["privleak"] == pytest.approx(0.0, abs=1e-6)
 
@@ -191,14 +176,13 @@ def test_real_tofu_path_files_and_local_model_through_eval_cli(tmp_path: Path) -
 @pytest.mark.slow
 def test_bench_writes_artifacts_and_resume_reuses_runs(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    args = _args(tmp_path, methods="ga,npo", seeds=2, budget=2, out=str(out))
-    first = lm_bench.run_bench(args)
+    first = bench(_run(tmp_path, methods="ga,npo", seeds=2, budget=2, out=str(out))).results
     for f in ("results.md", "results.json", "tradeoff.png", "conflict.png"):
         assert (out / f).is_file()
     assert set(first["summary"]) == {"retrain (retain model)", "target (no unlearning)", "ga", "npo"}
     assert first["summary"]["retrain (retain model)"]["forget_quality"][0] == 1.0
     stamp = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     assert len(stamp) == 2 * (2 + 2)  # 2 methods x (2 candidates + 2 seeds)
-    again = lm_bench.run_bench(_args(tmp_path, methods="ga,npo", seeds=2, budget=2, out=str(out), resume=True))
+    again = bench(_run(tmp_path, methods="ga,npo", seeds=2, budget=2, out=str(out), resume=True)).results
     assert again["summary"] == first["summary"]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamp  # nothing re-run
