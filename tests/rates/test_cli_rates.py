@@ -35,3 +35,22 @@ def test_unknown_experiment_exits_2_and_lists_the_valid_ones(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "'nope'" in err and "penalty_bias" in err and "base_choice" in err
     assert not any(tmp_path.iterdir())  # rejected before any work
+
+
+def test_no_plots_writes_json_only(capsys, tmp_path):
+    assert main(["rates", "inner_contraction", "--quick", "--json", "--no-plots", "--out", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)
+    assert (tmp_path / "inner_contraction.json").is_file() and not list(tmp_path.glob("*.png"))
+
+
+def test_bad_seed_and_out_exit_2_before_any_work(capsys, tmp_path):
+    for args in (["--seed", str(2**70)], ["--seed", "-1"], ["--seed", "1.5"], ["--out", str(tmp_path / ("n" * 300))]):
+        try:
+            code = main(["rates", "inner_contraction", "--quick", *args] + ([] if "--out" in args else
+                                                                           ["--out", str(tmp_path / "o")]))
+        except SystemExit as exc:  # argparse rejects the value
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("ofmu: error:") and err.count("\n") == 1, err
+        assert "Traceback" not in err
+    assert not any(tmp_path.iterdir())

@@ -56,10 +56,11 @@ def _checkpoint_step(out: Path) -> int:
         return -1
 
 
-def _kill_when(proc: subprocess.Popen[bytes], out: Path, cond: object, timeout: float = 120.0) -> bool:
-    """SIGKILL ``proc`` as soon as ``cond()`` holds (True), or return False if it finished first."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
+def _kill_when(proc: subprocess.Popen[bytes], out: Path, cond: object) -> bool:
+    """SIGKILL ``proc`` as soon as ``cond()`` holds (True), or return False if it finished first. No time
+    window: on a loaded machine the run may take long to reach the point; the test's timeout mark is the
+    hang guard."""
+    while True:
         if out.exists():
             _check_readable(out)
         if cond():  # type: ignore[operator]
@@ -69,8 +70,6 @@ def _kill_when(proc: subprocess.Popen[bytes], out: Path, cond: object, timeout: 
         if proc.poll() is not None:
             return False
         time.sleep(0.002)
-    proc.kill()
-    pytest.fail("the run neither reached the kill point nor finished")
 
 
 def _summary(out: Path) -> dict[str, float]:
@@ -78,7 +77,7 @@ def _summary(out: Path) -> dict[str, float]:
     return {k: v for k, v in s.items() if k != "RTE"}
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(3600)  # hang guard only; nothing here asserts time
 def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> None:
     out, cache = tmp_path / "killed", tmp_path / "cache_killed"
     # (1) killed while training the reference models (the cache directory exists, no checkpoint yet)
@@ -97,7 +96,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> 
     assert EVERY <= first < later < STEPS
     # finish
     p = _start(out, cache, "--resume")
-    _, err = p.communicate(timeout=120)
+    _, err = p.communicate()
     assert p.returncode == 0, err.decode()
     assert not (out / "checkpoint").exists()
     _check_readable(out)
@@ -106,7 +105,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> 
 
     ref_out = tmp_path / "uninterrupted"
     p = _start(ref_out, tmp_path / "cache_ref", "--checkpoint-every", "0")
-    _, err = p.communicate(timeout=120)
+    _, err = p.communicate()
     assert p.returncode == 0, err.decode()
     assert _summary(out) == _summary(ref_out)
     assert json.loads((out / "history.json").read_text()) == json.loads((ref_out / "history.json").read_text())
