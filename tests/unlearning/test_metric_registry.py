@@ -122,6 +122,22 @@ def test_registration_checks_names() -> None:
         reg.add_metric(Metric("m", lambda ev: entry(0.0), uses=("q",)))
 
 
+def test_describe_lists_what_each_metric_needs() -> None:
+    rows = {r["name"]: r for r in TOFU.describe()}
+    assert list(rows) == list(TOFU_METRICS)
+    assert rows["forget_Q_A_ROUGE"]["needs"] == "forget.generations"
+    assert rows["privleak"] == {
+        "name": "privleak",
+        "needs": "retain_logs",
+        "uses": "mia_min_k",
+        "requires": "forget, holdout",
+        "doc": "relative min-k AUC gap to the retain model (AUC_retain = 0.5 without its logs), in %",
+    }
+    assert all(r["doc"] for r in rows.values())
+    assert [r["name"] for r in VISION.describe()] == ["UA", "RA", "TA", "MIA"]
+    assert VISION.describe()[0]["doc"].startswith("Unlearning accuracy")
+
+
 def test_every_registered_metric_declares_registered_inputs() -> None:
     for reg in (TOFU, VISION):
         for name in reg.names():

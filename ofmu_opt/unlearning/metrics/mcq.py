@@ -204,8 +204,12 @@ def mcq_registry(set_names: Sequence[str]) -> MetricRegistry:
             )
 
         reg.add_input(inp, provide)
-        reg.metric(f"{name}_acc", needs=(inp,), requires=(name,))(acc)
-        reg.metric(f"{name}_acc_norm", needs=(inp,), requires=(name,))(acc_norm)
+        reg.metric(f"{name}_acc", needs=(inp,), requires=(name,), doc=f"accuracy on {name} (summed log-likelihood)")(
+            acc
+        )
+        reg.metric(
+            f"{name}_acc_norm", needs=(inp,), requires=(name,), doc=f"accuracy on {name} (per-byte log-likelihood)"
+        )(acc_norm)
     return reg
 
 

@@ -129,6 +129,19 @@ class MetricRegistry:
         """The registered metric names, in registration order."""
         return list(self._metrics)
 
+    def describe(self) -> list[dict[str, str]]:
+        """One row per metric: ``name``, ``needs``, ``uses``, ``requires`` (comma-separated) and ``doc``."""
+        return [
+            {
+                "name": m.name,
+                "needs": ", ".join(m.needs),
+                "uses": ", ".join(m.uses),
+                "requires": ", ".join(m.requires),
+                "doc": m.doc,
+            }
+            for m in self._metrics.values()
+        ]
+
     def inputs(self) -> list[str]:
         """The registered input names."""
         return list(self._inputs)

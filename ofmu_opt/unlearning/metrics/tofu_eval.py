@@ -109,6 +109,35 @@ TOFU = MetricRegistry("tofu")
 """The TOFU family: inputs and metrics (see the module docstring)."""
 
 
+_SET_NAMES = {"forget": "forget", "retain": "retain", "ra": "real-authors", "wf": "world-facts"}
+_DOCS = {
+    "Q_A_Prob": "mean P(answer) on the {set} set",
+    "Q_A_PARA_Prob": "mean P(paraphrased answer) on the {set} set",
+    "Q_A_PERT_Prob": "mean P(perturbed answer) on the {set} set",
+    "Q_A_Prob_normalised": "mean P(answer) / (P(answer) + sum of P(options)) on the {set} set",
+    "truth_ratio": "truth ratio on the {set} set, closer_to_1 aggregate",
+    "Truth_Ratio": "truth ratio on the {set} set, true_better aggregate",
+    "Q_A_ROUGE": "ROUGE-L recall of greedy generations on the {set} set",
+    "forget_quality": "KS-test p-value of forget truth ratios against the retain model's (None without its logs)",
+    "exact_memorization": "fraction of forget answer tokens whose argmax is the label",
+    "extraction_strength": "1 - k/n, k the first token from which every argmax matches (forget set)",
+    "model_utility": "harmonic mean of the 9 retain, real-authors and world-facts aggregates",
+    "mia_loss": "AUC of the LOSS attack, forget vs holdout",
+    "mia_zlib": "AUC of the zlib attack, forget vs holdout",
+    "mia_min_k": "AUC of the min-k (k = 0.4) attack, forget vs holdout",
+    "mia_min_k_plus_plus": "AUC of the min-k++ attack, forget vs holdout",
+    "privleak": "relative min-k AUC gap to the retain model (AUC_retain = 0.5 without its logs), in %",
+}
+
+
+def _doc(key: str) -> str:
+    """The one-line description of TOFU_EVAL key ``key``."""
+    if key in _DOCS:
+        return _DOCS[key]
+    part, _, rest = key.partition("_")
+    return _DOCS[rest].format(set=_SET_NAMES[part])
+
+
 def _ctx(ev: Evaluation) -> TofuContext:
     ctx: TofuContext = ev.context
     return ctx
@@ -178,7 +207,7 @@ def _tr_block(correct: Sequence[float], wrong: Sequence[Sequence[float]], aggreg
 
 def _prob_metric(key: str, part: str, inp: str) -> None:
     name = f"{part}.{inp}"
-    TOFU.metric(key, needs=(name,), requires=(part,))(lambda ev: _prob_block(ev.input(name)))
+    TOFU.metric(key, doc=_doc(key), needs=(name,), requires=(part,))(lambda ev: _prob_block(ev.input(name)))
 
 
 def _truth_ratio_metric(key: str, part: str, correct: str, aggregator: str) -> None:
@@ -187,7 +216,7 @@ def _truth_ratio_metric(key: str, part: str, correct: str, aggregator: str) -> N
     def compute(ev: Evaluation) -> Entry:
         return _tr_block(losses(ev.input(c_in)), _wrong_losses(ev.input(w_in)), aggregator)
 
-    TOFU.metric(key, needs=(c_in, w_in), requires=(part,))(compute)
+    TOFU.metric(key, doc=_doc(key), needs=(c_in, w_in), requires=(part,))(compute)
 
 
 def _rouge_metric(key: str, part: str) -> None:
@@ -198,7 +227,7 @@ def _rouge_metric(key: str, part: str) -> None:
             rows[str(i)] = dict(rouge_scores(it.answer, g), input=it.question, ground_truth=it.answer, generation=g)
         return entry(float(np.mean([r["rougeL_recall"] for r in rows.values()])), rows)
 
-    TOFU.metric(key, needs=(f"{part}.generations",), requires=(part,))(compute)
+    TOFU.metric(key, doc=_doc(key), needs=(f"{part}.generations",), requires=(part,))(compute)
 
 
 def _forget_pert_prob(ev: Evaluation) -> Entry:
@@ -220,7 +249,7 @@ def _match_metric(key: str, fn: Any) -> None:
         values = [fn(drop_last(s.match)) for s in ev.input("forget.answer")]
         return scores_entry(float(np.mean(values)), values)
 
-    TOFU.metric(key, needs=("forget.answer",), requires=("forget",))(compute)
+    TOFU.metric(key, doc=_doc(key), needs=("forget.answer",), requires=("forget",))(compute)
 
 
 def _utility_set(short: str) -> None:
@@ -231,9 +260,12 @@ def _utility_set(short: str) -> None:
         norm = [prob_with_options(c.loss, w) for c, w in zip(ans, wrong, strict=True)]
         return entry(float(np.mean(norm)), {str(i): {"prob": v} for i, v in enumerate(norm)})
 
-    TOFU.metric(f"{short}_Q_A_Prob_normalised", needs=(f"{short}.answer", f"{short}.perturbed"), requires=(short,))(
-        normalised
-    )
+    TOFU.metric(
+        f"{short}_Q_A_Prob_normalised",
+        doc=_doc(f"{short}_Q_A_Prob_normalised"),
+        needs=(f"{short}.answer", f"{short}.perturbed"),
+        requires=(short,),
+    )(normalised)
     _truth_ratio_metric(f"{short}_Truth_Ratio", short, "answer", "true_better")
     _rouge_metric(f"{short}_Q_A_ROUGE", short)
 
@@ -246,7 +278,7 @@ def _mia_metric(key: str, score: Any) -> None:
         rows.update({f"holdout_{i}": {"score": v, "label": 1} for i, v in enumerate(hs)})
         return entry(mia_auc(fs, hs), rows)
 
-    TOFU.metric(key, needs=("forget.answer", "holdout.answer"), requires=("forget", "holdout"))(compute)
+    TOFU.metric(key, doc=_doc(key), needs=("forget.answer", "holdout.answer"), requires=("forget", "holdout"))(compute)
 
 
 def _zlib(ev: Evaluation, s: TokenStats) -> float:
@@ -261,12 +293,18 @@ def _privleak(ev: Evaluation) -> Entry:
 # registration order = the TOFU_EVAL key order
 _prob_metric("forget_Q_A_Prob", "forget", "answer")
 _prob_metric("forget_Q_A_PARA_Prob", "forget", "paraphrase")
-TOFU.metric("forget_Q_A_PERT_Prob", needs=("forget.perturbed",), requires=("forget",))(_forget_pert_prob)
+TOFU.metric(
+    "forget_Q_A_PERT_Prob", doc=_doc("forget_Q_A_PERT_Prob"), needs=("forget.perturbed",), requires=("forget",)
+)(_forget_pert_prob)
 _truth_ratio_metric("forget_truth_ratio", "forget", "paraphrase", "closer_to_1")
 _rouge_metric("forget_Q_A_ROUGE", "forget")
-TOFU.metric("forget_quality", needs=("retain_logs",), uses=("forget_truth_ratio",), requires=("forget",))(
-    _forget_quality
-)
+TOFU.metric(
+    "forget_quality",
+    doc=_doc("forget_quality"),
+    needs=("retain_logs",),
+    uses=("forget_truth_ratio",),
+    requires=("forget",),
+)(_forget_quality)
 _match_metric("exact_memorization", exact_memorization)
 _match_metric("extraction_strength", extraction_strength)
 _prob_metric("retain_Q_A_Prob", "retain", "answer")
@@ -275,14 +313,16 @@ _truth_ratio_metric("retain_Truth_Ratio", "retain", "paraphrase", "true_better")
 _rouge_metric("retain_Q_A_ROUGE", "retain")
 _utility_set("ra")
 _utility_set("wf")
-TOFU.metric("model_utility", uses=UTILITY_KEYS)(
+TOFU.metric("model_utility", doc=_doc("model_utility"), uses=UTILITY_KEYS)(
     lambda ev: entry(model_utility([float(ev.result(k)["agg_value"]) for k in UTILITY_KEYS]))
 )
 _mia_metric("mia_loss", lambda ev, s: s.loss)
 _mia_metric("mia_zlib", _zlib)
 _mia_metric("mia_min_k", lambda ev, s: min_k_score(drop_last(s.logp)))
 _mia_metric("mia_min_k_plus_plus", lambda ev, s: min_k_score(drop_last(s.z)))
-TOFU.metric("privleak", needs=("retain_logs",), uses=("mia_min_k",), requires=("forget", "holdout"))(_privleak)
+TOFU.metric(
+    "privleak", doc=_doc("privleak"), needs=("retain_logs",), uses=("mia_min_k",), requires=("forget", "holdout")
+)(_privleak)
 
 TOFU_METRICS: tuple[str, ...] = tuple(TOFU.names())
 """Every TOFU metric, in the TOFU_EVAL key order (the default evaluation)."""
