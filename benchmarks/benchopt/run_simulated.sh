@@ -23,7 +23,7 @@ benchopt run "$BENCH" \
   -s "$PLUGIN[preset=gpbgd]" -s "$PLUGIN[preset=vpbgd]" -s "$PLUGIN[preset=ofmu]" \
   -s "$PLUGIN[preset=saba,batch_size=64,step=0.1]" \
   -s SOBA -s SABA -s AmIGO -s BOME -s F2SA \
-  -n 100 --timeout "$TIMEOUT" -r 1 --no-plot --no-html --no-display \
+  -n 100 --timeout "$TIMEOUT" -r 1 --no-cache --no-plot --no-html --no-display \
   --output "simulated_$DTYPE"
 cp "$BENCH/outputs/simulated_$DTYPE.parquet" "$OUT/"
 echo "result: $OUT/simulated_$DTYPE.parquet"
