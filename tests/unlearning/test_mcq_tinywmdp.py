@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ import torch
 
 from ofmu_opt.unlearning.data.corpus import generate_tinywmdp
 from ofmu_opt.unlearning.models.hf import load_causal_lm
-from ofmu_opt.unlearning.wmdp_bench import WmdpExperimentConfig, evaluate_mcq_sets, model_dir, tiny_wmdp, unlearn_main
+from ofmu_opt.unlearning.benchmarks.wmdp import WmdpExperimentConfig, evaluate_mcq_sets, model_dir
+from ofmu_opt.unlearning.runner import RunConfig, unlearn
 
 SMALL = {
     "n_entities": 10,
@@ -48,7 +48,7 @@ def test_generator_is_deterministic_and_val_test_entities_are_disjoint() -> None
 
 def test_target_far_above_chance_and_retain_model_near_chance(tmp_path: Path) -> None:
     cfg = WmdpExperimentConfig(cache_dir=str(tmp_path), **SMALL)
-    data = tiny_wmdp(cfg)
+    data = generate_tinywmdp(cfg.n_entities, cfg.data_seed, cfg.n_choices)
     sets = {"wmdp": data.forget_mcq_test, "mmlu": data.retain_mcq_test}
     m, t = load_causal_lm(model_dir(cfg, data, "target"))
     ev = evaluate_mcq_sets(m, t, sets)
@@ -62,18 +62,9 @@ def test_target_far_above_chance_and_retain_model_near_chance(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_cli_unlearn_writes_wmdp_eval(tmp_path: Path) -> None:
-    opts = [f"experiment.{k}={v}" for k, v in {**SMALL, "cache_dir": str(tmp_path / "c")}.items()]
-    args = argparse.Namespace(
-        method="graddiff",
-        out=str(tmp_path / "o"),
-        option=opts,
-        config=None,
-        quick=False,
-        seed=0,
-        device="cpu",
-        threads=1,
-    )
-    assert unlearn_main(args) == 0
+    opts = tuple(f"experiment.{k}={v}" for k, v in {**SMALL, "cache_dir": str(tmp_path / "c")}.items())
+    cfg = RunConfig(benchmark="tinywmdp", method="graddiff", out=str(tmp_path / "o"), options=opts, quiet=True)
+    assert unlearn(cfg).code == 0
     summ = json.loads((tmp_path / "o" / "WMDP_SUMMARY.json").read_text(encoding="utf-8"))
     assert set(summ) == {"wmdp_acc", "wmdp_acc_norm", "mmlu_acc", "mmlu_acc_norm"}
     assert all(0.0 <= v <= 1.0 for v in summ.values())
