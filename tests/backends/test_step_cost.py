@@ -28,6 +28,13 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+def _ofmu(**kw: Any) -> S.PenaltySolver:
+    """The OFMU preset as one plain round per update (no line search, the paper's penalty schedule): the
+    reverse-pass counts below are those of one outer step."""
+    solver = S.ofmu(**kw)
+    return solver.replace(line_search=False, strategy="paper")
+
+
 def _loss(m: nn.Module, b: Any) -> torch.Tensor:
     return nn.functional.cross_entropy(m(b[0]), b[1])
 
@@ -168,8 +175,8 @@ def test_exact_outer_step_shares_one_graph_for_grad_and_hvp(monkeypatch: pytest.
     recomputed for the HVP: 3 passes fewer per outer step, and the same iterate."""
     from ofmu_opt.backends.torch_autodiff import AutodiffInner
 
-    p, y, batches = _setup("double_backward")
-    solver = S.ofmu(inner_steps=0, outer_lr=1e-2, hvp="exact", maxiter=2)
+    p, y, batches = _setup_with(share_outer_grad=False)[1:]
+    solver = _ofmu(inner_steps=0, outer_lr=1e-2, hvp="exact", maxiter=2)
     rb = S.RoundBatches(inner=(), outer=batches[3])
     with _count_reverse_passes() as n:
         shared = solver.update(p, solver.init_state(p, None, y), batch=rb)
@@ -180,3 +187,119 @@ def test_exact_outer_step_shares_one_graph_for_grad_and_hvp(monkeypatch: pytest.
     assert n[0] - joint_passes == 3
     for a, b in zip(shared.y, separate.y, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def _setup_with(**kw: Any) -> tuple[Any, Any, tuple[torch.Tensor, ...], list[ModuleBatch]]:
+    p, y, batches = _setup(kw.pop("autodiff", "double_backward"))
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    with torch.no_grad():
+        for dst, src in zip(model.parameters(), y, strict=True):
+            dst.copy_(src)
+    mp = module_problem(model, _loss, None, None, default_batch=batches[-1], **kw)
+    return mp, mp.problem, mp.y0, batches
+
+
+def test_outer_step_reuses_the_retain_gradient_graph() -> None:
+    """From the second outer step on, ∇L_r's graph taken by the outer objective is reused inside ∇φ:
+    one reverse pass fewer per outer step, the same iterates."""
+    solver = _ofmu(inner_steps=1, inner_lr=1e-2, outer_lr=1e-2, hvp="exact", maxiter=4)
+    runs = {}
+    for share in (True, False):
+        mp, p, y, batches = _setup_with(share_outer_grad=share)
+        st = solver.init_state(p, None, y)
+        passes = []
+        for k in range(3):
+            rb = S.RoundBatches(inner=(batches[k],), outer=batches[3 - k])
+            with _count_reverse_passes() as n:
+                st = solver.update(p, st, batch=rb)
+            passes.append(n[0])
+        runs[share] = (st, passes, p.outer.shared)
+    (st_s, passes_s, shared), (st_n, passes_n, none) = runs[True], runs[False]
+    assert none is None and shared is not None and shared.hits == 2
+    assert passes_s[0] == passes_n[0] and [b - a for a, b in zip(passes_s[1:], passes_n[1:])] == [1, 1]
+    for a, b in zip(st_s.y, st_n.y, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_shared_gradient_is_not_used_for_another_point_or_batch() -> None:
+    from ofmu_opt.backends.torch_autodiff import SharedGradient
+
+    _, p, y, batches = _setup_with()
+    phi = p.inner_factory(InnerSpec("signed", 0.1, 1e-8, "exact", 1e-3, -1.0))
+    sh: SharedGradient = p.outer.shared
+    phi.grad_and_hvp(None, y, batch=batches[0])  # enables the sharing
+    assert sh.enabled
+    p.outer.grad(None, y, batch=batches[1])
+    (_, g), (_, h) = phi.grad_and_hvp(None, y, batch=batches[0])  # another batch: recomputed
+    assert sh.hits == 0
+    y2 = tuple(t.clone() for t in y)
+    p.outer.grad(None, y2, batch=batches[0])
+    y2[0].add_(1.0)  # changed in place after the outer gradient: the version check refuses it
+    phi.grad_and_hvp(None, y2, batch=batches[0])
+    assert sh.hits == 0
+    p.outer.grad(None, y, batch=batches[0])
+    (_, g2), (_, h2) = phi.grad_and_hvp(None, y, batch=batches[0])
+    assert sh.hits == 1
+    for a, b in zip(g + h, g2 + h2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_forward_difference_hvp_takes_one_extra_gradient_and_is_close() -> None:
+    spec = InnerSpec("signed", 0.1, 1e-8, "finite_difference", 1e-7, -1.0)
+    exact = InnerSpec("signed", 0.1, 1e-8, "exact", 1e-7, -1.0)
+    _, p, y, batches = _setup_with(fd_scheme="forward")
+    _, pc, _, _ = _setup_with(fd_scheme="central")
+    fwd, cen = p.inner_factory(spec), pc.inner_factory(spec)
+    with _count_reverse_passes() as n:
+        (_, g), (_, h_fwd) = fwd.grad_and_hvp(None, y, batch=batches[0])
+    n_fwd = n[0]
+    with _count_reverse_passes() as n:
+        (_, _), (_, h_cen) = cen.grad_and_hvp(None, y, batch=batches[0])
+    n_cen = n[0]
+    assert n_fwd == 2 * 3 and n_cen == 3 * 3  # ∇φ takes 3 reverse passes: 2 of them against 3
+    (_, _), (_, h_ex) = p.inner_factory(exact).grad_and_hvp(None, y, batch=batches[0])
+
+    def rel(a: tuple[torch.Tensor, ...]) -> float:
+        num = sum(float(((u - w) ** 2).sum()) for u, w in zip(a, h_ex, strict=True))
+        return (num / sum(float((w**2).sum()) for w in h_ex)) ** 0.5
+
+    assert rel(h_fwd) < 1e-4 and rel(h_cen) < 1e-6  # float64: O(h) against O(h^2)
+    with pytest.raises(Exception, match="fd_scheme"):
+        _setup_with(fd_scheme="backward")
+
+
+def test_autocast_option() -> None:
+    from ofmu_opt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="autocast"):
+        _setup_with(autocast="float16")
+    gen = torch.Generator().manual_seed(0)
+    x, t = torch.randn(16, 4, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+    b = ModuleBatch((x, t), (x, t))
+    grads = []
+    for ac in (None, "bfloat16"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))  # float32: autocast applies
+        mp = module_problem(model, _loss, None, None, default_batch=b, autocast=ac)
+        grads.append(mp.problem.outer.grad(None, mp.y0, batch=b)[1])
+    assert all(a.dtype == torch.float32 for a in grads[1])  # parameters keep their dtype; matmuls ran in bf16
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=0.05, atol=0.02)
+    assert not torch.equal(grads[1][0], grads[0][0])
+
+
+def test_gradient_checkpointing_is_refused_by_the_functional_oracles() -> None:
+    """Recomputation in the backward pass runs outside functional_call, i.e. with the module's weights
+    instead of the iterate: the derivatives would be wrong, so such a model is refused."""
+    pytest.importorskip("transformers")
+    from ofmu_opt.errors import ConfigError
+    from ofmu_opt.unlearning.models.hf import TinyGPT2Config, build_tiny_gpt2
+    from ofmu_opt.unlearning.models.hf import train_tokenizer as tt
+
+    tok = tt(["alpha beta gamma delta", "one two three"], vocab_size=300)
+    model = build_tiny_gpt2(tok, TinyGPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=32), seed=0)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    with pytest.raises(ConfigError, match="gradient checkpointing"):
+        module_problem(model, lambda m, b: m(b).logits.mean(), None, None)
+    model.gradient_checkpointing_disable()
+    module_problem(model, lambda m, b: m(b).logits.mean(), None, None)
