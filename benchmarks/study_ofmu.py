@@ -270,6 +270,44 @@ def grad_norms(scenario: str) -> dict[str, dict[str, float]]:
     return out
 
 
+METRIC_COLUMNS = {
+    "digits": ["UA", "RA", "TA", "MIA", "avg_gap", "RTE"],
+    "tofu": ["forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "RTE"],
+    "wmdp": ["wmdp_acc", "mmlu_acc", "RTE"],
+}
+
+
+def _fmt(v: Sequence[float], metric: str) -> str:
+    m, sd = v
+    if not math.isfinite(m):
+        return "n/a"
+    if metric == "forget_quality":
+        return f"{m:.2e} ± {sd:.1e}"
+    return f"{m:.2f} ± {sd:.2f}" if abs(m) >= 1 or metric in ("RTE",) else f"{m:.3f} ± {sd:.3f}"
+
+
+def markdown(name: str, st: dict[str, Any]) -> str:
+    """The setting's table: every row with its metrics (mean ± std over seeds) and Pareto verdict."""
+    cols = METRIC_COLUMNS[st["family"]]
+    lines = [f"| {name} | " + " | ".join(cols) + " | on the front? |", "|---" * (len(cols) + 2) + "|"]
+    for label, row in st["rows"].items():
+        verdict = ""
+        if label in st["verdicts"]:
+            v = st["verdicts"][label]
+            verdict = "yes" if v["on_front"] else "no (dominated by " + ", ".join(v["dominated_by"]) + ")"
+        cells = [_fmt(row[c], c) if c in row else "n/a" for c in cols]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")
+    lines.append("")
+    lines.append(f"OFMU vs its no-penalty ablation: **{st['ofmu_vs_no_penalty']}**.")
+    lines.append("")
+    lines.append("Commands:")
+    lines.append("")
+    lines.append("```bash")
+    lines += [rec["command"] for rec in st["runs"].values()]
+    lines.append("```")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="study_ofmu_out")
@@ -317,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(study, indent=1, default=str))
         os.replace(tmp, path)
+    for n, st in study["settings"].items():
+        (out / f"study_{n}.md").write_text(markdown(n, st))
     print(json.dumps({n: {"verdicts": s["verdicts"], "vs_no_penalty": s["ofmu_vs_no_penalty"]}
                       for n, s in study["settings"].items()}, indent=1))
     return 0

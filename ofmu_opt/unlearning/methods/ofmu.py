@@ -3,7 +3,8 @@ r"""OFMU as an unlearning method: the generic penalty solver (:mod:`ofmu_opt.cor
 The model's trainable parameters θ (those with ``requires_grad``, or a name pattern) are the inner
 variable. The inner problem maximizes Φ − β·sim(∇Φ, ∇L_r) with Φ the chosen **forget objective**
 (:mod:`~ofmu_opt.unlearning.methods.objectives`; the paper's Φ is the forget NLL, ``objective="ascent"``)
-and L_r the mean per-example NLL of the retain batch. One method step is one OFMU round
+and L_r the mean per-example NLL of the retain batch (or, with ``retain_loss="kl"``, the KL from the
+original model's predictions). One method step is one OFMU round
 (OFMU_SPEC.md §2): ``inner_steps`` ascent steps on the inner objective (each on its own pair of batches),
 then one outer step on F = L_r + ρ‖∇Φ̃‖² (another pair; Φ̃ the inner objective with its similarity term),
 then the penalty schedule.
@@ -79,6 +80,8 @@ class OfmuConfig(MethodConfig):
         steering: c of ``representation``.
         target_confidence: ``calibrated``: label probability (``None``: measured on held-out data).
         target_error: ``calibrated``: fraction pushed to the other classes (``None``: measured).
+        retain_loss: L_r: ``nll`` (mean per-example NLL of the retain batch) or ``kl`` (mean KL from the
+            original model's predictions on the retain batch to the current ones).
         similarity: ``signed`` (the paper's reading) | ``abs`` | ``squared`` | ``none``.
         beta: weight β of the similarity term.
         sim_eps: ε of the cosine's denominator.
@@ -110,6 +113,7 @@ class OfmuConfig(MethodConfig):
     steering: float = 6.5
     target_confidence: float | None = None
     target_error: float | None = None
+    retain_loss: str = "nll"
     similarity: str = "signed"
     beta: float = 0.1
     sim_eps: float = 1e-8
@@ -144,6 +148,7 @@ class OfmuConfig(MethodConfig):
         check_options(self.objective_options())
         if isinstance(self.layer, bool) or not isinstance(self.layer, int):
             raise ConfigError(f"layer: expected an integer, received {self.layer!r}")
+        check_choice("retain_loss", self.retain_loss, ("nll", "kl"))
         check_choice("similarity", self.similarity, SIMILARITY_KINDS)
         check_range("beta", self.beta, low=0.0)
         check_range("sim_eps", self.sim_eps, low=0.0)
@@ -240,6 +245,8 @@ class OfmuMethod:
         T = c.effective_inner_steps
 
         def retain_nll(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+            if c.retain_loss == "kl":
+                return ctx.adapter.kl_to_reference(m, ctx.reference, batch)
             return ctx.adapter.per_example_nll(m, batch).mean()
 
         def draw_round() -> tuple[tuple[ModuleBatch, ...], ModuleBatch]:
