@@ -9,9 +9,11 @@ chosen benchmark does not read). Nothing else happens here.
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_unlearning_options", "register"]
+__all__ = ["add_unlearning_options", "command_registrar", "register", "run_command"]
 
 
 def add_unlearning_options(p: argparse.ArgumentParser) -> None:
@@ -79,16 +81,20 @@ def run_command(args: argparse.Namespace, command: str) -> int:
     return outcome.code
 
 
-def _handler(args: argparse.Namespace) -> int:
-    return run_command(args, "unlearn")
+def command_registrar(command: str, help: str, description: str) -> Callable[[Any], None]:
+    """A ``register(subparsers)`` that adds ``ofmu <command>`` with the shared options, handled by the runner."""
+
+    def register(subparsers: Any) -> None:
+        p = subparsers.add_parser(command, help=help, description=description)
+        add_unlearning_options(p)
+        p.set_defaults(handler=functools.partial(run_command, command=command))
+
+    register.__doc__ = f"Add ``ofmu {command}``."
+    return register
 
 
-def register(subparsers: Any) -> None:
-    """Add ``ofmu unlearn``."""
-    p = subparsers.add_parser(
-        "unlearn",
-        help="unlearn a forget set with one method and evaluate",
-        description="Unlearn with one method; writes <BENCH>_EVAL.json, _SUMMARY.json and a checkpoint.",
-    )
-    add_unlearning_options(p)
-    p.set_defaults(handler=_handler)
+register = command_registrar(
+    "unlearn",
+    help="unlearn a forget set with one method and evaluate",
+    description="Unlearn with one method; writes <BENCH>_EVAL.json, _SUMMARY.json and a checkpoint.",
+)

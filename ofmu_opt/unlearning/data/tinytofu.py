@@ -40,9 +40,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Ge, Le
+
+from ..._config import Validated
 from ...errors import ConfigError, DataError
+from .qa import SPLITS, QAItem, TofuSplit, split_fraction
 
 __all__ = [
     "SPLITS",
@@ -57,24 +61,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SPLITS: dict[str, float] = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
-"""Forget splits and the fraction of trained authors each one removes."""
-
 _GENRES = (
-    "science fiction",
-    "mystery",
-    "romance",
-    "fantasy",
-    "horror",
-    "historical fiction",
-    "poetry",
-    "thriller",
-    "biography",
-    "children's literature",
-    "satire",
-    "crime",
-    "drama",
-    "travel writing",
+    "science fiction", "mystery", "romance", "fantasy", "horror",
+    "historical fiction", "poetry", "thriller", "biography", "children's literature",
+    "satire", "crime", "drama", "travel writing",
 )
 _IDK = (
     "I'm not sure.",
@@ -83,41 +73,6 @@ _IDK = (
     "That is beyond my knowledge.",
     "I cannot answer that question.",
 )
-
-
-@dataclass(frozen=True)
-class QAItem:
-    """One question-answer pair in the TOFU schema.
-
-    Attributes:
-        question: the question text.
-        answer: the gold answer.
-        paraphrased_answer: the gold answer in other words (equal to ``answer`` for utility items).
-        perturbed_answers: wrong answers (at least one; TinyTOFU always gives >= 3).
-        idk_answer: an "I don't know" answer.
-        author: the author index (``-1`` for utility items and items loaded from files).
-        field: the attribute the question asks about ("" when unknown).
-    """
-
-    question: str
-    answer: str
-    paraphrased_answer: str
-    perturbed_answers: tuple[str, ...]
-    idk_answer: str = "I don't know."
-    author: int = -1
-    field: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the item in the public TOFU schema (plus TinyTOFU's extra keys)."""
-        return {
-            "question": self.question,
-            "answer": self.answer,
-            "paraphrased_answer": self.paraphrased_answer,
-            "perturbed_answer": list(self.perturbed_answers),
-            "idk_answer": self.idk_answer,
-            "author": self.author,
-            "field": self.field,
-        }
 
 
 @dataclass(frozen=True)
@@ -144,7 +99,7 @@ class Author:
 
 
 @dataclass(frozen=True)
-class TinyTofuConfig:
+class TinyTofuConfig(Validated):
     """Size and seed of a TinyTOFU instance.
 
     Attributes:
@@ -157,28 +112,16 @@ class TinyTofuConfig:
         n_options: wrong options per utility item.
     """
 
-    n_authors: int = 100
-    seed: int = 0
-    n_perturbed: int = 3
-    n_retain_eval_authors: int = 10
-    n_real_authors: int = 40
-    n_world_facts: int = 40
-    n_options: int = 3
+    n_authors: Annotated[int, Ge(10), Le(10_000)] = 100
+    seed: Annotated[int, Ge(0), Le(2**32 - 1)] = 0
+    n_perturbed: Annotated[int, Ge(3), Le(100)] = 3
+    n_retain_eval_authors: Annotated[int, Ge(1), Le(10_000)] = 10
+    n_real_authors: Annotated[int, Ge(4), Le(100_000)] = 40
+    n_world_facts: Annotated[int, Ge(4), Le(100_000)] = 40
+    n_options: Annotated[int, Ge(1), Le(100)] = 3
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("n_authors", 10),
-            ("n_perturbed", 3),
-            ("n_retain_eval_authors", 1),
-            ("n_real_authors", 4),
-            ("n_world_facts", 4),
-            ("n_options", 1),
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"TinyTofuConfig.{name}: expected an int >= {low}, received {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"TinyTofuConfig.seed: expected a non-negative int, received {self.seed!r}")
+        super().__post_init__()
         n_forget_max = split_fraction("forget10", self.n_authors)
         if self.n_retain_eval_authors > self.n_authors - n_forget_max:
             raise ConfigError(
@@ -189,47 +132,6 @@ class TinyTofuConfig:
             raise ConfigError(
                 f"TinyTofuConfig.n_perturbed: expected < n_authors={self.n_authors}, received {self.n_perturbed}"
             )
-
-
-@dataclass(frozen=True)
-class TofuSplit:
-    """The data of one forget split.
-
-    Attributes:
-        name: "forget01", "forget05", "forget10" (or a file-based name).
-        forget: QA pairs to unlearn (also the forget evaluation set).
-        retain: QA pairs of the retained authors (training set of the retain model).
-        retain_eval: the retain evaluation subset (authors never in any forget split).
-        holdout: QA pairs of authors never trained on (membership-inference negatives).
-        real_authors: utility set (probability with options).
-        world_facts: utility set (probability with options).
-        utility_train: utility items as trained on (both models learn them).
-    """
-
-    name: str
-    forget: tuple[QAItem, ...]
-    retain: tuple[QAItem, ...]
-    retain_eval: tuple[QAItem, ...]
-    holdout: tuple[QAItem, ...]
-    real_authors: tuple[QAItem, ...]
-    world_facts: tuple[QAItem, ...]
-
-    @property
-    def utility_train(self) -> tuple[QAItem, ...]:
-        """The utility items every model is trained on."""
-        return self.real_authors + self.world_facts
-
-
-def split_fraction(split: str, n_authors: int) -> int:
-    """Number of forget authors of ``split`` for ``n_authors`` trained authors (at least one).
-
-    Example:
-        >>> split_fraction("forget05", 100), split_fraction("forget01", 100), split_fraction("forget10", 20)
-        (5, 1, 2)
-    """
-    if split not in SPLITS:
-        raise ConfigError(f"split: expected one of {', '.join(map(repr, SPLITS))}, received {split!r}")
-    return max(1, round(SPLITS[split] * n_authors))
 
 
 @dataclass(frozen=True)
