@@ -74,10 +74,42 @@ def blocks(page: Path) -> list[tuple[str, str]]:
     return out
 
 
+def _split_lines(body: str) -> list[str]:
+    """Split a shell block into command lines: at newlines outside quotes, after joining ``\\`` continuations,
+    with ``#`` comments (outside quotes, at the start of a word) removed."""
+    lines, cur, quote, i = [], [], "", 0
+    text = re.sub(r"\\\n", " ", body)
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == quote:
+                quote = ""
+            elif c == "\\" and quote == '"' and i + 1 < len(text):
+                cur.append(c)
+                i += 1
+                c = text[i]
+        elif c in "'\"":
+            quote = c
+        elif c == "#" and (not cur or cur[-1] in " \t"):
+            while i < len(text) and text[i] != "\n":
+                i += 1
+            continue
+        elif c == "\n":
+            lines.append("".join(cur))
+            cur = []
+            i += 1
+            continue
+        cur.append(c)
+        i += 1
+    if quote:
+        raise ValueError(f"unclosed quote in a shell block: {body!r}")
+    lines.append("".join(cur))
+    return [line for line in lines if line.strip()]
+
+
 def commands(body: str) -> list[list[str]]:
     """The commands of a shell block: continuation lines joined, comments dropped, split like a shell."""
-    logical = re.sub(r"\\\n", " ", body)
-    return [argv for line in logical.splitlines() if (argv := shlex.split(line, comments=True))]
+    return [shlex.split(line) for line in _split_lines(body)]
 
 
 def runnable(page: Path) -> list[list[str]]:
@@ -115,9 +147,12 @@ for argv in cmds:
             from ofmu_opt.cli import main
             rc = main(argv[1:])
         elif name.startswith("python"):
-            sys.argv = argv[1:]
+            sys.argv = ["-c", *argv[3:]] if argv[1] == "-c" else argv[1:]
             try:
-                runpy.run_path(argv[1], run_name="__main__")
+                if argv[1] == "-c":
+                    exec(compile(argv[2], "<string>", "exec"), {"__name__": "__main__"})
+                else:
+                    runpy.run_path(argv[1], run_name="__main__")
             except SystemExit as exc:
                 rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         elif name == "make":
@@ -181,6 +216,8 @@ def test_parsing_of_blocks_commands_and_smoke_arguments(tmp_path: Path) -> None:
     assert smoke(["ofmu", "rates", "--quick"]) == ["ofmu", "rates", "--quick", "penalty_bias"]
     assert smoke(["ofmu", "rates", "outer_linear"]) == ["ofmu", "rates", "outer_linear"]
     assert smoke(["make", "demo"]) == ["make", "demo"]
+    assert commands("python -c 'a = 1  # not a comment\nprint(a)' x  # comment: it's\nofmu references") == [
+        ["python", "-c", "a = 1  # not a comment\nprint(a)", "x"], ["ofmu", "references"]]
 
 
 def _run_page(page: Path, tmp_path: Path, cache: Path) -> list[dict[str, object]]:
