@@ -8,6 +8,7 @@ The convention (documented in docs/index.md, "How the commands on these pages ar
 - a block whose first line is ``# illustration: <why>`` is shown but not run (it needs files, hardware
   or machines that a test cannot have); the reason is visible to the reader;
 - ``make`` lines are checked with ``make -n`` (the target exists; ``make test`` is this suite itself);
+- the ```` ```python ```` blocks of README.md and docs/quickstart.md are complete programs and run too;
 - "smoke size": the arguments in :data:`SMOKE` are appended to a command (argparse keeps the last value
   of an option, so they only shrink model sizes, steps, seeds and experiment lists); nothing else
   of the command changes.
@@ -34,6 +35,9 @@ PAGES = sorted(
     + list((ROOT / "docs").glob("tutorial_*.md")) + list((ROOT / "docs").glob("howto_*.md"))
 )
 ILLUSTRATION = "# illustration:"
+#: pages whose ```python blocks are complete programs and run too (tutorial pages show fragments of an
+#: examples/ script, which tests/test_examples.py runs)
+PYTHON_PAGES = {"README.md", "quickstart.md"}
 SHELL_LANGS = {"bash", "sh", "shell", "console", "zsh"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
 COMMAND_WORDS = ("ofmu ", ".venv/bin/", "python ", "python3 ", "torchrun ", "make ", "pip ")
@@ -113,11 +117,15 @@ def commands(body: str) -> list[list[str]]:
 
 
 def runnable(page: Path) -> list[list[str]]:
-    """Commands of the page's runnable shell blocks, in order."""
+    """Commands of the page's runnable shell blocks (and, on the first-hour pages, Python blocks), in order."""
     out: list[list[str]] = []
     for lang, body in blocks(page):
-        if lang in SHELL_LANGS and not body.lstrip().startswith(ILLUSTRATION):
+        if body.lstrip().startswith(ILLUSTRATION):
+            continue
+        if lang in SHELL_LANGS:
             out.extend(commands(body))
+        elif lang == "python" and page.name in PYTHON_PAGES:
+            out.append(["python", "-c", body])
     return out
 
 
