@@ -33,7 +33,7 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
     assert BROWSER is not None
     cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            "--virtual-time-budget=8000", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=3600)  # hang guard only
 
 
 def _existing(site_root: Path) -> list[str]:
