@@ -270,6 +270,47 @@ def grad_norms(scenario: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def lm_grad_norms(split: str = "forget05") -> dict[str, dict[str, float]]:
+    """‖∇Φ‖, ‖∇Φ̃‖ (β = 0.1) and ‖∇L_r‖ at the TinyTOFU target model (``--quick`` recipe, seed 0) on the first
+    forget and retain batches of the unlearning streams (batch 8)."""
+    import torch
+
+    from ofmu_opt.backends.torch_module import ModuleBatch, module_problem
+    from ofmu_opt.core import solver as S
+    from ofmu_opt.unlearning import lm_bench as L
+    from ofmu_opt.unlearning.methods.base import MethodResult, UnlearnContext
+    from ofmu_opt.unlearning.methods.objectives import ObjectiveOptions, make_objective
+
+    ns = argparse.Namespace(benchmark="tinytofu", split=split, quick=True, seed=0)
+    cfg = L.experiment_config(ns)
+    tiny = L.tiny_data(cfg)
+    target = L.tiny_model_dir(cfg, tiny, "target")
+    out: dict[str, dict[str, float]] = {}
+
+    class Measure:
+        name = "measure"
+
+        def run(self, ctx: UnlearnContext) -> MethodResult:
+            fb, rb = next(ctx.forget), next(ctx.retain)
+            for name in ("ascent", "npo", "idk", "idk_npo", "representation"):
+                obj = make_objective(name, ctx, fb, ObjectiveOptions())
+                mp = module_problem(ctx.model, obj, None, None, default_batch=ModuleBatch(fb, rb),
+                                    retain_loss=lambda m, b: ctx.adapter.per_example_nll(m, b).mean())
+                row = {}
+                for label, beta in (("grad_phi", 0.0), ("grad_phi_tilde", 0.1)):
+                    inner = S.ofmu(beta=beta, similarity="signed" if beta else "none").inner_objective(mp.problem)
+                    g = inner.grad(None, mp.y0)[1]
+                    row[label] = float(torch.sqrt(sum((t * t).sum() for t in g)))
+                g_r = mp.problem.outer.grad(None, mp.y0)[1]
+                row["grad_retain"] = float(torch.sqrt(sum((t * t).sum() for t in g_r)))
+                out[name] = row
+            return MethodResult(ctx.model, 0, 0.0)
+
+    util = tiny.data.real_authors + tiny.data.world_facts
+    L.run_lm_method(Measure(), target, tiny.split.forget, tiny.split.retain + util, cfg, 0)
+    return out
+
+
 METRIC_COLUMNS = {
     "digits": ["UA", "RA", "TA", "MIA", "avg_gap", "RTE"],
     "tofu": ["forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "RTE"],
@@ -324,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--grad-norms", action="store_true", help="measure ‖∇Φ(θ0)‖ per objective on digits and exit")
     args = p.parse_args(argv)
     if args.grad_norms:
-        res = {sc: grad_norms(sc) for sc in ("class:3", "random10")}
+        res: dict[str, Any] = {sc: grad_norms(sc) for sc in ("class:3", "random10")}
+        res["tinytofu_forget05"] = lm_grad_norms("forget05")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "grad_norms.json").write_text(json.dumps(res, indent=1))
         print(json.dumps(res, indent=1))

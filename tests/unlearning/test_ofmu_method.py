@@ -76,7 +76,7 @@ def test_value_gap_runs_as_the_weighted_sum_without_inner_steps() -> None:
      ({"inner_rule": "lbfgs"}, "inner_rule"), ({"params": "some"}, "params"), ({"accumulation": 0}, "accumulation"),
      ({"objective": "forget"}, "objective"), ({"inner_state": "maybe"}, "inner_state"),
      ({"penalty_type": "quadratic"}, "penalty_type"), ({"npo_beta": 0}, "npo_beta"),
-     ({"retain_loss": "mse"}, "retain_loss")],
+     ({"retain_loss": "mse"}, "retain_loss"), ({"retain_loss": "kl", "beta": 0.1}, "retain_loss")],
 )
 def test_config_range_checks(options: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

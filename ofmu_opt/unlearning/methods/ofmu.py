@@ -149,6 +149,12 @@ class OfmuConfig(MethodConfig):
         if isinstance(self.layer, bool) or not isinstance(self.layer, int):
             raise ConfigError(f"layer: expected an integer, received {self.layer!r}")
         check_choice("retain_loss", self.retain_loss, ("nll", "kl"))
+        if self.retain_loss == "kl" and self.beta > 0 and self.similarity != "none":
+            raise ConfigError(
+                "retain_loss: 'kl' has a zero gradient at the original model, where cos(∇Φ, ∇L_r) is undefined "
+                f"(measured: its gradient then swamps ∇Φ); expected beta=0 or similarity='none' with it, received "
+                f"beta={self.beta}"
+            )
         check_choice("similarity", self.similarity, SIMILARITY_KINDS)
         check_range("beta", self.beta, low=0.0)
         check_range("sim_eps", self.sim_eps, low=0.0)
