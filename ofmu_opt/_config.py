@@ -151,9 +151,18 @@ def _adapter(tp: Any) -> Any:
     return TypeAdapter(tp, config=ConfigDict(arbitrary_types_allowed=True))
 
 
+def _non_finite(value: Any) -> bool:
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def _message(name: str, err: Mapping[str, Any], value: Any) -> str:
     kind = str(err.get("type", ""))
     ctx = err.get("ctx") or {}
+    if kind.startswith(("greater", "less")) and isinstance(value, str | float) and _non_finite(value):
+        return f"{name}: expected a finite number, received {value!r}"
     for op, key in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt")):
         if key in ctx and kind.endswith(("than", "than_equal")):
             return f"{name}: expected a value {op} {ctx[key]}, received {value!r}"

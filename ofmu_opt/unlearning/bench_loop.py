@@ -29,7 +29,7 @@ import numpy as np
 
 from .._config import config_from_dict, config_to_dict
 from .._io import atomic_write_record, read_record
-from ..errors import ConfigError, IntegrityError
+from ..errors import ConfigError, DataError
 from .benchmarks.base import Benchmark, RunHooks, history_dicts, row_from_eval
 from .methods.registry import MethodUnavailableError, get_method
 from .report import aggregate, write_results
@@ -38,7 +38,7 @@ from .search import check_options, method_options, resolve_methods, sample_confi
 if TYPE_CHECKING:
     from .runner import RunConfig, RunOutcome
 
-__all__ = ["run_comparison"]
+__all__ = ["check_bench_options", "run_comparison"]
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,25 @@ def _candidates(cfg: RunConfig, bench_: Benchmark, exp: Any, spec: Any, opts: di
     user = method_options(spec.name, opts, toml, single=False)
     defaults = bench_.method_defaults(exp, cfg)
     steps = defaults.pop("steps", None)
-    if user:  # the user's options are checked here, before any run
-        config_from_dict(spec.config_cls, {**defaults, **user}, prefix=f"{spec.name}.")
+    if user:  # the user's options, checked on their own (a clearer message than from a draw)
+        config_from_dict(spec.config_cls, {**defaults, **user, **({"steps": steps} if steps else {})},
+                         prefix=f"{spec.name}.")
     return sample_configs(spec.config_cls, user, budget, seed=cfg.seed, steps=steps, defaults=defaults)
+
+
+def check_bench_options(cfg: RunConfig, bench_: Benchmark, exp: Any) -> list[str]:
+    """The methods of the comparison, after checking every option and each method's fixed options."""
+    methods = resolve_methods(cfg.methods, bench_.methods, bench_.task)
+    toml = cfg.toml()
+    _, opts = split_options(cfg.option_pairs)
+    check_options(opts, toml, methods, single=False)
+    for name in methods:
+        try:
+            spec = get_method(name)
+        except MethodUnavailableError:
+            continue
+        _candidates(cfg, bench_, exp, spec, opts, toml, 1)
+    return methods
 
 
 def run_comparison(cfg: RunConfig, bench_: Benchmark, out: Path) -> RunOutcome:
@@ -110,7 +126,6 @@ def run_comparison(cfg: RunConfig, bench_: Benchmark, out: Path) -> RunOutcome:
     methods = resolve_methods(cfg.methods, bench_.methods, bench_.task)
     toml = cfg.toml()
     _, opts = split_options(cfg.option_pairs)
-    check_options(opts, toml, methods, single=False)
     exps = {s: bench_.experiment(cfg, s) for s in seeds}
     preps: dict[int, Any] = {}
     for s in seeds:
@@ -160,8 +175,8 @@ def run_comparison(cfg: RunConfig, bench_: Benchmark, out: Path) -> RunOutcome:
                     if s == seeds[0]:
                         histories[name] = list(rec.get("history") or [])
                     tick(1)
-            except (ConfigError, IntegrityError):
-                raise  # a bad option or a damaged record is the user's to fix, not a method failure
+            except (ConfigError, DataError):
+                raise  # a bad option, bad data or a damaged record is the user's to fix, not a method failure
             except Exception as exc:  # one broken method must not lose the others' results
                 log.error("method %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=True)
                 failed[name] = f"{type(exc).__name__}: {exc}"[:300]

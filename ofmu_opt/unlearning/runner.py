@@ -152,6 +152,14 @@ def prepare_run(cfg: RunConfig) -> tuple[Benchmark, Path]:
     cache = bench_.cache_dir(exp)
     if cache is not None:
         check_writable_dir(cache, "cache directory")
+    if cfg.retain_logs:
+        bench_.read_retain_logs(cfg.retain_logs)  # read and checked before any evaluation
+    if cfg.command == "unlearn":
+        _method_cfg(cfg, bench_, exp)
+    elif cfg.command == "bench":
+        from .bench_loop import check_bench_options
+
+        check_bench_options(cfg, bench_, exp)
     torch.set_num_threads(cfg.threads)
     return bench_, out
 
@@ -168,19 +176,25 @@ def run(cfg: RunConfig) -> RunOutcome:
         return fn(cfg, bench_, out)
 
 
+def _as(cfg: RunConfig, command: str) -> RunConfig:
+    if not isinstance(cfg, RunConfig):
+        raise TypeError(f"expected a RunConfig, received {type(cfg).__name__}")
+    return dataclasses.replace(cfg, command=command)  # type: ignore[arg-type]
+
+
 def unlearn(cfg: RunConfig) -> RunOutcome:
     """``ofmu unlearn``: one method, one seed; see the module docstring for the files written."""
-    return run(dataclasses.replace(cfg, command="unlearn"))
+    return run(_as(cfg, "unlearn"))
 
 
 def bench(cfg: RunConfig) -> RunOutcome:
     """``ofmu bench``: the equal-budget comparison (see :mod:`ofmu_opt.unlearning.bench_loop`)."""
-    return run(dataclasses.replace(cfg, command="bench"))
+    return run(_as(cfg, "bench"))
 
 
 def evaluate(cfg: RunConfig) -> RunOutcome:
     """``ofmu eval``: evaluate the model in ``cfg.model``; writes ``<PREFIX>_EVAL.json`` / ``_SUMMARY.json``."""
-    return run(dataclasses.replace(cfg, command="eval"))
+    return run(_as(cfg, "eval"))
 
 
 def _method_cfg(cfg: RunConfig, bench_: Benchmark, exp: Any) -> tuple[Any, Any]:

@@ -128,6 +128,10 @@ class Benchmark(Protocol):
         """Where the reference models are cached (checked before any work), or None."""
         ...
 
+    def read_retain_logs(self, path: str) -> Any:
+        """Read and check a ``--retain-logs`` file (before any work)."""
+        ...
+
     def prepare(self, exp: Any, run: RunConfig) -> Any:
         """Data, splits, the original and retain/Retrain models and their evaluations (cached on disk)."""
         ...
@@ -193,6 +197,10 @@ class BenchmarkBase:
         "eval": frozenset({"model"}),
     }
     extra: Mapping[str, frozenset[str]] = {}  # the benchmark's own options per command
+
+    def read_retain_logs(self, path: str) -> Any:
+        """Read and check a ``--retain-logs`` file (a benchmark that reads one overrides this)."""
+        raise ConfigError(f"--retain-logs: not used by benchmark {self.name!r}")
 
     def uses(self, command: str) -> frozenset[str]:
         return self.COMMON | self.PER_COMMAND.get(command, frozenset()) | self.extra.get(command, frozenset())

@@ -80,6 +80,11 @@ class TofuBenchmark(BenchmarkBase):
             self.extra = {"unlearn": frozenset({"split", "retain_logs"}), "bench": frozenset({"split"}),
                           "eval": frozenset({"split", "retain_logs"})}
 
+    def read_retain_logs(self, path: str) -> RetainLogs:
+        from ..metrics.tofu import read_retain_logs
+
+        return read_retain_logs(path)
+
     def experiment(self, run: RunConfig, seed: int) -> LMExperimentConfig:
         from ..search import split_options
         from .tofu_setup import LMExperimentConfig
@@ -106,9 +111,7 @@ class TofuBenchmark(BenchmarkBase):
         return {"steps": exp.unlearn_steps, "lr": exp.unlearn_lr}
 
     def prepare(self, exp: LMExperimentConfig, run: RunConfig) -> TofuPrepared:
-        from ..metrics.tofu import read_retain_logs
-
-        logs = read_retain_logs(run.retain_logs) if run.retain_logs else None  # checked before any work
+        logs = self.read_retain_logs(run.retain_logs) if run.retain_logs else None
         if self.name == "tofu":
             from ..data.tofu_files import load_tofu_split
             from .lm_runs import model_dir_arg

@@ -48,7 +48,8 @@ class VisionPrepared:
     rt_val: dict[str, float]
 
 
-def _retain_logs(path: str) -> dict[str, float]:
+def retain_metrics(path: str) -> dict[str, float]:
+    """UA, RA, TA and MIA of a Retrain evaluation file (``DIGITS_EVAL.json``/``_SUMMARY.json`` layout)."""
     from ..._io import read_json
     from ..metrics.vision import GAP_METRICS
 
@@ -88,6 +89,9 @@ class VisionBenchmark(BenchmarkBase):
         extra = {"scenario"} | ({"data"} if name == "cifar10" else set())
         self.extra = {"unlearn": frozenset(extra), "bench": frozenset(extra),
                       "eval": frozenset(extra | {"retain_logs"})}
+
+    def read_retain_logs(self, path: str) -> dict[str, float]:
+        return retain_metrics(path)
 
     def _quick(self, run: RunConfig) -> dict[str, Any]:
         if self.name == "cifar10":
@@ -134,7 +138,7 @@ class VisionBenchmark(BenchmarkBase):
         from ..._progress import progress
         from ..experiment import evaluate, load_data, reference_models
 
-        logs = _retain_logs(run.retain_logs) if run.retain_logs else None  # read and checked before any work
+        logs = self.read_retain_logs(run.retain_logs) if run.retain_logs else None  # read and checked before any work
         device = resolve_device(exp.device)
         data = load_data(exp)
         if logs is not None:  # `eval --retain-logs`: no reference models needed
