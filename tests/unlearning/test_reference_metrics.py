@@ -89,7 +89,8 @@ def _check(name: str, tmp: Path) -> None:
     assert got["exit_code"] == want["exit_code"]
     keys = set(want["summary"]) - NOT_COMPARED
     assert keys <= set(got["summary"]), f"{name}: metrics missing: {sorted(keys - set(got['summary']))}"
-    bad = {k: (want["summary"][k], got["summary"][k]) for k in sorted(keys) if not _close(want["summary"][k], got["summary"][k])}
+    w, g = want["summary"], got["summary"]
+    bad = {k: (w[k], g[k]) for k in sorted(keys) if not _close(w[k], g[k])}
     assert not bad, f"{name}: metrics changed (recorded, now): {bad}"
     now = dict((s, v) for s, v in got["loss_history"])
     assert want["loss_history"], f"{name}: the fixture has no loss history"

@@ -15,6 +15,9 @@ from ofmu_opt.errors import ConfigError
 from ofmu_opt.unlearning.benchmarks import get_benchmark
 from ofmu_opt.unlearning.runner import RunConfig, bench, unlearn
 
+GA = ["unlearn", "--method", "ga"]
+GD = ["unlearn", "--method", "graddiff"]
+TT = ["unlearn", "--benchmark", "tinytofu", "--method", "ga"]
 QUICK = ["--quick", "-q", "--option", "experiment.train_steps=60", "--option", "experiment.hidden=16"]
 
 
@@ -33,17 +36,17 @@ def _err(capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["unlearn", "--method", "graddiff", "--option", "grad_diff.lr=3"], "valid prefixes: 'experiment.', 'graddiff.'"),
-        (["unlearn", "--method", "graddiff", "--option", "ga.lr=3"], "a known method, but not one this run uses"),
-        (["unlearn", "--method", "ga", "--option", "ga.nosuch=3"], "ga has no option 'nosuch'"),
-        (["unlearn", "--method", "ga", "--seed", "1" + "0" * 30], "--seed: expected a value <= 4294967295"),
-        (["unlearn", "--method", "ga", "--threads", "9" * 25], "--threads: expected a value <= 4096"),
-        (["unlearn", "--method", "ga", "--checkpoint-every", "-1"], "--checkpoint_every: expected a value >= 0"),
-        (["unlearn", "--method", "ga", "--option", "experiment.hidden=1000000000"], "experiment.hidden: expected a value <= 65536"),
-        (["unlearn", "--method", "ga", "--option", "experiment.train_lr=nan"], "experiment.train_lr: expected a finite number"),
-        (["unlearn", "--method", "ga", "--split", "forget05"], "--split: not used by 'ofmu unlearn --benchmark digits'"),
-        (["unlearn", "--benchmark", "tinytofu", "--method", "ga", "--model", "/does/not/exist"], "--model: not used"),
-        (["unlearn", "--benchmark", "tinytofu", "--method", "ga", "--option", "experiment.n_embd=0"], "n_embd: expected a value >= 1"),
+        ([*GD, "--option", "grad_diff.lr=3"], "valid prefixes: 'experiment.', 'graddiff.'"),
+        ([*GD, "--option", "ga.lr=3"], "a known method, but not one this run uses"),
+        ([*GA, "--option", "ga.nosuch=3"], "ga has no option 'nosuch'"),
+        ([*GA, "--seed", "1" + "0" * 30], "--seed: expected a value <= 4294967295"),
+        ([*GA, "--threads", "9" * 25], "--threads: expected a value <= 4096"),
+        ([*GA, "--checkpoint-every", "-1"], "--checkpoint_every: expected a value >= 0"),
+        ([*GA, "--option", "experiment.hidden=1000000000"], "experiment.hidden: expected a value <= 65536"),
+        ([*GA, "--option", "experiment.train_lr=nan"], "experiment.train_lr: expected a finite number"),
+        ([*GA, "--split", "forget05"], "--split: not used by 'ofmu unlearn --benchmark digits'"),
+        ([*TT, "--model", "/does/not/exist"], "--model: not used"),
+        ([*TT, "--option", "experiment.n_embd=0"], "n_embd: expected a value >= 1"),
         (["bench", "--benchmark", "tofu"], "does not support 'bench'"),
         (["eval", "--benchmark", "mcq", "--method", "ga"], "--method: not used"),
         (["bench", "--methods", "ga", "--option", "ft.lr=1"], "unknown prefix 'ft'"),
@@ -84,7 +87,7 @@ def _loop(tmp: Path) -> Path:
 def test_out_through_a_bad_symlink_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any,
                                               needle: str) -> None:
     out = make(tmp_path) / "run"
-    assert main(["unlearn", "--method", "ga", "--out", str(out), *QUICK]) == 2
+    assert main([*GA, "--out", str(out), *QUICK]) == 2
     assert needle in _err(capsys)
 
 
@@ -102,7 +105,7 @@ def test_lm_out_is_checked_before_training(tmp_path: Path, capsys: pytest.Captur
     out = tmp_path / "file"
     out.write_text("x")
     cache = tmp_path / "lmcache"
-    assert main(["unlearn", "--benchmark", "tinytofu", "--method", "ga", "--out", str(out),
+    assert main([*TT, "--out", str(out),
                  "--option", f"experiment.cache_dir={cache}", "-q"]) == 2  # fmt: skip
     assert "expected a directory, received a file" in _err(capsys)
     assert not cache.exists()  # no model was trained
@@ -112,7 +115,7 @@ def test_lm_out_is_checked_before_training(tmp_path: Path, capsys: pytest.Captur
 def test_retain_logs_are_read_and_checked_before_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                             content: str, needle: str) -> None:
     model = tmp_path / "m"
-    assert main(["unlearn", "--method", "ga", "--out", str(model), "--option", "steps=2", *QUICK]) == 0
+    assert main([*GA, "--out", str(model), "--option", "steps=2", *QUICK]) == 0
     logs = tmp_path / "logs.json"
     logs.write_text(content)
     capsys.readouterr()
