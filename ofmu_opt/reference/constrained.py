@@ -328,8 +328,9 @@ def anandalingam_white_1990() -> QPBilevelData:
                  ([0, -1], 0.0)),
         ul=_rows(([-1, 0], 0.0),),
         x_star=[16.0], y_star=[11.0], listed=-49.0, x0=[1.0], y0=[1.0],
-        traps="linear bi-level program: the optimum is a vertex where the lower feasible set shrinks to a point "
-              "(two lower-level constraints active) at the edge of the x-range where the lower level is feasible",
+        traps="linear bi-level program with a local-minimum trap: h(x) = 0.5x − 15 on [0, 8] has a local minimum "
+              "at x = 0 (F = −15); the global optimum is the vertex x = 16 where the lower feasible set shrinks "
+              "to a point, at the edge of the x-range where the lower level is feasible",
         x_range=((0.0, 16.0),),
     )
 

@@ -91,6 +91,12 @@ def test_lampariello_sagratella_35_local_minimum_trap():
     assert _h(d, 0.8) == pytest.approx(0.8, abs=1e-6)
 
 
+def test_anandalingam_white_local_minimum_trap():
+    d = CONSTRAINED_DATA["AnandalinghamWhite1990"]()
+    assert _h(d, 0.0) == pytest.approx(-15.0, abs=1e-6)
+    assert _h(d, 0.1) > -15.0 and _h(d, 16.0) == pytest.approx(-49.0, abs=1e-6)
+
+
 def test_lower_level_solution_set_is_not_a_singleton_for_ls33():
     # at x* the lower level min y1 over {x + y1 + y2 ≥ 1, y ≥ 0} has the ray y1 = 0, y2 ≥ 1/2 as solutions:
     # the optimistic selection picks y2 = 1/2
