@@ -22,7 +22,7 @@ GradDiff, NPO, SimNPO and IdkDPO are :class:`~ofmu_opt.unlearning.methods.base.F
 subclasses: each gives its forget term only; the weights γ, α and the retain loss come from
 :class:`~ofmu_opt.unlearning.methods.contract.ForgetRetainConfig`.
 
-Example:
+Examples:
     >>> NPOConfig().beta, SimNPOConfig().gamma
     (0.1, 0.125)
 """

@@ -65,7 +65,7 @@ The types live in :mod:`~ofmu_opt.unlearning.methods.contract`, the loops in
 :mod:`~ofmu_opt.unlearning.methods.loop`, the gradient helpers in :mod:`~ofmu_opt.unlearning.methods.grads`;
 this module re-exports them.
 
-Example:
+Examples:
     >>> cfg = MethodConfig(lr=0.01, steps=5)
     >>> (cfg.optimizer, cfg.steps)
     ('adam', 5)

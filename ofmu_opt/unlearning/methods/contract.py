@@ -9,7 +9,7 @@ retain batch (NLL, or KL to the original model) from :class:`ForgetRetainConfig`
 own fields, defaults and :attr:`~MethodConfig.SEARCH_SPACE`; the range checks of the inherited fields run
 in the base ``__post_init__``.
 
-Example:
+Examples:
     >>> ForgetRetainConfig(gamma=0.5).retain_loss
     'nll'
     >>> search_space(lr=(1e-4, 1e-2), keep=("uniform", 0.1, 0.9))

@@ -10,7 +10,7 @@
 RL and SalUn are :class:`~ofmu_opt.unlearning.methods.base.ForgetRetainMethod` subclasses (forget
 term: the NLL of the relabelled forget batch; retain loss NLL by default, KL with ``retain_loss="kl"``).
 
-Example:
+Examples:
     >>> SalUnConfig().keep
     0.5
 """

@@ -1,6 +1,6 @@
 """Gradient helpers of the methods: trainable parameters, the optimiser, flat vector algebra, diagnostics.
 
-Example:
+Examples:
     >>> import torch
     >>> round(float(flat_cos([torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])])), 4)
     0.7071

@@ -5,21 +5,23 @@
 checkpoint hook, mid-run snapshots and resume, the progress tick and the run time (RTE). Every clock
 read is preceded by a device synchronisation (:func:`device_synchronize`: ``torch.cuda.synchronize`` on
 CUDA, nothing on CPU), so kernels queued by a training step are counted in the step's time and not in
-the excluded time of the diagnostics or the hooks that follow it.
+the excluded time of the diagnostics or the hooks that follow it. The optimiser's construction is
+excluded too (:meth:`StepLoop.untimed`): on a process's first run it includes torch's lazy imports.
 
 :func:`run_loss_method` (descend a sum of loss terms) and :func:`run_gradient_method` (step along a
 combination of two gradients) share one loop, :func:`optimise`.
 
-Example:
+Examples:
     >>> device_synchronize("cpu")  # nothing to wait for on the CPU
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -155,6 +157,16 @@ class StepLoop:
         log.info("%s: resumed after step %d", self.name, self.steps_done)
         return self.steps_done
 
+    @contextlib.contextmanager
+    def untimed(self) -> Iterator[None]:
+        """A block whose time is left out of the RTE (diagnostics, hooks, one-time set-up such as the
+        optimiser's construction, which can include torch's lazy imports on a process's first run)."""
+        t = self._clock()
+        try:
+            yield
+        finally:
+            self._excluded += self._clock() - t
+
     def _elapsed(self) -> float:
         return self._elapsed_before + max(0.0, self._clock() - self._t0 - self._excluded)
 
@@ -164,9 +176,8 @@ class StepLoop:
         self._pending = None
         if self.ctx.diagnostics is None or every == 0 or step % every != 0:
             return
-        t = self._clock()
-        self._pending = nll_gradient_diagnostics(self.ctx.model, self.ctx.adapter, forget_batch, retain_batch)
-        self._excluded += self._clock() - t
+        with self.untimed():
+            self._pending = nll_gradient_diagnostics(self.ctx.model, self.ctx.adapter, forget_batch, retain_batch)
 
     def record(self, step: int, loss: float, penalty: float | None = None) -> bool:
         """Record the step's loss (every step; diagnostics when measured at this step).
@@ -188,16 +199,15 @@ class StepLoop:
 
     def after_step(self, step: int, model: nn.Module | None = None) -> None:
         """Call the checkpoint hook when due and tick the progress bar (time excluded)."""
-        t = self._clock()
-        every = self.ctx.checkpoint_every
-        due = every > 0 and (step + 1) % every == 0
-        if self.ctx.checkpoint is not None and due:
-            self.ctx.checkpoint(step + 1, model if model is not None else self.ctx.model)
-        if self.ctx.snapshot is not None and due and self._resumable():
-            self.ctx.snapshot(step + 1, self.state(model if model is not None else self.ctx.model))
-        if self.ctx.progress is not None:
-            self.ctx.progress(1)
-        self._excluded += self._clock() - t
+        with self.untimed():
+            every = self.ctx.checkpoint_every
+            due = every > 0 and (step + 1) % every == 0
+            if self.ctx.checkpoint is not None and due:
+                self.ctx.checkpoint(step + 1, model if model is not None else self.ctx.model)
+            if self.ctx.snapshot is not None and due and self._resumable():
+                self.ctx.snapshot(step + 1, self.state(model if model is not None else self.ctx.model))
+            if self.ctx.progress is not None:
+                self.ctx.progress(1)
 
     def finish(self, model: nn.Module, **info: Any) -> MethodResult:
         """Stop the clock and build the :class:`MethodResult`."""
@@ -234,7 +244,8 @@ def optimise(
         loop: an existing :class:`StepLoop` (to include set-up time in RTE).
     """
     loop = loop if loop is not None else StepLoop(ctx, name)
-    opt = make_optimizer(params, cfg)
+    with loop.untimed():
+        opt = make_optimizer(params, cfg)
     loop.attach(opt)
     one_step = step_fn(opt)
     model.train()

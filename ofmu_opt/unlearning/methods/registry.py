@@ -4,7 +4,7 @@
 built on the generic solver); while that module is missing, asking for it raises
 :class:`MethodUnavailableError` (a :class:`~ofmu_opt.errors.ConfigError`) so a benchmark can skip it.
 
-Example:
+Examples:
     >>> "graddiff" in list_methods()
     True
     >>> m = make_method("ga", {"lr": "1e-4", "steps": 3})

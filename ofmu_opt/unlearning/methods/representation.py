@@ -4,7 +4,7 @@ Loss: γ·mean‖h_ℓ(x_f) − c·u‖² + α·mean‖h_ℓ(x_r) − h_ℓ^ref(
 (drawn once from the run's seed), ``c`` the steering coefficient and ``h_ℓ`` the adapter's hidden states
 at ``layer``; the means run over the examples (and positions), the squared norm over the feature axis.
 
-Example:
+Examples:
     >>> RMUConfig().steering
     6.5
 """

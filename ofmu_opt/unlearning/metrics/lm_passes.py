@@ -3,7 +3,7 @@
 These are the per-sample log-likelihood inputs of the TOFU metrics (:mod:`~ofmu_opt.unlearning.metrics.tofu`
 for the definitions, :mod:`~ofmu_opt.unlearning.metrics.tofu_eval` for the registry that shares them).
 
-Example:
+Examples:
     >>> import numpy as np
     >>> drop_last(np.array([1.0, 2.0, 3.0])).tolist(), drop_last(np.array([5.0])).tolist()
     ([1.0, 2.0], [5.0])

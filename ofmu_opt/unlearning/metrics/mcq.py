@@ -7,7 +7,7 @@ UTF-8 bytes (the length normalisation of lm-evaluation-harness's ``acc_norm``). 
 argmax (the first one on ties); accuracy is the fraction of questions whose prediction is the answer.
 With 4 choices, 25 % is chance. All (question, choice) pairs are scored in batches.
 
-Example:
+Examples:
     >>> pick([[-1.0, -0.5, -2.0]])
     [1]
 """
@@ -181,7 +181,7 @@ def mcq_registry(set_names: Sequence[str]) -> MetricRegistry:
     """The MCQ family for these question sets: input ``<set>.scores`` (:func:`score_mcq` rows) and metrics
     ``<set>_acc`` (per-question rows as values) and ``<set>_acc_norm`` (``{"correct": 0/1}`` values).
 
-    Example:
+    Examples:
         >>> mcq_registry(["wmdp", "mmlu"]).names()
         ['wmdp_acc', 'wmdp_acc_norm', 'mmlu_acc', 'mmlu_acc_norm']
     """

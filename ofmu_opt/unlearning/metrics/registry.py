@@ -18,7 +18,7 @@ A metric may read only what it declared: :meth:`Evaluation.input` and :meth:`Eva
 (``strict=False``, the default, with a debug log line) or raise :class:`~ofmu_opt.errors.DataError`
 (``strict=True``). The result keeps the order of the requested names.
 
-Example:
+Examples:
     >>> reg = MetricRegistry("demo")
     >>> reg.add_input("values", lambda ev: [1.0, 2.0, 6.0])
     >>> reg.add_metric(Metric("mean", lambda ev: entry(sum(ev.input("values")) / 3), needs=("values",)))

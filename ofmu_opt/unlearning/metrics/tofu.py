@@ -32,7 +32,7 @@ EOS included; ``P = exp(-loss)``):
   from which every argmax matches; when even the last token does not match, the search stops at
   ``k = n - 1`` (open-unlearning's loop convention) and the value is ``1/n``.
 
-Example:
+Examples:
     >>> round(truth_ratio_aggregate([1.0, 0.5], "closer_to_1"), 6)
     0.75
     >>> extraction_strength([False, True, True, True])
@@ -109,7 +109,7 @@ UTILITY_KEYS = (
 def truth_ratios(correct_losses: Sequence[float], wrong_losses: Sequence[Sequence[float]]) -> np.ndarray:
     """Per-sample truth ratios ``exp(-mean_j wrong_loss_j) / (exp(-correct_loss) + 1e-10)``.
 
-    Example:
+    Examples:
         >>> float(truth_ratios([0.0], [[math.log(2), math.log(2)]])[0])
         0.49999999995
     """

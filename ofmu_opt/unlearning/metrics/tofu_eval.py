@@ -16,7 +16,7 @@ Inputs (each computed at most once per evaluation):
 definitions and the key order of :data:`TOFU_METRICS` are those of :mod:`~ofmu_opt.unlearning.metrics.tofu`
 (open-unlearning's); a metric whose set is empty in the split is skipped.
 
-Example:
+Examples:
     >>> TOFU.get("forget_truth_ratio").needs
     ('forget.paraphrase', 'forget.perturbed')
     >>> TOFU.get("model_utility").uses[:2]

@@ -12,7 +12,7 @@
 - RTE: wall-clock seconds of the unlearning method (measured by the method's loop).
 - gap_X = |X − X_retrain|; avg_gap = mean of the gaps over UA, RA, TA and MIA-efficacy.
 
-Example:
+Examples:
     >>> rt = {"UA": 5.0, "RA": 100.0, "TA": 96.0, "MIA": 24.0}
     >>> gaps({"UA": 10.0, "RA": 99.0, "TA": 95.0, "MIA": 20.0}, rt)
     {'UA': 5.0, 'RA': 1.0, 'TA': 1.0, 'MIA': 4.0, 'avg_gap': 2.75}
@@ -108,7 +108,7 @@ def mia_efficacy(
     Returns:
         ``(efficacy in %, per-target prediction 1 = member / 0 = non-member)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> eff, pred = mia_efficacy(np.full(20, 0.99), np.linspace(0.1, 0.6, 20), np.array([0.99, 0.2]))
         >>> (eff, pred.tolist())
