@@ -41,7 +41,7 @@ def _existing(site_root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("page", MAIN_PAGES)
-def test_page_renders_every_formula_in_the_browser(page: str, site: Site) -> None:  # noqa: F811
+def test_page_renders_every_formula_in_the_browser(page: str, site: Site, pages: dict) -> None:  # noqa: F811
     path = site.root / page
     if not path.exists():
         pytest.skip(f"{page} is not in this build")
@@ -59,7 +59,7 @@ def test_page_renders_every_formula_in_the_browser(page: str, site: Site) -> Non
         assert 'class="katex"' in dom or 'class="katex-display"' in dom
 
 
-def test_screenshots_of_the_main_pages(site: Site) -> None:  # noqa: F811
+def test_screenshots_of_the_main_pages(site: Site, pages: dict) -> None:  # noqa: F811
     out = Path(OUT).resolve()
     out.mkdir(parents=True, exist_ok=True)
     made = []
