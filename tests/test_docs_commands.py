@@ -207,7 +207,10 @@ def test_shell_blocks_are_bash_and_no_command_hides_in_an_indented_block(page: P
     bad += [f"indented command (use a ```bash block): {line.strip()}" for line in text.splitlines()
             if line.startswith("    ") and line.strip().startswith(COMMAND_WORDS)]
     for lang, body in blocks(page):
-        if lang == "bash" and not body.lstrip().startswith(ILLUSTRATION):
+        first = body.lstrip().splitlines()[0] if body.strip() else ""
+        if first.startswith(ILLUSTRATION) and len(first[len(ILLUSTRATION):].strip()) < 8:
+            bad.append(f"an illustration must say why it cannot run: {first!r}")
+        if lang == "bash" and not first.startswith(ILLUSTRATION):
             bad += [f"runnable block installs packages: {' '.join(a)}" for a in commands(body) if "install" in a]
     assert not bad, f"{page.name}:\n" + "\n".join(bad)
 
