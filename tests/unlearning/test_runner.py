@@ -13,7 +13,7 @@ import pytest
 from ofmu_opt.cli import main
 from ofmu_opt.errors import ConfigError
 from ofmu_opt.unlearning.benchmarks import get_benchmark
-from ofmu_opt.unlearning.runner import RunConfig, bench, unlearn
+from ofmu_opt.unlearning.runner import RunConfig, bench, evaluate, unlearn
 
 GA = ["unlearn", "--method", "ga"]
 GD = ["unlearn", "--method", "graddiff"]
@@ -166,3 +166,40 @@ def test_second_run_on_the_same_out_is_refused_while_the_first_holds_it(tmp_path
         proc = subprocess.run([sys.executable, "-m", "ofmu_opt.cli", "unlearn", "--method", "ga", "--out", str(out),
                                *QUICK], capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert proc.returncode == 2 and "in use by another ofmu run" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_real_tofu_uses_open_unlearning_generation_settings_unless_quick() -> None:
+    tofu = get_benchmark("tofu")
+    full = tofu.experiment(RunConfig(command="eval", benchmark="tofu"), 0)
+    quick = tofu.experiment(RunConfig(command="eval", benchmark="tofu", quick=True), 0)
+    tiny = get_benchmark("tinytofu").experiment(RunConfig(command="eval", benchmark="tinytofu"), 0)
+    assert (full.max_new_tokens, full.max_length) == (200, 512)
+    assert (quick.max_new_tokens, quick.max_length) == (tiny.max_new_tokens, tiny.max_length) == (32, 96)
+    forced = tofu.experiment(RunConfig(command="eval", benchmark="tofu", options=("experiment.max_length=64",)), 0)
+    assert forced.max_length == 64
+
+
+def test_tinytofu_eval_of_a_foreign_model_warns_that_utility_is_meaningless(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from ofmu_opt.unlearning.benchmarks.tofu_setup import tiny_data
+    from ofmu_opt.unlearning.models.hf import TinyGPT2Config, build_tiny_gpt2, train_tokenizer
+
+    small = {"n_authors": 20, "n_retain_eval_authors": 2, "n_utility": 4, "max_new_tokens": 2}
+    opts = tuple(f"experiment.{k}={v}" for k, v in small.items())
+    cfg = RunConfig(command="eval", benchmark="tinytofu", split="forget10", options=opts, quiet=True)
+    tiny = tiny_data(get_benchmark("tinytofu").experiment(cfg, 0))
+    tok = train_tokenizer([q.question + " " + q.answer for q in tiny.data.qa], vocab_size=400)
+    model = build_tiny_gpt2(tok, TinyGPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=96), 0)
+    model.save_pretrained(str(tmp_path / "m"))
+    tok.save_pretrained(str(tmp_path / "m"))
+    logs = tmp_path / "logs.json"
+    logs.write_text(json.dumps({"forget_truth_ratio": {"agg_value": 0.5, "value_by_index": {
+        str(i): {"score": 0.1 * (i + 1)} for i in range(5)}}}))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="ofmu_opt"):
+        out = evaluate(RunConfig(**{**cfg.__dict__, "model": str(tmp_path / "m"), "retain_logs": str(logs),
+                                    "out": str(tmp_path / "e")}))  # fmt: skip
+    assert out.code == 0 and (tmp_path / "e" / "TOFU_SUMMARY.json").is_file()
+    assert any("invented facts" in r.getMessage() for r in caplog.records)
