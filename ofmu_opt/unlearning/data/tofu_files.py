@@ -22,13 +22,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..._io import loads_json, read_bytes_limited
 from ...errors import DataError
 from .tinytofu import QAItem, TofuSplit
 
@@ -49,7 +49,7 @@ def read_records(path: str | os.PathLike[str], what: str = "TOFU data file") -> 
         raise DataError(f"{what} {str(p)!r} does not exist")
     if p.is_dir():
         raise DataError(f"{what} {str(p)!r}: expected a file, received a directory")
-    raw = p.read_bytes()
+    raw = read_bytes_limited(p, what)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -64,16 +64,13 @@ def read_records(path: str | os.PathLike[str], what: str = "TOFU data file") -> 
     whole: Any = None
     parsed_whole = False
     if stripped.startswith("["):
-        try:
-            whole = json.loads(text)
-            parsed_whole = True
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{what} {str(p)!r}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        whole = loads_json(text, f"{what} {str(p)!r}")  # size and depth limits; DataError
+        parsed_whole = True
     elif stripped.startswith("{"):
         try:
-            whole = json.loads(text)
+            whole = loads_json(text, f"{what} {str(p)!r}")
             parsed_whole = True
-        except json.JSONDecodeError:
+        except DataError:
             parsed_whole = False  # probably JSON lines
     if parsed_whole:
         if isinstance(whole, dict) and isinstance(whole.get("data"), list):
@@ -92,10 +89,7 @@ def read_records(path: str | os.PathLike[str], what: str = "TOFU data file") -> 
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{what} {str(p)!r}: invalid JSON at line {lineno}: {exc.msg}") from exc
+            records.append(loads_json(line, f"{what} {str(p)!r}, line {lineno}"))
             line_of.append(lineno)
     if not records:
         raise DataError(f"{what} {str(p)!r} holds no records")
