@@ -231,6 +231,7 @@ class OfmuConfig(MethodConfig):
             penalty=self.penalty * unit, schedule=self.schedule, penalty_growth=self.penalty_growth,
             penalty_max=self.penalty_max * unit, ramp_steps=self.ramp_steps,
             scale_step_by_penalty=self.step_scaled() and ptype != "weighted_sum", maxiter=self.steps,
+            strategy="paper",  # the paper's two loops with this ρ schedule, not penalty continuation
         )
 
 
