@@ -14,6 +14,7 @@ import argparse
 import importlib.util
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,16 @@ def _format(rows: list[dict[str, Any]]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .._io import atomic_write_json, check_output_dir
+    from .._io import check_output_dir, output_lock
 
     out = check_output_dir(args.out)
+    with output_lock(out):  # one demo per output directory
+        return _demo_in(out)
+
+
+def _demo_in(out: Path) -> int:
+    from .._io import atomic_write_json
+
     sys.stdout.write("== 1. Reference problems: every preset, target relative distance 1e-4 (ofmu with beta=0)\n")
     rows = reference_table()
     sys.stdout.write(_format(rows) + "\n\n")

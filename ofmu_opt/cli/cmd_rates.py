@@ -25,7 +25,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def _rates(args: argparse.Namespace) -> int:
-    from .._io import check_output_dir
+    from .._io import check_output_dir, output_lock
     from ..rates import format_table, resolve_names, run_experiments, write_summary
     from ..rates.plots import PLOT_HINT, plots_available
 
@@ -48,12 +48,14 @@ def _rates(args: argparse.Namespace) -> int:
             bar.set_postfix_str(res.name)
             bar.update(1)
 
-    try:
-        results = run_experiments(names, quick=args.quick, out=args.out, seed=args.seed, plots=plots, on_done=done)
-    finally:
-        if bar is not None:
-            bar.close()
-    summary = write_summary(results, args.out)
+    with output_lock(args.out):  # a second `ofmu rates` on the same --out is refused, naming this one's pid
+        try:
+            results = run_experiments(names, quick=args.quick, out=args.out, seed=args.seed, plots=plots,
+                                      on_done=done)
+        finally:
+            if bar is not None:
+                bar.close()
+        summary = write_summary(results, args.out)
     if args.json:
         rows = [{k: _jsonable(v) for k, v in r.summary().items()} for res in results for r in res.records]
         sys.stdout.write(json.dumps(rows, indent=2, allow_nan=False) + "\n")
