@@ -454,7 +454,13 @@ class AutodiffInner:
             if hit is not None:
                 leaves, fg = hit
         if self.active and self.spec.hvp == "finite_difference" and self.fd_scheme == "forward":
-            gp = self.grad(x, y, batch=batch)
+            if leaves is not None and fg is not None and not self.has_x and self.autodiff == "double_backward":
+                with torch.enable_grad():  # ∇φ(y) on the shared leaves, reusing ∇f's graph
+                    out = _check_out(self._phi_fn(None, _unflat(y, leaves), batch, fg), "objective")
+                    g1 = self.phi._fill(torch.autograd.grad(out, leaves, allow_unused=True), leaves)
+                gp: Pair = (None, _unflat(y, g1))
+            else:
+                gp = self.grad(x, y, batch=batch)
             return gp, self._forward_difference(x, y, gp, batch)
         if not (self.active and self.spec.hvp == "exact" and self.autodiff == "double_backward"):
             gp = self.grad(x, y, batch=batch)

@@ -303,3 +303,16 @@ def test_gradient_checkpointing_is_refused_by_the_functional_oracles() -> None:
         module_problem(model, lambda m, b: m(b).logits.mean(), None, None)
     model.gradient_checkpointing_disable()
     module_problem(model, lambda m, b: m(b).logits.mean(), None, None)
+
+
+def test_forward_difference_reuses_the_retain_gradient_graph() -> None:
+    spec = InnerSpec("signed", 0.1, 1e-8, "finite_difference", 1e-7, -1.0)
+    _, p, y, batches = _setup_with(fd_scheme="forward")
+    phi = p.inner_factory(spec)
+    (_, g0), (_, h0) = phi.grad_and_hvp(None, y, batch=batches[0])  # no outer gradient taken: no reuse
+    p.outer.grad(None, y, batch=batches[0])
+    with _count_reverse_passes() as n:
+        (_, g1), (_, h1) = phi.grad_and_hvp(None, y, batch=batches[0])
+    assert p.outer.shared.hits == 1 and n[0] == 2 * 3 - 1  # ∇f's backward pass came from the outer gradient
+    for a, b in zip(g0 + h0, g1 + h1, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
