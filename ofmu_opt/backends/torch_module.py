@@ -348,7 +348,7 @@ def module_problem(
     sp = space if space is not None else TorchSpace()
     if getattr(model, "is_gradient_checkpointing", False):
         # recomputation runs in the backward pass, outside functional_call: with the module's own weights
-        # instead of the iterate y, so every derivative would be wrong (measured: 7 % off on a tiny GPT-2)
+        # instead of the iterate y, so every derivative would be wrong (measured: up to 7 % off on a tiny GPT-2)
         raise ConfigError(
             f"{type(model).__name__} has gradient checkpointing on; the functional oracles evaluate the model at "
             "the solver's iterate with torch.func.functional_call, which recomputation cannot see: call "
