@@ -154,7 +154,9 @@ def prepare_run(cfg: RunConfig) -> tuple[Benchmark, Path]:
         check_writable_dir(cache, "cache directory")
     if cfg.retain_logs:
         bench_.read_retain_logs(cfg.retain_logs)  # read and checked before any evaluation
-    if cfg.command == "unlearn":
+    if cfg.command == "eval":  # eval runs no method: every method option is an error
+        check_options(split_options(cfg.option_pairs)[1], cfg.toml(), [], single=False)
+    elif cfg.command == "unlearn":
         _method_cfg(cfg, bench_, exp)
     elif cfg.command == "bench":
         from .bench_loop import check_bench_options
