@@ -195,11 +195,11 @@ class PenaltySolver:
         adam_eps: Adam's denominator offset.
         allow_inner_base_with_x: permit ``base="inner"`` when an outer-only variable x exists. It converges
             to a wrong point (OFMU_SPEC.md §2); only for experiments that demonstrate this.
-        adaptive_step: cap the fixed outer step by a curvature estimate (Malitsky & Mishchenko 2020:
-            ``λ_k = min(lr, √(1+θ_{k-1}) λ_{k-1}, ‖p_k − p_{k-1}‖ / (2‖∇F_k − ∇F_{k-1}‖))``) so a step that is too
-            long for the penalized curvature cannot diverge. Only for ``outer_rule="sgd"`` without line search,
-            full-batch oracles (``batch=None``) and a base other than ``inner``; the presets' ``paper`` variants
-            turn it on.
+        adaptive_step: curvature-estimated steps (Malitsky & Mishchenko 2020, adaptive gradient descent:
+            ``λ_k = min(√(1+θ_{k-1}) λ_{k-1}, ‖p_k − p_{k-1}‖ / (2‖∇_k − ∇_{k-1}‖))``, ``θ_k = λ_k/λ_{k-1}``). The
+            fixed outer step is capped by it, so a step too long for the penalized curvature cannot diverge (outer
+            ``sgd`` without line search and a base other than ``inner``); the inner loop (``sgd``) uses it from
+            ``inner_lr``. Only with full-batch oracles (``batch=None``). The presets turn it on.
         dual_lr: step of the lower-level multipliers' ascent in the primal-dual inner loop (default
             ``inner_lr``); used only with ``inner_constraints``.
 
@@ -449,16 +449,30 @@ class PenaltySolver:
         inner_tol = self._inner_tol(problem)
         limit = steps if inner_tol is None else max(steps, self.inner_maxiter)
         target = math.inf if inner_tol is None else max(inner_tol / rho, floor)
+        # curvature-estimated inner step (Malitsky & Mishchenko 2020) for full-batch sgd inner loops
+        adaptive = self.adaptive_step and batch is None and self.inner_rule == "sgd"
+        lr, lr_prev, theta = self.inner_lr, math.nan, math.inf
+        z_prev: Vec | None = None
+        g_prev: Vec | None = None
         for t in range(limit):
             b_in, _ = _batches(batch, t)
             _, gz = inner.grad(x, z, batch=b_in)
             if t >= steps and ys is None and sp.to_float(sp.norm(gz)) <= target:
                 break
-            (_, zn), rstate = rule.apply(sp, (None, z), (None, gz), self.inner_lr, rstate)
+            if adaptive:
+                if z_prev is not None and g_prev is not None:
+                    dg = sp.to_float(sp.norm(sp.sub(gz, g_prev)))
+                    secant = sp.to_float(sp.norm(sp.sub(z, z_prev))) / (2.0 * dg) if dg > 0 else math.inf
+                    lr = min(math.sqrt(1.0 + theta) * lr_prev, secant)
+                    if not (lr > 0 and math.isfinite(lr)):
+                        lr = lr_prev
+                theta = lr / lr_prev if math.isfinite(lr_prev) else math.inf
+                z_prev, g_prev, lr_prev = z, gz, lr
+            (_, zn), rstate = rule.apply(sp, (None, z), (None, gz), lr, rstate)
             if ys is not None:
                 zn = ys.project(zn)
                 # projected-gradient mapping: the stationarity measure of a constrained inner problem
-                if t >= steps and sp.to_float(sp.norm(sp.sub(zn, z))) / self.inner_lr <= target:
+                if t >= steps and sp.to_float(sp.norm(sp.sub(zn, z))) / lr <= target:
                     z = zn
                     break
             z = zn
@@ -614,9 +628,10 @@ class PenaltySolver:
         prev, prev_grad, step, theta = state.prev, state.prev_grad, state.step, state.theta
         if self.line_search:
             # Armijo backtracking (projected: the descent-lemma test); below round-off (predicted decrease
-            # < 1e-12 |F|) the test carries no information, so the last accepted constant is kept instead of
-            # being doubled on noise. base='inner' converges to a fixed point that depends on the step, so there
-            # the step may only shrink within a level (it then settles); elsewhere it may also grow again
+            # < max(1e-12, 10 eps) |F|, eps of the oracles' dtype) the test carries no information, so the
+            # last accepted constant is kept instead of being doubled on noise. base='inner' converges to a
+            # fixed point that depends on the step, so there the step may only shrink within a level (it then
+            # settles); elsewhere it may also grow again
             L = lipschitz if base == "inner" else max(lipschitz / 1.5, 1e-12)
             for _ in range(60):
                 if constrained:
@@ -626,7 +641,7 @@ class PenaltySolver:
                 else:
                     decrease = 0.5 * gnorm * gnorm / L
                     cand = paxpy(sp, -1.0 / L, grad, frm)
-                if decrease < 1e-12 * max(1.0, abs(fq)):
+                if decrease < max(1e-12, 10.0 * state.eps) * max(1.0, abs(fq)):
                     L = max(L, lipschitz)
                     break
                 fc = self._objective_value(problem, ctx, cand)
@@ -644,6 +659,7 @@ class PenaltySolver:
             theta = lam / step if math.isfinite(step) and step > 0 else math.inf
             prev, prev_grad, step, lr = look, grad, lam, lam
         new, rule_state = outer_rule.apply(sp, frm, grad, lr, state.outer_rule)
+        unprojected = new
         if constrained:
             new = self._project(problem, new)
         if isinstance(outer_rule, Nesterov):
@@ -653,7 +669,12 @@ class PenaltySolver:
         # fixed-point residual of the round (the projected-gradient mapping): equals ‖∇F(q)‖ for an unconstrained
         # gradient step from the look-ahead point, and is the right quantity for base='inner', whose fixed point
         # is not a stationary point of F
-        gnorm = pnorm(sp, psub(sp, new, look)) / lr
+        moved = pnorm(sp, psub(sp, new, look)) / lr
+        if moved == 0.0 and gnorm > 0.0 and pnorm(sp, psub(sp, unprojected, frm)) == 0.0:
+            # the step underflowed the iterate's precision (low-precision oracles at a large penalty): the
+            # step-based residual would read 0 at a point that is not stationary, so report the gradient norm
+            moved = gnorm
+        gnorm = moved
         return state._replace(
             x=new[0], y=new[1], z=z, mu_inner=mu_inner, nit=state.nit + 1, outer_rule=rule_state,
             inner_rule=inner_rule_state, lipschitz=lipschitz, scale=scale, terminal="",
