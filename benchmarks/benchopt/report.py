@@ -26,10 +26,22 @@ def _short(name: str) -> str:
     return name.split("[")[0]
 
 
+def statuses(log: Path) -> dict[str, str]:
+    """benchopt's final status per solver (``done (timeout)``, ``diverged``, ...) from the run's console log."""
+    out: dict[str, str] = {}
+    if not log.is_file():
+        return out
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")).replace("\r", "\n")
+    for m in re.finditer(r"\|--(\S+?):\s+(done \([^)]*\)|done|diverged|error|failed)", text):
+        out[m.group(1)] = m.group(2)
+    return out
+
+
 def summarize(path: Path) -> list[dict[str, Any]]:
     import pandas as pd
 
     df = pd.read_parquet(path)
+    status = statuses(path.with_suffix(".log"))
     rows = []
     for name, g in df.groupby("solver_name"):
         g = g.sort_values("time")
@@ -41,7 +53,13 @@ def summarize(path: Path) -> list[dict[str, Any]]:
             hit = [ti for ti, vi in zip(t, v, strict=True) if vi <= th]
             row[f"t_{th:g}"] = hit[0] if hit else None
         row["curve"] = (t, v)
+        row["status"] = status.get(str(name), "")
         rows.append(row)
+    seen = {r["full_name"] for r in rows}
+    for name, st in status.items():  # benchopt saves no curve for a diverged solver: keep it in the table
+        if name not in seen:
+            rows.append({"solver": _short(name), "full_name": name, "min_value": math.nan, "last_time": math.nan,
+                         "t_0.001": None, "t_1e-06": None, "curve": None, "status": st})
     return rows
 
 
@@ -49,12 +67,14 @@ def table(rows_by_dtype: dict[str, list[dict[str, Any]]]) -> str:
     def fmt(x: Any) -> str:
         return "not reached" if x is None else f"{x:.3g} s"
 
-    lines = ["| dtype | solver | ‖∇h‖² ≤ 1e-3 | ‖∇h‖² ≤ 1e-6 | smallest ‖∇h‖² | run length |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| dtype | solver | ‖∇h‖² ≤ 1e-3 | ‖∇h‖² ≤ 1e-6 | smallest ‖∇h‖² | run length | benchopt status |",
+             "|---|---|---|---|---|---|---|"]
     for dtype, rows in rows_by_dtype.items():
         for r in sorted(rows, key=lambda r: (r["t_1e-06"] is None, r["t_1e-06"] or 0, r["min_value"])):
+            best = "—" if math.isnan(r["min_value"]) else f"{r['min_value']:.2e}"
+            length = "—" if math.isnan(r["last_time"]) else f"{r['last_time']:.3g} s"
             lines.append(f"| {dtype} | {r['solver']} | {fmt(r['t_0.001'])} | {fmt(r['t_1e-06'])} | "
-                         f"{r['min_value']:.2e} | {r['last_time']:.3g} s |")
+                         f"{best} | {length} | {r['status']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -67,6 +87,8 @@ def plot(rows_by_dtype: dict[str, list[dict[str, Any]]], out: Path) -> None:
     fig, axes = plt.subplots(1, len(rows_by_dtype), figsize=(6.5 * len(rows_by_dtype), 4.5), squeeze=False)
     for ax, (dtype, rows) in zip(axes[0], rows_by_dtype.items(), strict=True):
         for r in rows:
+            if r["curve"] is None:
+                continue
             t, v = r["curve"]
             ls = "-" if r["solver"].startswith("ofmu_opt") else "--"
             ax.loglog(t + 1e-4, v, ls, label=r["solver"], lw=1.6)

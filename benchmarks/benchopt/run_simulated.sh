@@ -7,7 +7,7 @@
 #   BENCHMARK_DIR  a checkout of benchopt/benchmark_bilevel
 #   OUT_DIR        where the parquet result is copied (report.py turns it into a table and a plot)
 # Needs: pip install benchopt "jax[cpu]" scikit-learn pyarrow (and ofmu_opt's own dependencies).
-set -euo pipefail
+set -euo pipefail  # pipefail: a failing benchopt run fails the script despite the tee
 BENCH=${1:?benchmark_bilevel directory}
 OUT=${2:?output directory}
 DTYPE=${3:-float64}
@@ -18,12 +18,13 @@ PLUGIN="$HERE/solver_ofmu.py"
 if [ "$DTYPE" = "float64" ]; then export JAX_ENABLE_X64=1; else export JAX_ENABLE_X64=0; fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
+rm -f "$BENCH/outputs/simulated_$DTYPE.parquet"  # benchopt would otherwise write simulated_$DTYPE_1.parquet
 benchopt run "$BENCH" \
   -d "simulated[dim_inner=10,dim_outer=5]" \
   -s "$PLUGIN[preset=gpbgd]" -s "$PLUGIN[preset=vpbgd]" -s "$PLUGIN[preset=ofmu]" \
   -s "$PLUGIN[preset=saba,batch_size=64,step=0.1]" \
   -s SOBA -s SABA -s AmIGO -s BOME -s F2SA \
   -n 100 --timeout "$TIMEOUT" -r 1 --no-cache --no-plot --no-html --no-display \
-  --output "simulated_$DTYPE"
+  --output "simulated_$DTYPE" 2>&1 | tee "$OUT/simulated_$DTYPE.log"
 cp "$BENCH/outputs/simulated_$DTYPE.parquet" "$OUT/"
 echo "result: $OUT/simulated_$DTYPE.parquet"
