@@ -581,3 +581,60 @@ def test_catalogue_size() -> None:
     total = round1_cases + len(CASES) + len(CLI) + len(ckpt.EDITS) + len(ckpt.MALFORMED) + len(oracles.NUMPY_CASES)
     assert total >= 150, total
     assert {c.cls for c in CASES.values()} >= {"integrity", "structure", "path", "cli", "concurrency", "oracle"}
+
+
+# ------------------------------------------------------------------- torch objectives (owner of the fix: H5)
+
+
+def _torch_obj(fn: Callable[..., Any]) -> Any:
+    from ofmu_opt.backends.torch_autodiff import TorchObjective
+
+    return TorchObjective(fn, has_x=False)
+
+
+def _meta_module_problem() -> Any:
+    import torch
+
+    from ofmu_opt.backends.torch_module import module_problem
+
+    model = torch.nn.Linear(2, 1, device="meta")
+    data = (torch.zeros(4, 2), torch.zeros(4, 1))
+    return module_problem(model, lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), data, data)
+
+
+TORCH: dict[str, tuple[Callable[[], Any], str]] = {
+    # a detached loss: autograd fails with a foreign RuntimeError (grad) or, worse, returns zeros (hvp)
+    "detached-loss-grad": (
+        lambda: _torch_obj(lambda x, y, b: (y[0] ** 2).sum().detach()).grad(None, _ty()),
+        r"detached",
+    ),
+    "detached-loss-hvp": (
+        lambda: _torch_obj(lambda x, y, b: (y[0] ** 2).sum().detach()).hvp(None, _ty(), _ty()),
+        r"detached",
+    ),
+    "integer-loss": (
+        lambda: _torch_obj(lambda x, y, b: __import__("torch").tensor(3)).value(None, _ty()),
+        r"floating|integer|int64",
+    ),
+    "loss-raises": (lambda: _torch_obj(lambda x, y, b: {}["k"]).grad(None, _ty()), r"KeyError|raised"),
+    "meta-device-module": (_meta_module_problem, r"meta device"),
+}
+
+
+def _ty() -> Any:
+    import torch
+
+    return (torch.ones(3),)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="owner: H5 (torch_autodiff/torch_module: use check_torch_loss / "
+    "check_module_device from problem/oracles.py)",
+)
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_torch_objective_case(name: str) -> None:
+    pytest.importorskip("torch")
+    call, pattern = TORCH[name]
+    with pytest.raises(OfmuError, match=pattern):
+        call()
