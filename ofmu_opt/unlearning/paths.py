@@ -75,7 +75,7 @@ def check_paths(cfg: RunConfig, out: Path) -> Path:
     if cfg.config:
         check_input(Path(cfg.config), "--config", "file")
     if cfg.model:
-        check_input(Path(cfg.model), "--model", "dir")
+        check_input(Path(cfg.model), "--model")  # a directory, or a file (GGUF) the benchmark accepts
     if cfg.data:
         check_input(Path(cfg.data), "--data")
     if cfg.retain_logs:
