@@ -359,7 +359,7 @@ def read_record(
     if not isinstance(digest, str):
         raise IntegrityError(f"{what} {str(p)!r} carries no content hash (written by an older version or "
                              f"by hand); {hint}")
-    if not hmac.compare_digest(digest, record_digest(rec)):
+    if not hmac.compare_digest(digest.encode("utf-8", "surrogatepass"), record_digest(rec).encode("ascii")):
         raise IntegrityError(
             f"{what} {str(p)!r} was edited or damaged after it was written (content hash mismatch); {hint}")
     return {k: v for k, v in rec.items() if k != DIGEST_KEY}

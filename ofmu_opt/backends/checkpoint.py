@@ -140,7 +140,8 @@ def _validate_structure(root: Any) -> set[str]:
                 if not isinstance(dev, str) or not _DEVICE.fullmatch(dev):
                     raise CheckpointError(f"checkpoint: tensor {key!r} has an unknown device {dev!r}")
         elif kind == "float":
-            if node.get("repr") not in _FLOAT_REPRS:
+            rep = node.get("repr")
+            if not isinstance(rep, str) or rep not in _FLOAT_REPRS:
                 raise CheckpointError(
                     f"checkpoint: bad float {node.get('repr')!r} (expected one of inf, -inf, nan)")
         elif kind == "namedtuple":
@@ -197,6 +198,10 @@ def _decode(node: Any, tensors: dict[str, Tensor], device: Any) -> Any:
     if kind == "list":
         return [_decode(v, tensors, device) for v in node["items"]]
     return {k: _decode(v, tensors, device) for k, v in node["items"].items()}
+
+
+def _same_digest(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:
@@ -303,7 +308,7 @@ def load_checkpoint(directory: str | os.PathLike[str], *, device: Any = None) ->
     digest = manifest.get("digest")
     if not isinstance(digest, str):
         raise CheckpointError(f"{where}: {MANIFEST} carries no content hash; {way_out}")
-    if not hmac.compare_digest(digest, manifest_digest(manifest)):
+    if not _same_digest(digest, manifest_digest(manifest)):
         raise CheckpointError(
             f"{where}: {MANIFEST} was edited or damaged after it was written (content hash mismatch); {way_out}"
         )
@@ -321,7 +326,7 @@ def load_checkpoint(directory: str | os.PathLike[str], *, device: Any = None) ->
         raise CheckpointError(
             f"{where}: tensor file {name} is truncated or padded ({actual} bytes, expected {size}); {way_out}"
         )
-    if not hmac.compare_digest(hashlib.sha256(payload).hexdigest(), manifest["sha256"]):
+    if not _same_digest(hashlib.sha256(payload).hexdigest(), manifest["sha256"]):
         raise CheckpointError(f"{where}: tensor file {name} is corrupt (SHA-256 mismatch); {way_out}")
     try:
         tensors = st_load(payload) if payload else {}
