@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
+from ofmu_opt.unlearning.benchmarks.wmdp import WmdpExperimentConfig, evaluate_mcq_sets, model_dir
 from ofmu_opt.unlearning.data.corpus import generate_tinywmdp
 from ofmu_opt.unlearning.models.hf import load_causal_lm
-from ofmu_opt.unlearning.benchmarks.wmdp import WmdpExperimentConfig, evaluate_mcq_sets, model_dir
 from ofmu_opt.unlearning.runner import RunConfig, unlearn
 
 SMALL = {
