@@ -110,6 +110,15 @@ def axes(family: str, row: dict[str, tuple[float, float]], ref: dict[str, tuple[
     return 1.0 - row["wmdp_acc"][0], row["mmlu_acc"][0]
 
 
+def axis_std(family: str, row: dict[str, tuple[float, float]]) -> tuple[float, float]:
+    """Seed standard deviations of the two axes (same order as :func:`axes`)."""
+    if family == "digits":
+        return row["UA"][1], row["TA"][1]
+    if family == "tofu":
+        return row["forget_quality"][1], row["model_utility"][1]
+    return row["wmdp_acc"][1], row["mmlu_acc"][1]
+
+
 def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] >= b[0] and a[1] >= b[1] and (a[0] > b[0] or a[1] > b[1])
 
@@ -197,6 +206,11 @@ def analyse(name: str, runs: dict[str, Any]) -> dict[str, Any]:
         a, b = points["ofmu"], points["ofmu: no penalty"]
         vs_nopen = "ahead" if dominates(a, b) else "behind" if dominates(b, a) else (
             "equal" if a == b else "trade-off")
+        sa, sb = axis_std(fam, rows["ofmu"]), axis_std(fam, rows["ofmu: no penalty"])
+        if vs_nopen in ("ahead", "behind") and all(
+            abs(x - y) <= max(u, v) for x, y, u, v in zip(a, b, sa, sb, strict=True)
+        ):
+            vs_nopen += " (within the seed spread on both axes)"
     return {"family": fam, "runs": runs, "points": {k: list(v) for k, v in points.items()},
             "rows": {k: {m: list(v) for m, v in d.items()} for k, d in rows.items()},
             "verdicts": verdicts, "ofmu_vs_no_penalty": vs_nopen}
@@ -344,7 +358,8 @@ def markdown(name: str, st: dict[str, Any]) -> str:
     lines.append("Commands:")
     lines.append("")
     lines.append("```bash")
-    lines += [rec["command"] for rec in st["runs"].values()]
+    lines += [rec["command"].replace(str(Path(rec["command"].split("--out ")[1].split(" ")[0]).parent.parent) + "/",
+                                     "study_out/") for rec in st["runs"].values()]
     lines.append("```")
     return "\n".join(lines) + "\n"
 
