@@ -2,6 +2,7 @@
 
 from .callbacks import HistoryRecorder
 from .comparison import Bome, F2sa, ImplicitDiff
+from .continuation import Continuation
 from .inner import ComposedInner, InnerObjective, InnerSpec, make_inner
 from .loop import run_solver
 from .result import MESSAGES, BilevelResult, IntermediateResult, Status
@@ -11,6 +12,7 @@ from .solver import (
     PenaltySolver,
     PenaltyState,
     RoundBatches,
+    dtype_eps,
     gpbgd,
     ofmu,
     scalarized,
@@ -21,6 +23,7 @@ from .steps import get_step_rule
 
 __all__ = [
     "Bome",
+    "Continuation",
     "F2sa",
     "ImplicitDiff",
     "run_solver",
@@ -43,6 +46,7 @@ __all__ = [
     "scalarized",
     "similarity_and_grad",
     "similarity_jvp",
+    "dtype_eps",
     "vpbgd",
     "with_continuation",
 ]

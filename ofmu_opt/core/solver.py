@@ -777,6 +777,8 @@ class PenaltySolver:
             from .continuation import Continuation
 
             return Continuation.of(self).final_detail(state, status)
+        if status is Status.PENALIZED:
+            return f" Final penalty {state.penalty:.3g}."
         if status is not Status.CONVERGED:
             return f" Final penalty {state.penalty:.3g}: the penalized solution is Θ(1/penalty) from the bi-level one."
         return ""

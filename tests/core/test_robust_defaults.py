@@ -1,0 +1,168 @@
+"""Robust defaults: every preset's default run reaches the bi-level solution or returns a status that names the
+reason — on a badly scaled problem, on rescaled references, with float32 oracles — and no solver raises for
+non-convergence."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ofmu_opt as oo
+from ofmu_opt.core import Continuation, Status
+from ofmu_opt.problem import BilevelProblem, FunctionObjective, has_hvp, has_tvp
+from ofmu_opt.reference import get_reference
+
+NAMED = {Status.CONVERGED, Status.PENALIZED, Status.DIVERGED, Status.UNBOUNDED, Status.NOT_CONVEX, Status.MAXITER,
+         Status.MAXTIME}
+
+
+def coupled_1d(c: float, dtype: Any = np.float64) -> tuple[BilevelProblem, np.ndarray]:
+    """min ½(x−1)² + ½(y−2)²  s.t.  y ∈ argmin ½y² − c·x·y  (y*(x) = c·x); solution x = (1+2c)/(1+c²)."""
+    def cast(*a: Any) -> tuple[Any, ...]:
+        return tuple(np.asarray(v, dtype=dtype) for v in a)
+
+    inner = FunctionObjective(lambda x, y, b: dtype(0.5 * y @ y - c * x @ y), lambda x, y, b: cast(-c * y, y - c * x),
+                              hvp_fn=lambda x, y, v, b: cast(-c * v, v), quadratic=True)
+    outer = FunctionObjective(lambda x, y, b: dtype(0.5 * (x - 1) @ (x - 1) + 0.5 * (y - 2) @ (y - 2)),
+                              lambda x, y, b: cast(x - 1, y - 2), hvp_fn=lambda x, y, v, b: cast(0 * x, v),
+                              quadratic=True)
+    xs = (1 + 2 * c) / (1 + c * c)
+    return BilevelProblem(outer, inner, oo.NumpySpace(), name=f"coupled-{c:g}"), np.array([xs, c * xs])
+
+
+def _rel(res: oo.BilevelResult, sol: np.ndarray) -> float:
+    return float(np.linalg.norm(np.r_[res.x, res.y] - sol) / max(1.0, np.linalg.norm(sol)))
+
+
+@pytest.mark.parametrize("preset", ["gpbgd", "vpbgd", "ofmu"])
+def test_penalty_presets_solve_the_badly_scaled_problem_at_their_defaults(preset: str) -> None:
+    prob, sol = coupled_1d(50.0)  # the 50·x·y coupling: fixed steps diverge to |x| ~ 1e150 here
+    solver = {"gpbgd": oo.gpbgd(), "vpbgd": oo.vpbgd(), "ofmu": oo.ofmu(beta=0.0)}[preset]
+    res = solver.run(prob, np.zeros(1), np.zeros(1))
+    assert res.status is Status.CONVERGED, res.message
+    assert _rel(res, sol) < 1e-6
+
+
+@pytest.mark.parametrize("solver", [oo.Bome(), oo.F2sa()], ids=["bome", "f2sa"])
+def test_comparison_solvers_name_their_divergence_on_the_badly_scaled_problem(solver: Any) -> None:
+    prob, _ = coupled_1d(50.0)
+    with np.errstate(all="ignore"):
+        res = solver.run(prob, np.zeros(1), np.zeros(1))
+    assert res.status is Status.DIVERGED and "grew" in res.message  # not a silent numerical_error
+    assert np.all(np.isfinite(res.x)) and np.all(np.isfinite(res.y))
+
+
+@pytest.mark.parametrize("preset", ["gpbgd", "vpbgd", "ofmu"])
+def test_fixed_penalty_variants_never_claim_convergence(preset: str) -> None:
+    prob, sol = coupled_1d(3.0)
+    solver = {"gpbgd": oo.gpbgd, "vpbgd": oo.vpbgd, "ofmu": oo.ofmu}[preset](strategy="paper", maxiter=20_000)
+    if preset == "ofmu":
+        solver = solver.replace(beta=0.0)
+    res = solver.run(prob, np.zeros(1), np.zeros(1))
+    assert res.status is Status.PENALIZED and not res.success, res.message
+    assert "Θ(1/penalty)" in res.message and _rel(res, sol) > 1e-5  # the bias is real, and the status says so
+
+
+def test_fixed_step_that_diverges_under_the_paper_schedule_is_capped_by_the_curvature_estimate() -> None:
+    prob, _ = coupled_1d(50.0)
+    plain = oo.gpbgd(strategy="paper", adaptive_step=False, maxiter=2000)
+    with np.errstate(all="ignore"):
+        assert plain.run(prob, np.zeros(1), np.zeros(1)).status is Status.DIVERGED
+    res = oo.gpbgd(strategy="paper", maxiter=2000).run(prob, np.zeros(1), np.zeros(1))
+    assert res.status in (Status.PENALIZED, Status.MAXITER) and np.all(np.isfinite(res.x))
+
+
+@pytest.mark.parametrize("preset", ["gpbgd", "vpbgd", "ofmu"])
+def test_float32_oracles_reach_the_dtype_aware_tolerance(preset: str) -> None:
+    prob, sol = coupled_1d(3.0, np.float32)
+    solver = {"gpbgd": oo.gpbgd(), "vpbgd": oo.vpbgd(), "ofmu": oo.ofmu(beta=0.0)}[preset]
+    res = solver.run(prob, np.zeros(1, np.float32), np.zeros(1, np.float32))
+    assert res.status is Status.CONVERGED, res.message
+    assert res.y.dtype == np.float32
+    assert _rel(res, sol) < 1e-5  # float32 round-off is 1.2e-7; the default tol 1e-6 is raised to 100·eps
+
+
+def _unbounded_at_small_penalty() -> BilevelProblem:
+    """min −½y²  s.t.  y ∈ argmin ½(y − 1)²: F = −½y² + ρ(y − 1)² is unbounded below for ρ < ¼."""
+    outer = FunctionObjective(lambda x, y, b: float(-0.5 * y @ y), lambda x, y, b: (None, -y),
+                              hvp_fn=lambda x, y, v, b: (None, -v), quadratic=True)
+    inner = FunctionObjective(lambda x, y, b: float(0.5 * (y - 1) @ (y - 1)), lambda x, y, b: (None, y - 1),
+                              hvp_fn=lambda x, y, v, b: (None, v.copy()), quadratic=True)
+    return BilevelProblem(outer, inner, oo.NumpySpace(), has_x=False)
+
+
+def test_continuation_raises_the_penalty_when_a_level_is_unbounded_below() -> None:
+    prob = _unbounded_at_small_penalty()
+    res = oo.gpbgd(penalty=0.01).run(prob, None, np.array([0.5]))
+    assert res.status is Status.CONVERGED and abs(res.y[0] - 1.0) < 1e-6
+    capped = oo.gpbgd(penalty=0.01, penalty_max=0.1).run(prob, None, np.array([0.5]))
+    assert capped.status is Status.UNBOUNDED and np.all(np.isfinite(capped.y))
+
+
+def test_implicit_diff_reports_a_non_convex_inner_problem_instead_of_raising() -> None:
+    inner = FunctionObjective(lambda x, y, b: float(-0.5 * y @ y + x @ y), lambda x, y, b: (y.copy(), -y + x),
+                              hvp_fn=lambda x, y, v, b: (v.copy(), -v), quadratic=True)
+    outer = FunctionObjective(lambda x, y, b: float(0.5 * y @ y + 0.5 * x @ x), lambda x, y, b: (x.copy(), y.copy()),
+                              hvp_fn=lambda x, y, v, b: (0 * x, v.copy()), quadratic=True)
+    prob = BilevelProblem(outer, inner, oo.NumpySpace())
+    res = oo.ImplicitDiff(maxiter=5, inner_maxiter=3).run(prob, np.ones(1), np.ones(1))
+    assert res.status is Status.NOT_CONVEX and not res.success
+
+
+def test_f2sa_reaches_its_multiplier_cap_and_reports_a_penalized_point() -> None:
+    ref = get_reference("P3")
+    res = oo.F2sa(lam_max=200.0, lam_step=5.0, lr=0.1, tol=1e-5, maxiter=20_000).run(ref.problem, ref.x0, ref.y0)
+    assert res.status is Status.PENALIZED, res.message
+    assert res.penalty == 200.0 and res.nit < 20_000
+
+
+class _Scaled:
+    """An objective times a constant (value, gradient, HVP and third derivatives)."""
+
+    def __init__(self, obj: Any, s: float) -> None:
+        self.o, self.s = obj, s
+        self.hvp_available, self.tvp_available = has_hvp(obj), has_tvp(obj)
+
+    def _sc(self, p: Any) -> Any:
+        return tuple(None if v is None else self.s * v for v in p)
+
+    def value(self, x: Any, y: Any, *, batch: Any = None) -> Any:
+        return self.s * self.o.value(x, y, batch=batch)
+
+    def grad(self, x: Any, y: Any, *, batch: Any = None) -> Any:
+        return self._sc(self.o.grad(x, y, batch=batch))
+
+    def hvp(self, x: Any, y: Any, v: Any, *, batch: Any = None) -> Any:
+        return self._sc(self.o.hvp(x, y, v, batch=batch))
+
+    def tvp(self, x: Any, y: Any, u: Any, v: Any, *, batch: Any = None) -> Any:
+        return self._sc(self.o.tvp(x, y, u, v, batch=batch))
+
+
+@pytest.mark.parametrize("sf, sg", [(1e-2, 1.0), (1e2, 1.0), (1.0, 1e-2), (1.0, 1e2)])
+def test_default_preset_on_a_rescaled_reference_converges_or_names_the_reason(sf: float, sg: float) -> None:
+    """QOFMU with f·sf and g·sg (the full sweep over presets and references: benchmarks/bench_robust_defaults.py)."""
+    ref = get_reference("QOFMU")
+    prob = dataclasses.replace(ref.problem, outer=_Scaled(ref.problem.outer, sf), inner=_Scaled(ref.problem.inner, sg))
+    res = oo.vpbgd(tol=1e-5).run(prob, ref.x0, ref.y0)
+    assert res.status in NAMED and res.status is not Status.NUMERICAL_ERROR
+    if res.status is Status.CONVERGED:
+        assert ref.distance(res.x, res.y) <= ref.tol
+    else:
+        assert res.message and np.all(np.isfinite(res.y))
+
+
+def test_continuation_wrapper_equals_the_continuation_strategy() -> None:
+    ref = get_reference("P3")
+    paper = oo.gpbgd(strategy="paper")
+    a = Continuation(oo.with_continuation(paper).replace(strategy="paper"), tol=1e-6).run(ref.problem, ref.x0, ref.y0)
+    b = oo.with_continuation(paper).run(ref.problem, ref.x0, ref.y0)
+    assert a.status is b.status is Status.CONVERGED
+    np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_comparison_solvers_are_exported() -> None:
+    assert oo.Bome is oo.core.Bome and oo.F2sa is oo.core.F2sa and oo.ImplicitDiff is oo.core.ImplicitDiff
