@@ -638,3 +638,11 @@ def test_torch_objective_case(name: str) -> None:
     call, pattern = TORCH[name]
     with pytest.raises(OfmuError, match=pattern):
         call()
+
+
+@pytest.mark.parametrize("seed", [2**63, 2**64, 2**70, 10**200, -1, True, 1.0, "3"], ids=str)
+def test_seed_beyond_64_bits_or_not_an_integer(seed: Any) -> None:
+    from ofmu_opt._seeding import seed_everything
+
+    with pytest.raises(ConfigError, match=r"seed: expected an integer in 0\.\.9223372036854775807"):
+        seed_everything(seed)
