@@ -85,13 +85,16 @@ def plot(rows_by_dtype: dict[str, list[dict[str, Any]]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(rows_by_dtype), figsize=(6.5 * len(rows_by_dtype), 4.5), squeeze=False)
+    names = sorted({r["solver"] for rows in rows_by_dtype.values() for r in rows})
+    cmap = plt.get_cmap("tab10")
+    color = {n: cmap(i % 10) for i, n in enumerate(names)}  # one colour per solver in every panel
     for ax, (dtype, rows) in zip(axes[0], rows_by_dtype.items(), strict=True):
         for r in rows:
             if r["curve"] is None:
                 continue
             t, v = r["curve"]
             ls = "-" if r["solver"].startswith("ofmu_opt") else "--"
-            ax.loglog(t + 1e-4, v, ls, label=r["solver"], lw=1.6)
+            ax.loglog(t + 1e-4, v, ls, label=r["solver"], lw=1.6, color=color[r["solver"]])
         ax.axhline(1e-6, color="grey", lw=0.8)
         ax.set_xlabel("time (s, benchopt's solver timer)")
         ax.set_ylabel("‖∇h(x)‖²")
