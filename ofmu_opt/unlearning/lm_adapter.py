@@ -16,6 +16,10 @@ the answer tokens, EOS included.
 * ``kl_to_reference(model, ref, batch)``: mean over answer positions of ``KL(p_ref || p_model)``
   over the vocabulary.
 
+Only the positions from the batch's first answer label on are projected onto the vocabulary (transformers'
+``logits_to_keep``): prompt positions carry no label, and the ``[B, L, V]`` logits are the largest
+activation of a small model with a large vocabulary (SmolLM2: V = 49,152).
+
 Example:
     >>> from ofmu_opt.unlearning.models.hf import PromptTemplate
     >>> CausalLMAdapter(tokenizer=None, template=PromptTemplate()).task
@@ -24,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +41,43 @@ from .models.hf import LMBatch, PromptTemplate, collate_qa, encode_qa
 __all__ = ["CausalLMAdapter"]
 
 
+_KEEP: dict[type, bool] = {}
+
+
+def _accepts_logits_to_keep(model: nn.Module) -> bool:
+    get_base = getattr(model, "get_base_model", None)
+    base = get_base() if callable(get_base) else model
+    kind = type(base)
+    if kind not in _KEEP:
+        try:
+            _KEEP[kind] = "logits_to_keep" in inspect.signature(base.forward).parameters
+        except (TypeError, ValueError):
+            _KEEP[kind] = False
+    return _KEEP[kind]
+
+
 def _shifted(model: nn.Module, batch: LMBatch, **kw: Any) -> tuple[Any, Tensor, Tensor, Tensor]:
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kw)
-    logits = out.logits[:, :-1]
+    """Logits and labels of the positions that carry an answer label in some row of the batch.
+
+    Positions before the first answer token of the batch (the shortest prompt) carry no label, so
+    their vocabulary projection is skipped when the model takes ``logits_to_keep`` (transformers
+    causal LMs): the ``[B, L, V]`` logits, the largest activation of a small model with a big
+    vocabulary, shrink to the answer span. The values are those of the full projection.
+    """
+    labels = batch.labels[:, 1:]
+    width = labels.shape[1]
+    cols = (labels != -100).any(0).nonzero()
+    start = int(cols[0]) if cols.numel() else 0
+    if start > 0 and _accepts_logits_to_keep(model):
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                    logits_to_keep=width + 1 - start, **kw)
+        logits = out.logits[:, :-1]
+        labels = labels[:, start:]
+    else:
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kw)
+        logits = out.logits[:, :-1]
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    labels = batch.labels[:, 1:]
     mask = labels != -100
     return out, logits, labels, mask
 

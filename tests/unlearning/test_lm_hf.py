@@ -363,7 +363,8 @@ def test_train_uses_transformers_schedule_and_options(tok: Any) -> None:
     hist = train_causal_lm(lora, tok, pairs, T, TrainConfig(epochs=3, batch_size=4, lr=1e-2, warmup_steps=0,
                                                           bf16=True, gradient_checkpointing=True))
     assert all(math.isfinite(h) for h in hist) and hist[-1] < hist[0]
-    assert not lora.get_base_model().is_gradient_checkpointing
+    base = lora.get_base_model()
+    assert not getattr(base, "is_activation_checkpointing", base.is_gradient_checkpointing)
 
 
 # ----------------------------------------------------------------------------- --model through the command line
@@ -431,3 +432,34 @@ def test_smollm2_gguf_end_to_end(tmp_path: Path) -> None:
             assert after["forget_Q_A_Prob"] != before["forget_Q_A_Prob"]  # the saved model is the unlearned one
     finally:
         mp.undo()
+
+
+def test_adapter_projects_only_the_answer_span_with_the_same_values(tok: Any) -> None:
+    from ofmu_opt.unlearning import lm_adapter
+
+    model = build_tiny_gpt2(tok, SHAPE, seed=1)
+    items = DATA.qa[:4]
+    b = make_batches(tok, [(q.question, q.answer) for q in items], T, 4, 96)[0]
+    assert lm_adapter._accepts_logits_to_keep(model)  # (cached per class, so the spy below does not hide it)
+    seen: list[int] = []
+    orig = model.forward
+
+    def spy(*a: Any, **k: Any) -> Any:
+        out = orig(*a, **k)
+        seen.append(out.logits.shape[1])
+        return out
+
+    model.forward = spy  # type: ignore[method-assign]
+    ad = CausalLMAdapter(tok, T)
+    nll, lp = ad.per_example_nll(model, b), ad.per_example_logprob(model, b)
+    first = int((b.labels[:, 1:] != -100).any(0).nonzero()[0])
+    assert first > 0 and seen == [b.input_ids.shape[1] - first] * 2  # prompt positions never projected
+    # reference: the full [B, L, V] logits
+    with torch.no_grad():
+        logits = orig(input_ids=b.input_ids, attention_mask=b.attention_mask).logits[:, :-1]
+    labels = b.labels[:, 1:]
+    m = labels != -100
+    tlp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * m
+    torch.testing.assert_close(lp.detach(), tlp.sum(-1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(nll.detach(), -tlp.sum(-1) / m.sum(-1), rtol=1e-5, atol=1e-6)
+    assert lm_adapter._accepts_logits_to_keep(apply_lora(build_tiny_gpt2(tok, SHAPE, seed=1), r=2))

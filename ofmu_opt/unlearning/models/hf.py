@@ -941,8 +941,14 @@ def set_gradient_checkpointing(model: Any, enabled: bool) -> bool:
     if not getattr(base, "supports_gradient_checkpointing", False):
         logger.warning("gradient checkpointing: %s does not support it; ignored", type(base).__name__)
         return False
-    if enabled:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kw = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2 names
+        if enabled:
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+        else:
+            base.activation_checkpointing_disable()
+    elif enabled:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
     else:
         base.gradient_checkpointing_disable()
     return True
