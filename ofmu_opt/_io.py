@@ -75,12 +75,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     Raises:
         DataError: the destination is a directory or its directory is not writable.
     """
-    dest = Path(path)
+    dest = check_path_text(path, "output path")
     if dest.is_dir():
         raise DataError(f"output path {str(dest)!r}: expected a file, received a directory")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        # the temporary name stays short even when the destination's name is near the 255-byte limit
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:64]}.", suffix=".tmp")
     except OSError as exc:
         raise DataError(f"output directory {str(dest.parent)!r} is not writable: {exc.strerror}") from exc
     try:
@@ -93,11 +94,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # disk full, quota, read-only file system, name too long ...
+            raise DataError(f"cannot write {str(dest)!r}: {exc.strerror or exc}") from exc
         raise
     return dest
 

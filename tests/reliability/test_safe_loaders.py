@@ -136,3 +136,27 @@ def test_record_round_trip_and_every_edit_is_refused(tmp_path: Path) -> None:
     p.write_text(json.dumps(dict(reversed(list(raw.items())))))
     assert read_record(p)["step"] == 39
     assert record_digest(raw) == raw["sha256"]
+
+
+def test_a_failed_write_is_a_data_error_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from ofmu_opt import _io
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    (tmp_path / "a.json").write_text('{"old": 1}')
+    monkeypatch.setattr(_io.os, "fsync", full)
+    with pytest.raises(DataError, match=r"cannot write '.*a\.json': No space left on device"):
+        _io.atomic_write_json(tmp_path / "a.json", {"new": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no temporary file left
+    assert json.loads((tmp_path / "a.json").read_text()) == {"old": 1}  # the old content survives
+
+
+def test_names_near_the_length_limit_are_written(tmp_path: Path) -> None:
+    from ofmu_opt._io import atomic_write_text
+
+    assert atomic_write_text(tmp_path / ("n" * 255), "x").read_text() == "x"  # the temp name stays short
+    with pytest.raises(DataError, match="limit of 255"):
+        atomic_write_text(tmp_path / ("n" * 256), "x")
