@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     rhos = np.logspace(0, 3, 5 if a.smoke else 10)
     bias = []
     for rho in rhos:
-        # solve the penalized problem at fixed ρ accurately: constant penalty, Nesterov + backtracking
-        solver = oo.gpbgd(penalty=float(rho), line_search=True, outer_rule="nesterov", scale_step_by_penalty=False,
-                          tol=1e-12, maxiter=200_000)
+        # solve the penalized problem at fixed ρ accurately: constant penalty (strategy="paper", not the
+        # presets' default continuation in ρ, which would solve the bi-level problem itself), Nesterov + backtracking
+        solver = oo.gpbgd(penalty=float(rho), strategy="paper", line_search=True, outer_rule="nesterov",
+                          scale_step_by_penalty=False, tol=1e-12, maxiter=200_000)
         res = solver.run(ref.problem, None, ref.y0)
         bias.append(ref.distance(None, res.y))
         print(f"rho = {rho:9.2f}   {res.status.value:9s} rounds {res.nit:6d}   bias ‖θ(ρ) − θ*‖/‖θ*‖ = {bias[-1]:.3e}")
