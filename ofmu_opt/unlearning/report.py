@@ -70,7 +70,8 @@ def results_markdown(
     for n, c in results["selected"].items():
         shown = {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in c.items()}
         lines.append(f"- {n}: {shown}")
-    lines += ["", "Budget spent (steps / gradient evaluations, diagnostics included):", ""]
+    lines += ["", "Budget spent (steps / gradient evaluations: backward passes through the model's parameters, "
+              "diagnostics included; a method that differentiates a functional copy reports its own count):", ""]
     for n, b in results["budget_spent"].items():
         lines.append(f"- {n}: search {b['search_steps']} / {b['search_grad_evals']}, "
                      f"seeds {b['seed_steps']} / {b['seed_grad_evals']} ({b['runs']} runs)")
