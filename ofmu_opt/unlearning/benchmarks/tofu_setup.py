@@ -150,7 +150,12 @@ class TinyData:
     data: TinyTofu
     split: TofuSplit
     val: TofuSplit
-    val_retain_train: tuple[QAItem, ...]
+
+    @property
+    def val_retain_train(self) -> tuple[QAItem, ...]:
+        """What the validation retain model trains on: every trained author but the validation forget authors."""
+        val_forget = {q.author for q in self.val.forget}
+        return tuple(q for q in self.data.qa if q.author not in val_forget)
 
     @property
     def utility(self) -> tuple[QAItem, ...]:
@@ -181,7 +186,7 @@ def tiny_data(cfg: LMExperimentConfig) -> TinyData:
         real_authors=(),
         world_facts=(),
     )
-    return TinyData(data, split, val, tuple(q for q in data.qa if q.author not in val_forget))
+    return TinyData(data, split, val)
 
 
 def _texts(data: TinyTofu) -> list[str]:
