@@ -213,7 +213,8 @@ class VarianceReduced:
     Args:
         solver: a :class:`~ofmu_opt.core.solver.PenaltySolver` with fixed steps (``line_search=False``;
             a backtracking test on stochastic estimates is not meaningful).
-        inner_samples, outer_samples: sizes of the two finite sums.
+        inner_samples: size of the inner finite sum.
+        outer_samples: size of the outer finite sum.
         batch_size: samples per batch (both levels).
         seed: seed of the batch order.
         variance_reduction: ``False`` gives plain mini-batch estimates (the control of the comparison).
