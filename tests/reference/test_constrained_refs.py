@@ -116,3 +116,30 @@ def test_reference_problem_encodes_the_data():
     np.testing.assert_allclose(p.y_set.project(np.array([-1.0])), [0.0])
     assert p.inner_constraints.count == 1 and p.outer_constraints.count == 1
     assert np.all(p.inner_constraints.value(x, y) <= 1e-12) and np.all(p.outer_constraints.value(x, y) <= 1e-12)
+
+
+@pytest.mark.parametrize("case", ["ofmu", "gpbgd", "vpbgd"])
+def test_harness_structure_loop_stop_determinism_on_a_constrained_problem(case):
+    from ofmu_opt.testing import (
+        SOLVER_CASES,
+        check_deterministic,
+        check_run_equals_manual_loop,
+        check_state_structure,
+        check_stop_iteration,
+    )
+
+    ref = get_reference("ShimizuAiyoshi1981Ex1")  # x box, y box, coupled lower- and upper-level constraints
+    s = SOLVER_CASES[case](ref)
+    check_state_structure(s, ref)
+    check_run_equals_manual_loop(s, ref)
+    check_stop_iteration(s, ref)
+    check_deterministic(s, ref)
+
+
+def test_check_feasible_reports_and_rejects_violations():
+    from ofmu_opt.testing import HarnessFailure, check_feasible
+
+    ref = get_reference("ShimizuAiyoshi1981Ex1")
+    assert max(check_feasible(ref, ref.x_star, ref.y_star).values()) <= 1e-12
+    with pytest.raises(HarnessFailure, match="infeasible"):
+        check_feasible(ref, np.array([10.0]), np.array([12.0]))  # y > x and x + y > 20
