@@ -50,11 +50,20 @@ def _name(node: ast.expr) -> str:
 
 def test_the_package_never_unpickles_or_evaluates_untrusted_input() -> None:
     """AST audit of every module: no eval/exec, no plain pickle/marshal/yaml loads, torch.load only with
-    weights_only=True, np.load never with allow_pickle=True, HF models only from safetensors."""
+    weights_only=True, np.load never with allow_pickle=True, HF models only from safetensors (or from one
+    named GGUF file, which is parsed, not unpickled)."""
     problems: list[str] = []
     for path in sorted(PKG.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         rel = path.relative_to(PKG.parent)
+        gguf_dicts = {
+            t.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.AnnAssign | ast.Assign) and isinstance(node.value, ast.Dict)
+            and any(isinstance(k, ast.Constant) and k.value == "gguf_file" for k in node.value.keys)
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(t, ast.Name)
+        }
         for call in _calls(tree):
             name = _name(call.func)
             kw = {k.arg: k.value for k in call.keywords}
@@ -74,7 +83,13 @@ def test_the_package_never_unpickles_or_evaluates_untrusted_input() -> None:
                     problems.append(f"{where} with allow_pickle")
             if name.endswith(".from_pretrained") and "Tokenizer" not in name:
                 s = kw.get("use_safetensors")
-                if not (isinstance(s, ast.Constant) and s.value is True):
+                # a GGUF file is parsed by the gguf reader, never unpickled: `gguf_file=...` (directly or
+                # through a ``**kw`` dict literal of this module) loads that one file
+                gguf = "gguf_file" in kw or any(
+                    k.arg is None and isinstance(k.value, ast.Name) and k.value.id in gguf_dicts
+                    for k in call.keywords
+                )
+                if not gguf and not (isinstance(s, ast.Constant) and s.value is True):
                     problems.append(f"{where} without use_safetensors=True")
         for node in ast.walk(tree):  # the only Unpickler is the restricted one
             if isinstance(node, ast.ClassDef):
