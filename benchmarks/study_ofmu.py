@@ -167,6 +167,9 @@ def run_setting(name: str, args: argparse.Namespace, variants: dict[str, list[st
             rec["summary"] = {k: {m: list(v) for m, v in d.items()} for k, d in _summary(res).items()}
             rec["selected"] = res.get("selected", {}).get(method)
             rec["budget"], rec["seeds"], rec["steps"] = res.get("budget"), res.get("seeds"), res.get("steps")
+            if isinstance(rec["seeds"], list) and rec["budget"] is not None:  # the command as it was run
+                ran = f"--seeds {len(rec['seeds'])} --budget {rec['budget']}"
+                rec["command"] = rec["command"].replace(f"--seeds {args.seeds} --budget {args.budget}", ran)
         runs[label] = rec
     return analyse(name, runs)
 
