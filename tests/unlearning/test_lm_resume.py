@@ -1,6 +1,6 @@
 """TinyTOFU ``ofmu unlearn`` killed with SIGKILL mid-run resumes exactly (#17): same metrics, same losses.
 
-The timeout below only guards against a hang; nothing here measures speed.
+The timeout mark only guards against a hang; nothing here measures speed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from ofmu_opt.unlearning.runner import RunConfig, unlearn
 SMALL = {"n_authors": 20, "n_retain_eval_authors": 2, "n_utility": 4, "n_layer": 1, "n_embd": 32, "train_epochs": 20,
          "train_lr": 5e-3, "max_new_tokens": 8}  # fmt: skip
 STEPS = 80
-HANG_GUARD_S = 900.0
 
 
 def _options(cache: Path) -> tuple[str, ...]:
@@ -33,6 +32,7 @@ def _read(out: Path) -> tuple[dict[str, object], list[tuple[int, float]]]:
     return summary, [(h["step"], h["loss"]) for h in hist]
 
 
+@pytest.mark.timeout(3600)  # a hang guard only
 @pytest.mark.parametrize("method", ["npo"])
 def test_tinytofu_unlearn_killed_mid_run_resumes_exactly(tmp_path: Path, method: str) -> None:
     opts = _options(tmp_path / "cache")
@@ -46,11 +46,7 @@ def test_tinytofu_unlearn_killed_mid_run_resumes_exactly(tmp_path: Path, method:
         argv += ["--option", o]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     manifest = killed / "checkpoint" / "manifest.json"
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not manifest.exists() and proc.poll() is None:
-        if time.monotonic() > deadline:  # pragma: no cover - hang guard
-            proc.kill()
-            pytest.fail("the unlearning subprocess wrote no checkpoint before the hang guard")
+    while not manifest.exists() and proc.poll() is None:  # pytest-timeout (the mark) guards against a hang
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -5,9 +5,12 @@ the generic runner replaced ``vision_bench`` / ``lm_bench`` (commit c787d13), wi
 ``python tests/unlearning/test_reference_metrics.py --record``. Each case runs the command line in
 process with a fresh model cache and compares UA/RA/TA (digits), every TOFU summary metric
 (TinyTOFU) and the per-step loss history at every step the old code recorded, to a tight tolerance.
-The TinyTOFU cases were re-recorded with the same old runner files after ``models/hf.py`` gained
-open-unlearning's pad=eos label masking (a change of the model code, not of the runner), so that the
-fixture keeps testing only the runner rewrite.
+Other helpers changed numerics outside the runner in the same session (``models/hf.py``: open-unlearning's
+pad=eos label masking; the GA objective code on class-wise forgetting), so the fixture was re-recorded on the
+old runner files of c787d13 (``lm_bench``, ``vision_bench``, ``wmdp_bench``, ``experiment``, ``benchmarks``,
+``_config``, ``data/``, the three CLI commands) combined with every other file at the commit named in the
+fixture: it tests that the runner rewrite alone changes no metric. To re-record after a deliberate numeric
+change elsewhere, build that combination (``git archive``) and run this file with ``--record`` there.
 
 Not compared: RTE (wall-clock time), and the digits MIA-efficacy and the gaps built from it
 (``gap_MIA``, ``avg_gap``): the MIA's SVC default changed after the recording (gamma ``'scale'`` ->

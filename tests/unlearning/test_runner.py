@@ -164,7 +164,7 @@ def test_second_run_on_the_same_out_is_refused_while_the_first_holds_it(tmp_path
     out = tmp_path / "o"
     with output_lock(out, what="--out"):  # another process asks for the same directory meanwhile
         proc = subprocess.run([sys.executable, "-m", "ofmu_opt.cli", "unlearn", "--method", "ga", "--out", str(out),
-                               *QUICK], capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+                               *QUICK], capture_output=True, text=True, timeout=3600, check=False)  # fmt: skip
     assert proc.returncode == 2 and "in use by another ofmu run" in proc.stderr and "Traceback" not in proc.stderr
 
 
