@@ -54,7 +54,8 @@ def build() -> object:
 def solve(problem_wrapper: object | None = None) -> tuple[torch.Tensor, ...]:
     mp = build()
     prob = mp.problem if problem_wrapper is None else problem_wrapper(mp.problem)  # type: ignore[operator]
-    solver = ofmu(beta=0.1, inner_steps=INNER, inner_lr=0.05, outer_lr=0.05, outer_rule="adam")
+    # strategy="paper": the per-round OFMU update of the paper (the presets default to continuation in rho)
+    solver = ofmu(beta=0.1, inner_steps=INNER, inner_lr=0.05, outer_lr=0.05, outer_rule="adam", strategy="paper")
     state = solver.init_state(prob, None, mp.y0)
     for k in range(ROUNDS):
         state = solver.update(prob, state, batch=mp.round_batches(k, INNER))
