@@ -10,12 +10,10 @@ one. We give the oracles by hand (value, gradient and the Hessian-vector product
 their defaults (continuation over penalty levels), and compare with the convex reference that
 `quadratic_inner_reference` builds with cvxpy.
 
-At the default size the inner Hessian AᵀA has eigenvalues up to ~1e3 next to a null space: the value-gap
-penalty (vpbgd) sees that conditioning once, the stationarity penalty ρ‖∇_y g‖² (gpbgd) squares it
-(κ ≈ 2ρ·1e6 per level), so gpbgd needs ~2e5 rounds (measured: 227 000 rounds, 4.5e-6 from cvxpy). The
-example gives gpbgd a 20 000-round budget: it stops with a status that says so (maxiter, with the level it
-reached), and the validation only requires that every preset that reports ``converged`` agrees with cvxpy
-and that vpbgd converges.
+At the default size the inner Hessian AᵀA has eigenvalues up to ~1e3 next to a null space, and the
+stationarity penalty ρ‖∇_y g‖² (gpbgd) squares that conditioning (κ ≈ 2ρ·1e6 per penalty level). The
+presets' default level solver, L-BFGS with backtracking, handles this clustered spectrum in about a hundred
+rounds, where accelerated gradient steps need ~2e5.
 
 Run:  python examples/02_your_own_bilevel_problem.py [--smoke]
 """
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     inner_lr = 1.0 / float(np.linalg.eigvalsh(A.T @ A).max())
     print(f"cvxpy reference: f* = {ref.f:.10f} ({ref.status})")
     for name, solver in [
-        ("gpbgd", oo.gpbgd(inner_lr=inner_lr, tol=tol, maxiter=20_000)),
+        ("gpbgd", oo.gpbgd(inner_lr=inner_lr, tol=tol)),
         ("vpbgd", oo.vpbgd(inner_lr=inner_lr, tol=tol)),
     ]:
         res = solver.run(prob, np.zeros(k), np.zeros(n))
@@ -87,12 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         dist = np.linalg.norm(z - z_ref) / max(1.0, np.linalg.norm(z_ref))
         print(f"{name:6s} {res.status.value:10s} rounds {res.nit:6d}  f = {res.fun:.10f}  "
               f"relative distance to cvxpy {dist:.2e}  oracle calls {sum(res.counts.values())}")
-        if not res.success:
-            print(f"       {res.message}")
-        if (res.success and dist >= 1e-4) or (name == "vpbgd" and not res.success):
-            print("validation FAILED")
+        if not (res.success and dist < 1e-4):
+            print(f"validation FAILED: {res.message}")
             return 1
-    print("validation passed: every converged preset agrees with the cvxpy reference to < 1e-4")
+    print("validation passed: both presets agree with the cvxpy reference to < 1e-4")
     return 0
 
 

@@ -45,7 +45,6 @@ from ..problem.space import VectorSpace
 from .loop import run_solver
 from .pair import pnorm, pscale, psub
 from .result import BilevelResult, IntermediateResult, Status
-from .steps import get_step_rule
 
 if TYPE_CHECKING:
     from .solver import PenaltySolver, PenaltyState
@@ -167,8 +166,7 @@ class Continuation:
             return state._replace(x=anchor[0], y=anchor[1], terminal=kind, nit=new.nit)
         next_rho = min(rho * self.growth, self.penalty_max)
         log.info("level at penalty %.3g looks %s: restarting it at penalty %.3g", rho, reason, next_rho)
-        rule = get_step_rule(self.solver.outer_rule, b1=self.solver.adam_b1, b2=self.solver.adam_b2,
-                             eps=self.solver.adam_eps)
+        rule = self.solver.step_rule(problem, state.eps)
         return state._replace(
             x=anchor[0], y=anchor[1], z=anchor[1], penalty=next_rho, nit=new.nit, level_iter=0,
             outer_rule=rule.init(problem.space, anchor), lipschitz=state.lipschitz * (next_rho / rho),
@@ -200,8 +198,7 @@ class Continuation:
             # until they settle, so the level solutions stay a smooth function of 1/ρ for the extrapolation
             stepped = self.solver.updated_multipliers(problem, new)
             if self.solver.multiplier_change(new, stepped) > 1e-3 * tol:
-                rule = get_step_rule(self.solver.outer_rule, b1=self.solver.adam_b1, b2=self.solver.adam_b2,
-                                     eps=self.solver.adam_eps)
+                rule = self.solver.step_rule(problem, state.eps)
                 return stepped._replace(level_iter=level_iter, best=math.inf, stall=0, anchor=anchor,
                                         outer_rule=rule.init(sp, (new.x, new.y)), prev=None, prev_grad=None,
                                         step=math.nan, theta=math.inf)
@@ -215,13 +212,14 @@ class Continuation:
         )
         feasible = not (res.feasibility > max(tol, 1e-8))
         terminal = ""
-        if math.isfinite(extrap) and extrap <= 0.5 * tol and feasible:
+        # two levels at the same penalty (penalty_max) extrapolate nothing: their agreement is not convergence
+        repeated = len(level_h) >= 2 and level_h[-1] == level_h[-2]
+        if math.isfinite(extrap) and extrap <= 0.5 * tol and feasible and not repeated:
             terminal = "converged"
         elif rho >= self.penalty_max:
             terminal = "penalized"
         next_rho = min(rho * self.growth, self.penalty_max)
-        rule = get_step_rule(self.solver.outer_rule, b1=self.solver.adam_b1, b2=self.solver.adam_b2,
-                             eps=self.solver.adam_eps)
+        rule = self.solver.step_rule(problem, state.eps)
         return new._replace(
             penalty=next_rho, level=state.level + 1, level_iter=0, level_h=level_h, level_row=level_row,
             estimate=estimate, residuals=res._replace(extrapolation=extrap), terminal=terminal,

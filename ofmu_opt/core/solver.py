@@ -44,11 +44,11 @@ from ..problem.bilevel import BilevelProblem
 from ..problem.constraints import constraint_values
 from .inner import InnerObjective, InnerSpec, make_inner
 from .loop import run_solver
-from .pair import paxpy, pdot, pfinite, pnorm, psub
+from .pair import paxpy, pdot, pfinite, pnorm, pscale, psub
 from .result import BilevelResult, IntermediateResult, Status
 from .schedules import SCHEDULES, next_penalty
 from .similarity import SIMILARITY_KINDS
-from .steps import STEP_RULES, Nesterov, get_step_rule
+from .steps import STEP_RULES, Lbfgs, Nesterov, StepRule, get_step_rule
 from .terms import ConstraintTerm, PenaltyTerm, StationarityTerm, TermContext, ValueGapTerm, WeightedSumTerm
 
 __all__ = [
@@ -170,7 +170,7 @@ class PenaltySolver:
         inner_lr: inner step size.
         inner_rule: ``sgd`` or ``adam``.
         outer_lr: outer step size (divided by ρ when ``scale_step_by_penalty``).
-        outer_rule: ``sgd``, ``adam`` or ``nesterov``.
+        outer_rule: ``sgd``, ``adam``, ``nesterov`` or ``lbfgs`` (full-batch, with ``line_search``, no sets).
         line_search: backtracking (Armijo) on the penalized objective; ``outer_lr`` is then the first
             trial step.
         penalty: initial penalty ρ0 > 0 (the weight, for ``weighted_sum``).
@@ -222,7 +222,7 @@ class PenaltySolver:
     inner_lr: float = 0.1
     inner_rule: Literal["sgd", "adam"] = "sgd"
     outer_lr: float = 0.1
-    outer_rule: Literal["sgd", "adam", "nesterov"] = "sgd"
+    outer_rule: Literal["sgd", "adam", "nesterov", "lbfgs"] = "sgd"
     line_search: bool = False
     penalty: float = 1.0
     schedule: Literal["geometric", "linear", "constant"] = "constant"
@@ -300,6 +300,9 @@ class PenaltySolver:
         if self.line_search and self.base == "extragradient":
             raise ConfigError("line_search: not available with base='extragradient' (the step and the gradient "
                               "are taken at different points)")
+        if self.outer_rule == "lbfgs" and not self.line_search:
+            raise ConfigError("outer_rule: 'lbfgs' needs line_search=True (its steps come from backtracking along "
+                              "its own direction)")
         if self.extrapolation and self.strategy != "continuation":
             raise ConfigError("extrapolation: needs strategy='continuation' (it extrapolates across levels)")
 
@@ -323,7 +326,8 @@ class PenaltySolver:
         """The base actually used: ``auto`` is ``inner`` without x and ``outer`` with x."""
         ptype = self.effective_penalty_type(problem)
         if self.base == "auto":
-            return "outer" if (problem.has_x or ptype != "stationarity") else "inner"
+            return "outer" if (problem.has_x or ptype != "stationarity" or self.outer_rule_for(problem) == "lbfgs") \
+                else "inner"
         if ptype != self.penalty_type and self.base != "outer":
             raise ConfigError(
                 f"base: {self.base!r} is not available on a constrained lower level (y_set or inner_constraints), "
@@ -336,6 +340,20 @@ class PenaltySolver:
                 "see docs/solver_options.md); expected 'outer' or 'auto'"
             )
         return self.base
+
+    def outer_rule_for(self, problem: BilevelProblem, eps: float = 2.0**-52) -> str:
+        """The outer step rule used on ``problem`` with oracles of machine epsilon ``eps``: ``lbfgs`` takes
+        unprojected steps from the current point and needs curvature pairs above round-off, so on a problem with
+        ``x_set``/``y_set``, with low-precision oracles (float32 and below) or with base ``inner``/``extragradient``
+        it is replaced by ``nesterov``."""
+        if self.outer_rule == "lbfgs" and (problem.x_set is not None or problem.y_set is not None or eps > 1e-10
+                                           or self.base in ("inner", "extragradient")):
+            return "nesterov"
+        return self.outer_rule
+
+    def step_rule(self, problem: BilevelProblem, eps: float = 2.0**-52) -> StepRule:
+        """The configured outer :class:`~ofmu_opt.core.steps.StepRule` for ``problem``."""
+        return get_step_rule(self.outer_rule_for(problem, eps), b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
 
     def inner_spec(self, problem: BilevelProblem) -> InnerSpec:
         return InnerSpec(self.similarity, self.beta, self.sim_eps, self.hvp, self.fd_step, problem.sign)
@@ -382,7 +400,7 @@ class PenaltySolver:
             p0 = self._project(problem, p0)  # start feasible for the simple sets
         x0, y0 = p0
         inner_rule = get_step_rule(self.inner_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
-        outer_rule = get_step_rule(self.outer_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
+        outer_rule = self.step_rule(problem, eps)
         nan = math.nan
         ic, oc = problem.inner_constraints, problem.outer_constraints
         return PenaltyState(
@@ -592,7 +610,7 @@ class PenaltySolver:
         ptype = self.effective_penalty_type(problem)
         constrained = problem.x_set is not None or problem.y_set is not None
         rho = state.penalty
-        outer_rule = get_step_rule(self.outer_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
+        outer_rule = self.step_rule(problem, state.eps)
         current: Pair = (state.x, state.y)
         look = outer_rule.lookahead(sp, current, state.outer_rule)
         if constrained and look is not current:
@@ -626,6 +644,9 @@ class PenaltySolver:
             lr = lr / rho
         lipschitz = state.lipschitz
         prev, prev_grad, step, theta = state.prev, state.prev_grad, state.step, state.theta
+        if isinstance(outer_rule, Lbfgs):
+            return self._lbfgs_round(problem, state, ctx, outer_rule, frm, grad, fq, gnorm, scale, z, mu_inner,
+                                     inner_rule_state, vn, viol)
         if self.line_search:
             # Armijo backtracking (projected: the descent-lemma test); below round-off (predicted decrease
             # < max(1e-12, 10 eps) |F|, eps of the oracles' dtype) the test carries no information, so the
@@ -680,6 +701,41 @@ class PenaltySolver:
             inner_rule=inner_rule_state, lipschitz=lipschitz, scale=scale, terminal="",
             residuals=Residuals(gnorm, vn, state.residuals.extrapolation, viol),
             prev=prev, prev_grad=prev_grad, step=step, theta=theta,
+        )
+
+    def _lbfgs_round(
+        self, problem: BilevelProblem, state: PenaltyState, ctx: TermContext, rule: Lbfgs, frm: Pair, grad: Pair,
+        fq: float, gnorm: float, scale: float, z: Vec, mu_inner: tuple[float, ...], inner_rule_state: Any,
+        vn: float, viol: float,
+    ) -> PenaltyState:
+        """One L-BFGS step on F with backtracking (Armijo, c1 = 1e-4) along the two-loop direction."""
+        sp = problem.space
+        rs = rule.observe(sp, frm, grad, state.outer_rule)
+        d = rule.direction(sp, grad, rs)
+        gd = sp.to_float(pdot(sp, grad, d))
+        if not gd < 0.0:  # not a descent direction (stale curvature pairs): restart from the gradient
+            rs = rs._replace(pairs=())
+            d, gd = pscale(sp, grad, -1.0), -gnorm * gnorm
+        t = 1.0 if rs.pairs else 1.0 / state.lipschitz
+        new = frm
+        for _ in range(60):
+            decrease = -1e-4 * t * gd
+            cand = paxpy(sp, t, d, frm)
+            if decrease < max(1e-12, 10.0 * state.eps) * max(1.0, abs(fq)):
+                new = cand  # below round-off the test carries no information: take the step
+                break
+            fc = self._objective_value(problem, ctx, cand)
+            if math.isfinite(fc) and fc <= fq - decrease:
+                new = cand
+                break
+            t *= 0.5
+        if not pfinite(sp, new):
+            return state._replace(terminal="numerical_error", nit=state.nit + 1)
+        lipschitz = state.lipschitz if rs.pairs else max(1e-12, 1.0 / t)
+        return state._replace(
+            x=new[0], y=new[1], z=z, mu_inner=mu_inner, nit=state.nit + 1, outer_rule=rs._replace(step=rs.step + 1),
+            inner_rule=inner_rule_state, lipschitz=lipschitz, scale=scale, terminal="",
+            residuals=Residuals(gnorm, vn, state.residuals.extrapolation, viol),
         )
 
     def updated_multipliers(self, problem: BilevelProblem, state: PenaltyState) -> PenaltyState:
@@ -890,8 +946,8 @@ def with_continuation(
     penalty_max: float = 1e8, maxiter: int = 200_000,
 ) -> PenaltySolver:
     """Turn ``solver`` into an accurate solver: continuation over penalty levels (warm starts),
-    Nesterov steps with backtracking, and Richardson extrapolation in 1/ρ
-    (:class:`~ofmu_opt.core.continuation.Continuation`).
+    L-BFGS steps with backtracking within a level (Nesterov with backtracking on problems with sets or with
+    ``base="inner"``), and Richardson extrapolation in 1/ρ (:class:`~ofmu_opt.core.continuation.Continuation`).
 
     Fixed-step penalty descent needs O(ρ) iterations per penalty level and stops Θ(1/ρ) from the bi-level
     solution; continuation is how the presets reach 1e-6 relative accuracy, and it is their default.
@@ -900,9 +956,11 @@ def with_continuation(
         >>> with_continuation(gpbgd(strategy="paper"), tol=1e-6).strategy
         'continuation'
     """
+    # L-BFGS within a level (problems with x_set/y_set and base='inner' get accelerated projected gradient)
+    rule = "lbfgs" if solver.base in ("auto", "outer", "extragradient") else "nesterov"
     changes: dict[str, Any] = dict(
         strategy="continuation", extrapolation=extrapolation, penalty_growth=growth,
-        penalty_max=max(penalty_max, solver.penalty), line_search=True, outer_rule="nesterov",
+        penalty_max=max(penalty_max, solver.penalty), line_search=True, outer_rule=rule,
         scale_step_by_penalty=False, tol=tol, maxiter=maxiter, schedule="constant", level_maxiter=20_000,
     )
     if solver.base == "extragradient":

@@ -3,7 +3,10 @@
 - ``sgd``: ``p ← p − lr·G`` (the paper's analysis);
 - ``adam``: bias-corrected Adam (what LLM practice uses);
 - ``nesterov``: accelerated gradient (FISTA momentum) with gradient-based adaptive restart; the gradient is
-  read at the look-ahead point.
+  read at the look-ahead point;
+- ``lbfgs``: limited-memory BFGS directions (the two-loop recursion, Nocedal & Wright, Algorithm 7.4) for
+  full-batch runs with ``line_search=True``; :meth:`Lbfgs.direction` gives the direction, ``apply`` takes the
+  step the solver's line search chose.
 
 Examples:
     >>> import numpy as np
@@ -25,7 +28,7 @@ from ..errors import ConfigError
 from ..problem.space import VectorSpace
 from .pair import paxpy, pdot, psub, pzeros
 
-__all__ = ["STEP_RULES", "Adam", "Nesterov", "Sgd", "StepRule", "get_step_rule"]
+__all__ = ["STEP_RULES", "Adam", "Lbfgs", "Nesterov", "Sgd", "StepRule", "get_step_rule"]
 
 
 class StepRule(Protocol):
@@ -124,15 +127,69 @@ class Nesterov:
         return NesterovState(state.step, current, t)
 
 
-STEP_RULES = ("sgd", "adam", "nesterov")
+class LbfgsState(NamedTuple):
+    step: int
+    pairs: tuple[tuple[Pair, Pair], ...]
+    prev: Pair
+    prev_grad: Pair
+
+
+@dataclass(frozen=True)
+class Lbfgs:
+    """L-BFGS directions with ``memory`` curvature pairs; a pair is kept only when ``<s, y> > 0``."""
+
+    memory: int = 10
+
+    def init(self, sp: VectorSpace, params: Pair) -> LbfgsState:
+        # prev = params with a zero gradient: the first observed pair has s = 0 and is skipped (same structure
+        # every round)
+        return LbfgsState(0, (), params, pzeros(sp, params))
+
+    def lookahead(self, sp: VectorSpace, params: Pair, state: Any) -> Pair:
+        return params
+
+    def observe(self, sp: VectorSpace, point: Pair, grad: Pair, state: LbfgsState) -> LbfgsState:
+        """Add the pair ``(point − prev, grad − prev_grad)`` of the last step and remember this point."""
+        pairs = state.pairs
+        s = psub(sp, point, state.prev)
+        y = psub(sp, grad, state.prev_grad)
+        sy = sp.to_float(pdot(sp, s, y))
+        if sy > 1e-12 * math.sqrt(max(sp.to_float(pdot(sp, s, s)) * sp.to_float(pdot(sp, y, y)), 0.0)):
+            pairs = (*pairs, (s, y))[-self.memory:]
+        return LbfgsState(state.step, pairs, point, grad)
+
+    def direction(self, sp: VectorSpace, grad: Pair, state: LbfgsState) -> Pair:
+        """``−H g`` by the two-loop recursion (``−g`` without pairs)."""
+        q = grad
+        alphas = []
+        for s, y in reversed(state.pairs):
+            rho = 1.0 / sp.to_float(pdot(sp, y, s))
+            a = rho * sp.to_float(pdot(sp, s, q))
+            alphas.append((a, rho))
+            q = paxpy(sp, -a, y, q)
+        if state.pairs:
+            s, y = state.pairs[-1]
+            q = paxpy(sp, sp.to_float(pdot(sp, s, y)) / sp.to_float(pdot(sp, y, y)) - 1.0, q, q)
+        for (s, y), (a, rho) in zip(state.pairs, reversed(alphas), strict=True):
+            b = rho * sp.to_float(pdot(sp, y, q))
+            q = paxpy(sp, a - b, s, q)
+        return paxpy(sp, -2.0, q, q)
+
+    def apply(self, sp: VectorSpace, base: Pair, grad: Pair, lr: float, state: Any) -> tuple[Pair, Any]:
+        return paxpy(sp, -lr, grad, base), state._replace(step=state.step + 1)
+
+
+STEP_RULES = ("sgd", "adam", "nesterov", "lbfgs")
 
 
 def get_step_rule(name: str, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> StepRule:
-    """Return the step rule called ``name`` (``sgd``, ``adam`` or ``nesterov``)."""
+    """Return the step rule called ``name`` (``sgd``, ``adam``, ``nesterov`` or ``lbfgs``)."""
     if name == "sgd":
         return Sgd()
     if name == "adam":
         return Adam(b1, b2, eps)
     if name == "nesterov":
         return Nesterov()
+    if name == "lbfgs":
+        return Lbfgs()
     raise ConfigError(f"step rule: expected one of {', '.join(STEP_RULES)}, received {name!r}")

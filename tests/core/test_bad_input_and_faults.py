@@ -129,7 +129,9 @@ def test_base_inner_with_outer_variable_is_rejected_with_the_reason():
     with pytest.raises(ConfigError, match="converges to a wrong point"):
         ofmu(base="inner", beta=0.0).run(ref.problem, ref.x0, ref.y0)
     assert ofmu(beta=0.0).resolved_base(ref.problem) == "outer"
-    assert ofmu(beta=0.0).resolved_base(get_reference("QOFMU").problem) == "inner"
+    assert ofmu(beta=0.0, strategy="paper").resolved_base(get_reference("QOFMU").problem) == "inner"
+    # the default level solver, L-BFGS, steps from the current point: base auto is then 'outer'
+    assert ofmu(beta=0.0).resolved_base(get_reference("QOFMU").problem) == "outer"
 
 
 def test_why_base_inner_is_rejected_it_converges_to_a_wrong_point_on_p3():
