@@ -125,10 +125,10 @@ def feasibility(problem: Any, x: Vec | None, y: Vec) -> dict[str, float]:
     out: dict[str, float] = {}
     xs = getattr(problem, "x_set", None)
     if xs is not None and x is not None:
-        out["x_set"] = float(xs.violation(x))
+        out["x_set"] = float(xs.violation(x)) + 0.0  # + 0.0: no "-0.0" in reports
     ys = getattr(problem, "y_set", None)
     if ys is not None:
-        out["y_set"] = float(ys.violation(y))
+        out["y_set"] = float(ys.violation(y)) + 0.0
     for key in ("inner_constraints", "outer_constraints"):
         c = getattr(problem, key, None)
         if c is not None:
