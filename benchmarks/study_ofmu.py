@@ -229,18 +229,31 @@ def plot(name: str, study: dict[str, Any], path: Path) -> None:
     xl = {"digits": "forgetting: −|UA − UA_Retrain| →", "tofu": "forget quality →",
           "wmdp": "1 − hazardous accuracy →"}[fam]
     yl = {"digits": "test accuracy TA →", "tofu": "model utility →", "wmdp": "general accuracy →"}[fam]
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for label, (x, y) in study["points"].items():
-        marker = "*" if label.startswith("retrain") else "s" if label.startswith("target") else (
-            "o" if label.startswith("ofmu") else "^")
-        ax.plot(x, y, marker, ms=12 if marker == "*" else 7, label=label)
-    if fam == "tofu":
-        ax.set_xscale("log")
-    ax.set_xlabel(xl)
-    ax.set_ylabel(yl)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(f"{name}: equal budget, means over seeds")
+    fig, axs = plt.subplots(1, 2, figsize=(11, 4.2))
+    # right panel: zoom on the baselines, OFMU and the reference (outlying ablations stay in the left one)
+    core = [p for k, p in study["points"].items() if k in SETTINGS[name]["baselines"] or k == "ofmu"
+            or k.startswith(("retrain", "target"))]
+    for ax, zoom in zip(axs, (False, True), strict=True):
+        for label, (x, y) in study["points"].items():
+            marker = "*" if label.startswith("retrain") else "s" if label.startswith("target") else (
+                "o" if label.startswith("ofmu") else "^")
+            ax.plot(x, y, marker, ms=12 if marker == "*" else 7, label=label)
+        if fam == "tofu":
+            ax.set_xscale("log")
+        if zoom and core:
+            xs, ys = [p[0] for p in core], [p[1] for p in core]
+            if fam == "tofu":
+                ax.set_xlim(min(xs) / 2, max(xs) * 2)
+            else:
+                dx = max(max(xs) - min(xs), 1e-3) * 0.15
+                ax.set_xlim(min(xs) - dx, max(xs) + dx)
+            dy = max(max(ys) - min(ys), 1e-3) * 0.15
+            ax.set_ylim(min(ys) - dy, max(ys) + dy)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{name}: {'zoom' if zoom else 'all rows'} (means over seeds)", fontsize=9)
+    axs[0].legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
