@@ -28,7 +28,7 @@ name                 task         Φ (mean over the forget batch)
 items with an "I don't know" answer (TOFU-style) and ``representation`` for corpus forgetting
 (WMDP-style batches without items).
 
-Example:
+Examples:
     >>> sorted(OBJECTIVES)[:3]
     ['ascent', 'calibrated', 'idk']
 """

@@ -34,7 +34,7 @@ Diagnostics (cos, gradient norms) come from :class:`~ofmu_opt.unlearning.methods
 recorded ``loss`` is F on the round's outer batch and ``penalty`` the penalty term at the outer step's
 evaluation point.
 
-Example:
+Examples:
     >>> OfmuConfig().similarity, OfmuConfig(beta=0.0).beta
     ('signed', 0.0)
 """
