@@ -27,13 +27,10 @@ SHORT_TIMEOUT = re.compile(r"\btimeout\s*=\s*(\d+(?:\.\d+)?)\b")
 HANG_GUARD_S = 1800
 
 KNOWN: dict[str, str] = {
-    "test_cli_solve.py": "H3",
     "core/test_bad_input_and_faults.py": "H2",
     "backends/test_checkpoint.py": "H5",
     "backends/test_distributed.py": "H5",
     "backends/test_torch_backend.py": "H5",
-    "unlearning/test_lm_resume.py": "H1a",
-    "unlearning/test_runner.py": "H1a",
 }
 
 
