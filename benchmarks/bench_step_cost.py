@@ -210,7 +210,8 @@ def _ratio(times: dict[str, list[float]], num: str, den: str, k: float = 1.0) ->
 
 # ---------------------------------------------------------------------- the cases
 def build_cases(
-    model: nn.Module, nll: Loss, pairs: list[Any], inner_steps: int, modes: list[str], lr: float
+    model: nn.Module, nll: Loss, pairs: list[Any], inner_steps: int, modes: list[str], lr: float,
+    rounds: bool = True,
 ) -> tuple[dict[str, Callable[[], Any]], dict[str, str]]:
     """Closures for every case (see the module docstring) and the cases that could not be built."""
     from ofmu_opt.unlearning.methods.ofmu import OfmuConfig
@@ -263,7 +264,8 @@ def build_cases(
             def outer(s: Any = only_outer, p: Any = problem, st: Any = st0, rb: Any = rb0) -> Any:
                 return s.update(p, st, batch=rb)
 
-            round_()  # fail here, not inside the timing loop
+            if rounds:
+                round_()  # fail here, not inside the timing loop
             outer()
             if autodiff not in inner_done and not extra:
                 inner_done.add(autodiff)
@@ -280,7 +282,8 @@ def build_cases(
                 inner()
                 cases[f"inner[{autodiff}]"] = inner
             cases[f"outer[{mode}]"] = outer
-            cases[f"round[{mode}]"] = round_
+            if rounds:
+                cases[f"round[{mode}]"] = round_
         except Exception as exc:  # report, don't abort: e.g. an op without a forward-mode rule
             log.warning("%s: %s: %s", mode, type(exc).__name__, exc)
             failed[mode] = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -321,9 +324,9 @@ def hvp_errors(model: nn.Module, nll: Loss, batch: Any, modes: list[str]) -> dic
 
 def run_model(
     name: str, model: nn.Module, nll: Loss, pairs: list[Any], *, inner_steps: int, modes: list[str], repeats: int,
-    device: torch.device, lr: float, memory: bool,
+    device: torch.device, lr: float, memory: bool, rounds: bool = True,
 ) -> dict[str, Any]:
-    cases, failed = build_cases(model, nll, pairs, inner_steps, modes, lr)
+    cases, failed = build_cases(model, nll, pairs, inner_steps, modes, lr, rounds)
     hvp_err = hvp_errors(model, nll, pairs[inner_steps], [m for m in modes if m not in failed])
     t0 = time.perf_counter()
     times = time_interleaved(cases, device, repeats)
@@ -384,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-batch", type=int, default=None, help="QA pairs per LM batch (default 4)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads on CPU (0 = leave as is)")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-rounds", action="store_true", help="time GA/GradDiff/inner/outer steps only")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -415,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--models: unknown model {name!r}")
         log.info("%s: set-up %.1f s", name, time.perf_counter() - t_setup)
         results.append(run_model(name, model, nll, pairs, inner_steps=a.inner_steps, modes=modes, repeats=reps,
-                                 device=device, lr=1e-5, memory=not a.no_memory))
+                                 device=device, lr=1e-5, memory=not a.no_memory, rounds=not a.no_rounds))
     rows = [r for res in results for r in res["rows"]]
     payload = {
         "machine": machine_info(),
