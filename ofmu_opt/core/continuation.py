@@ -6,7 +6,7 @@ r"""Continuation over penalty levels as a wrapper solver.
 
 - a level ends when its residual (the projected penalized-gradient norm) is below ``level_tol`` — or, with
   low-precision oracles (float32 and below), when it has stopped improving (it sits at the round-off floor) —
-  or after ``level_maxiter`` rounds;
+  or after ``level_maxiter`` rounds (such a level cannot end the run as converged);
 - at a level's end the multipliers of the penalized problem's constraints take a method-of-multipliers step,
   the level solution enters a Richardson table in :math:`h = 1/\rho` (order ``extrapolation``), and the run
   has converged when the extrapolated estimate changes by less than ``tol/2`` (relative) with the constraints
@@ -24,7 +24,8 @@ Examples:
     >>> from ofmu_opt.core.solver import gpbgd
     >>> from ofmu_opt.reference import get_reference
     >>> ref = get_reference("P3")
-    >>> res = Continuation(gpbgd(strategy="paper"), tol=1e-6).run(ref.problem, ref.x0, ref.y0)
+    >>> paper = gpbgd(strategy="paper", outer_rule="lbfgs", line_search=True)  # the level solver
+    >>> res = Continuation(paper, tol=1e-6).run(ref.problem, ref.x0, ref.y0)
     >>> res.status.value, ref.distance(res.x, res.y) < 1e-5
     ('converged', True)
 """
@@ -214,7 +215,9 @@ class Continuation:
         terminal = ""
         # two levels at the same penalty (penalty_max) extrapolate nothing: their agreement is not convergence
         repeated = len(level_h) >= 2 and level_h[-1] == level_h[-2]
-        if math.isfinite(extrap) and extrap <= 0.5 * tol and feasible and not repeated:
+        # a level cut off by level_maxiter is not a level solution: slow progress is not agreement
+        unsolved = gnorm > level_tol and not stalled
+        if math.isfinite(extrap) and extrap <= 0.5 * tol and feasible and not repeated and not unsolved:
             terminal = "converged"
         elif rho >= self.penalty_max:
             terminal = "penalized"
