@@ -142,7 +142,8 @@ def test_why_base_inner_is_rejected_it_converges_to_a_wrong_point_on_p3():
     dist = {}
     for base in ("outer", "inner"):
         for rho in (10.0, 100.0):
-            s = gpbgd(strategy="paper", base=base, penalty=rho, inner_steps=5, inner_lr=lr_in, line_search=True,
+            s = gpbgd(strategy="paper", adaptive_step=False, base=base, penalty=rho, inner_steps=5, inner_lr=lr_in,
+                      line_search=True,
                       scale_step_by_penalty=False, outer_rule="nesterov", maxiter=20000, tol=1e-9,
                       allow_inner_base_with_x=True)
             res = s.run(ref.problem, ref.x0, ref.y0)
