@@ -203,3 +203,16 @@ def test_tinytofu_eval_of_a_foreign_model_warns_that_utility_is_meaningless(
                                     "out": str(tmp_path / "e")}))  # fmt: skip
     assert out.code == 0 and (tmp_path / "e" / "TOFU_SUMMARY.json").is_file()
     assert any("invented facts" in r.getMessage() for r in caplog.records)
+
+
+def test_the_cached_original_model_does_not_depend_on_which_scenario_ran_first(tmp_path: Path) -> None:
+    opts = ("steps=3", "experiment.train_steps=60", "experiment.hidden=16", f"experiment.cache_dir={tmp_path / 'c'}")
+
+    def ta(scenario: str, cache: str, out: str) -> float:
+        o = (*opts[:-1], f"experiment.cache_dir={tmp_path / cache}")
+        res = unlearn(RunConfig(scenario=scenario, method="ga", options=o, out=str(tmp_path / out), quiet=True))
+        return float(res.results["metrics"]["TA"])
+
+    alone = ta("class:3", "fresh", "a")
+    ta("random10", "shared", "b")  # fills the shared cache first
+    assert ta("class:3", "shared", "c") == alone

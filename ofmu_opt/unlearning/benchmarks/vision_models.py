@@ -119,9 +119,10 @@ def _recipe(cfg: VisionExperimentConfig, data: VisionData, kind: str) -> dict[st
         "train_lr": cfg.train_lr,
         "train_batch_size": cfg.train_batch_size,
         "seed": cfg.seed,
+        # the original model trains on forget + retain in that order, so its weights depend on the scenario
+        # too: without it in the key, the cached original was whichever scenario trained it first
+        "scenario": cfg.scenario,
     }
-    if kind == "retrain":
-        r["scenario"] = cfg.scenario
     return r
 
 
