@@ -31,6 +31,7 @@ def _one_thread() -> Iterator[None]:
 def _ofmu(**kw: Any) -> S.PenaltySolver:
     """The OFMU preset as one plain round per update (no line search, the paper's penalty schedule): the
     reverse-pass counts below are those of one outer step."""
+    kw.setdefault("outer_rule", "adam")  # OfmuConfig's default optimizer (the preset's own may differ)
     solver = S.ofmu(**kw)
     return solver.replace(line_search=False, strategy="paper")
 
@@ -109,7 +110,7 @@ def _no_host_sync() -> Iterator[None]:
 @pytest.mark.parametrize("hvp", ["exact", "finite_difference"])
 def test_inner_loop_issues_no_host_sync(autodiff: str, hvp: str, monkeypatch: pytest.MonkeyPatch) -> None:
     p, y, batches = _setup(autodiff)
-    solver = S.ofmu(inner_steps=3, inner_lr=1e-2, outer_lr=1e-2, hvp=hvp, maxiter=2)
+    solver = _ofmu(inner_steps=3, inner_lr=1e-2, outer_lr=1e-2, hvp=hvp, maxiter=2)
     inner_loop = S.PenaltySolver._inner_loop
     calls = [0]
 
