@@ -11,6 +11,8 @@ old runner files of c787d13 (``lm_bench``, ``vision_bench``, ``wmdp_bench``, ``e
 ``_config``, ``data/``, the three CLI commands) combined with every other file at the commit named in the
 fixture: it tests that the runner rewrite alone changes no metric. To re-record after a deliberate numeric
 change elsewhere, build that combination (``git archive``) and run this file with ``--record`` there.
+Each case runs with a fresh model cache: the old vision cache keyed the original model without the
+scenario although its weights depend on it, so a shared cache made class:3 depend on the case order.
 
 Not compared: RTE (wall-clock time), and the digits MIA-efficacy and the gaps built from it
 (``gap_MIA``, ``avg_gap``): the MIA's SVC default changed after the recording (gamma ``'scale'`` ->
@@ -130,11 +132,11 @@ def _record() -> None:  # pragma: no cover - run by hand, on the code before a c
 
     torch.set_num_threads(1)
     rows: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as d:
-        os.environ["OFMU_CACHE_DIR"] = os.environ["OFMU_CACHE"] = str(Path(d) / "cache")
-        for name in CASES:
+    for name in CASES:
+        with tempfile.TemporaryDirectory() as d:  # a fresh model cache per case, as the test has
+            os.environ["OFMU_CACHE_DIR"] = os.environ["OFMU_CACHE"] = str(Path(d) / "cache")
             rows[name] = run_case(name, Path(d))
-            print(name, {k: rows[name]["summary"].get(k) for k in ("UA", "RA", "TA", "forget_quality")}, flush=True)
+        print(name, {k: rows[name]["summary"].get(k) for k in ("UA", "RA", "TA", "forget_quality")}, flush=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     FIXTURE.write_text(
         json.dumps(
