@@ -181,6 +181,8 @@ class Continuation:
         anchor = state.anchor if state.anchor is not None else (state.x, state.y)
         if new.terminal == "numerical_error":
             return self._restart_level(problem, state, new, "numerically unstable")
+        if new.terminal:  # a reason the round itself names (e.g. an infeasible lower level)
+            return new
         if pnorm(sp, (new.x, new.y)) > UNBOUNDED_FACTOR * max(1.0, pnorm(sp, anchor)):
             return self._restart_level(problem, state, new, "unbounded")
         rho = state.penalty

@@ -28,6 +28,7 @@ class Status(enum.StrEnum):
     DIVERGED = "diverged"
     UNBOUNDED = "unbounded"
     NOT_CONVEX = "not_convex"
+    INFEASIBLE = "infeasible"
 
     @property
     def success(self) -> bool:
@@ -47,6 +48,7 @@ class Status(enum.StrEnum):
             Status.DIVERGED: "error",
             Status.UNBOUNDED: "error",
             Status.NOT_CONVEX: "error",
+            Status.INFEASIBLE: "error",
         }[self]
 
 
@@ -68,6 +70,11 @@ MESSAGES: dict[Status, str] = {
         "The penalized objective stayed unbounded below up to the largest penalty (penalty_max): the lower level (or "
         "the outer objective on the lower-level solution set) is unbounded below or not convex; the last level's start "
         "is returned."
+    ),
+    Status.INFEASIBLE: (
+        "The lower-level constraints look infeasible at the iterate x (their multipliers grew without bound while "
+        "the constraints stayed violated); the last point is returned. Restrict x with x_set to where the lower level "
+        "is feasible."
     ),
     Status.NOT_CONVEX: (
         "The lower-level problem is not (strongly) convex at the iterate where the method needs it to be; the last "

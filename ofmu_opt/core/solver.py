@@ -64,6 +64,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+INFEASIBLE_MULTIPLIER = 1e8
+"""Lower-level multipliers above this, with the constraints still violated, mean the lower level is infeasible at x."""
 PENALTY_TYPES = ("stationarity", "value_gap", "weighted_sum")
 HVP_MODES = ("exact", "finite_difference", "forget_hessian")
 BASES = ("auto", "inner", "outer", "extragradient")
@@ -623,6 +625,9 @@ class PenaltySolver:
         if ptype == "value_gap" or base in ("inner", "extragradient"):
             if ptype == "value_gap" and problem.inner_constraints is not None:
                 z, mu_inner = self._inner_pd(problem, inner, xb, state.z, mu_inner, batch, rho, floor)
+                if max(mu_inner, default=0.0) > INFEASIBLE_MULTIPLIER and max(
+                        constraint_values(problem.inner_constraints, xb, z)) > 0.0:
+                    return state._replace(terminal="infeasible", nit=state.nit + 1)
             else:
                 start = state.z if ptype == "value_gap" else yb
                 if ptype != "value_gap":

@@ -89,3 +89,4 @@ def test_paper_variant_on_a_constrained_problem_says_penalized() -> None:
     assert res.status in (Status.PENALIZED, Status.MAXITER) and not res.success
     assert "Θ(1/penalty)" in res.message
     assert np.all(np.isfinite(res.y)) and "inner_constraints" in res.feasibility
+
