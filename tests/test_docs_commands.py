@@ -46,9 +46,10 @@ _DIGITS = ["--option", "experiment.train_steps=30", "--option", "experiment.hidd
 _LM = ["--option", "experiment.n_authors=12", "--option", "experiment.n_retain_eval_authors=2",
        "--option", "experiment.n_utility=4", "--option", "experiment.train_epochs=2",
        "--option", "experiment.unlearn_steps=2", "--option", "experiment.max_new_tokens=4",
-       "--option", "experiment.n_embd=16"]
+       "--option", "experiment.n_embd=16", "--option", "experiment.n_layer=1"]
 _WMDP = ["--option", "experiment.n_entities=8", "--option", "experiment.train_epochs=2",
-         "--option", "experiment.unlearn_steps=2", "--option", "experiment.n_embd=16"]
+         "--option", "experiment.unlearn_steps=2", "--option", "experiment.n_embd=16",
+         "--option", "experiment.n_layer=1"]
 _BENCH = ["--seeds", "1", "--budget", "1"]
 #: arguments appended to a command, by (subcommand, --benchmark); "*" matches any benchmark
 SMOKE: dict[tuple[str, str], list[str]] = {
