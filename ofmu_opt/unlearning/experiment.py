@@ -25,11 +25,11 @@ from annotated_types import Ge, Gt, Le
 from torch import nn
 
 from .._config import Validated, check_choice
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from .benchmarks.base import cache_root, resolve_device
 from .benchmarks.vision_models import load_state, reference_models, run_method, save_state, train_classifier
 from .data.common import ClassificationSplits, ForgetScenario, make_scenario, parse_scenario
-from .metrics.vision import gaps, mia_efficacy, predict
+from .metrics.vision import VisionEvalContext, evaluate_vision, gaps
 
 __all__ = [
     "VisionData",
@@ -188,7 +188,8 @@ def evaluate(
     """UA, RA, TA and MIA-efficacy of ``model`` (in %), plus per-sample values for the forget set.
 
     With ``split="val"`` the test split is replaced by the validation split everywhere (TA becomes
-    validation accuracy, the MIA's non-members are validation samples): the selection proxy.
+    validation accuracy, the MIA's non-members are validation samples): the selection proxy. The metrics
+    come from the vision family of the metric registry (:func:`~ofmu_opt.unlearning.metrics.vision.evaluate_vision`).
 
     Returns:
         ``(metrics, value_by_index)``; ``value_by_index`` maps ``"UA"`` and ``"MIA"`` to per-forget-sample
@@ -196,43 +197,14 @@ def evaluate(
         NaN metrics (``member_pred`` −1) instead of an error.
     """
     check_choice("split", split, ("test", "val"))
-    x_e, y_e = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    keep = data.test_keep if split == "test" else data.val_keep
-    shadow = data.shadow_test if split == "test" else data.shadow_val
-    pred_f, prob_f = predict(model, data.x_forget, device=device)
-    pred_r, prob_r = predict(model, data.x_retain, device=device)
-    pred_e, prob_e = predict(model, x_e, device=device)
-    yf, yr, ye = data.y_forget.numpy(), data.y_retain.numpy(), y_e.numpy()
-    conf_f = prob_f[np.arange(yf.size), yf]
-    conf_r = prob_r[np.arange(yr.size), yr]
-    conf_e = prob_e[np.arange(ye.size), ye]
-    correct_f = pred_f == yf
-    if not keep.any():
-        raise DataError("evaluate: no evaluation samples left after removing the forgotten class")
-    if not all(np.isfinite(p).all() for p in (prob_f, prob_r, prob_e)):
-        # a diverged model (non-finite weights or outputs): no metric means anything; report NaN, never crash
-        log.warning("evaluate: the model's outputs are not finite; every metric is NaN")
-        nan = float("nan")
-        metrics = {"UA": nan, "RA": nan, "TA": nan, "MIA": nan}
-        mia_pred = np.full(yf.size, -1, dtype=np.int64)
-        conf_f = np.full(yf.size, nan)
-    else:
-        mia, mia_pred = mia_efficacy(conf_r[shadow], conf_e, conf_f)
-        metrics = {
-            "UA": float(100.0 * (1.0 - correct_f.mean())),
-            "RA": float(100.0 * np.mean(pred_r == yr)),
-            "TA": float(100.0 * np.mean(pred_e[keep] == ye[keep])),
-            "MIA": mia,
-        }
-    idx = data.forget_idx.tolist()
-    per: dict[str, dict[str, Any]] = {
-        "UA": {str(i): {"forgotten": int(not c)} for i, c in zip(idx, correct_f.tolist(), strict=True)},
-        "MIA": {
-            str(i): {"member_pred": int(p), "confidence": float(c)}
-            for i, p, c in zip(idx, mia_pred.tolist(), conf_f.tolist(), strict=True)
-        },
-    }
-    return metrics, per
+    test = split == "test"
+    ctx = VisionEvalContext(
+        model, data.x_forget, data.y_forget, data.x_retain, data.y_retain,
+        data.x_test if test else data.x_val, data.y_test if test else data.y_val,
+        data.test_keep if test else data.val_keep, data.shadow_test if test else data.shadow_val,
+        data.forget_idx, device,
+    )
+    return evaluate_vision(ctx)
 
 
 def selection_score(val_metrics: Mapping[str, float], retrain_val_metrics: Mapping[str, float]) -> float:
