@@ -294,3 +294,11 @@ def test_every_formula_of_the_site_is_valid_katex(pages: dict[Path, _Page], site
     out = json.loads(p.stdout)
     assert out["count"] == len(items)
     assert not out["errors"], "formulas KaTeX cannot render:\n" + "\n".join(out["errors"])
+
+
+def test_no_page_loads_a_script_or_stylesheet_from_another_host(pages: dict[Path, _Page], site: Site) -> None:
+    """The built site reads offline: scripts, stylesheets and images are files of the site (no CDN, no web fonts)."""
+    remote = [f"{p.relative_to(site.root)}: {kind}={url}" for p, page in pages.items() for kind, url in page.refs
+              if kind in {"script.src", "link.href", "img.src"} and (urlsplit(url).scheme in {"http", "https"}
+                                                                   or url.startswith("//"))]
+    assert not remote, "\n".join(remote)
