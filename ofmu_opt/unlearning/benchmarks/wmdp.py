@@ -108,17 +108,11 @@ def model_dir(cfg: WmdpExperimentConfig, data: TinyWmdp, kind: str) -> Path:
 
 
 def evaluate_mcq_sets(model: Any, tok: Any, sets: Mapping[str, Sequence[MCQItem]]) -> Evaluation:
-    """``{<name>_acc, <name>_acc_norm: {"agg_value", "value_by_index"}}`` for each named question set."""
-    from ..metrics.mcq import mcq_accuracy, score_mcq
+    """``{<name>_acc, <name>_acc_norm: {"agg_value", "value_by_index"}}`` for each named question set
+    (the MCQ family of the metric registry, with the cloze template)."""
+    from ..metrics.mcq import MCQContext, evaluate_mcq
 
-    ev: Evaluation = {}
-    for name, items in sets.items():
-        rows = score_mcq(model, tok, items, CLOZE)
-        acc = mcq_accuracy(rows)
-        ev[f"{name}_acc"] = {"agg_value": acc["acc"], "value_by_index": {str(i): r for i, r in enumerate(rows)}}
-        norm = {str(i): {"correct": r["correct_norm"]} for i, r in enumerate(rows)}
-        ev[f"{name}_acc_norm"] = {"agg_value": acc["acc_norm"], "value_by_index": norm}
-    return ev
+    return {k: dict(v) for k, v in evaluate_mcq(MCQContext(model, tok, sets, CLOZE)).items()}
 
 
 @dataclass
