@@ -11,7 +11,8 @@ passes through the model, diagnostics included) spent on the search and on the s
 
 Each run's record (``runs/<method>-search<i>.json``, ``runs/<method>-seed<s>.json``) carries a content
 hash; with ``--resume`` a record of the same configuration is reused, and a damaged or edited one is
-refused with the way out (never silently counted as a failure).
+refused with the way out (never silently counted as a failure). A seed run's full evaluation is also
+written to ``runs/<method>-seed<s>/<PREFIX>_EVAL.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from .._config import config_from_dict, config_to_dict
 from .._io import atomic_write_record, read_record
 from ..errors import ConfigError, DataError
-from .benchmarks.base import Benchmark, RunHooks, history_dicts, row_from_eval
+from .benchmarks.base import Benchmark, RunHooks, history_dicts, row_from_eval, write_eval
 from .methods.registry import MethodUnavailableError, get_method
 from .report import aggregate, write_results
 from .search import check_options, method_options, resolve_methods, sample_configs, split_options
@@ -73,7 +74,8 @@ class _Budget:
         row["runs"] += 1
 
 
-def _one(bench_: Benchmark, prep: Any, spec: Any, mcfg: Any, seed: int, split: str) -> dict[str, Any]:
+def _one(bench_: Benchmark, prep: Any, spec: Any, mcfg: Any, seed: int, split: str,
+         eval_dir: Path | None = None) -> dict[str, Any]:
     res, model = bench_.run_method(prep, spec.method_cls(mcfg), seed=seed, split=split, hooks=RunHooks())
     ev = bench_.evaluate(prep, model, split=split, rte=res.wall_time_s)
     ok = res.status == "completed"
@@ -84,6 +86,8 @@ def _one(bench_: Benchmark, prep: Any, spec: Any, mcfg: Any, seed: int, split: s
         rec["score"] = score if math.isfinite(score) else None
         rec["val"] = {k: v.get("agg_value") for k, v in ev.items()}
     else:
+        if eval_dir is not None:  # the seed run's full evaluation: runs/<method>-seed<s>/<PREFIX>_EVAL.json
+            write_eval(eval_dir, bench_.prefix, ev)
         row = row_from_eval(ev, bench_.columns, res.wall_time_s)
         rec["row"] = row if ok else {k: (v if k == "RTE" else None) for k, v in row.items()}
         rec["history"] = history_dicts(res.history)
@@ -169,7 +173,8 @@ def run_comparison(cfg: RunConfig, bench_: Benchmark, out: Path) -> RunOutcome:
                 for s in seeds:
                     key = _key(config_to_dict(exps[s]), name, config_to_dict(best), "test", s)
                     rec = _cached(runs / f"{name}-seed{s}.json", key, cfg.resume,
-                                  functools.partial(_one, bench_, preps[s], spec, best, s, "test"))
+                                  functools.partial(_one, bench_, preps[s], spec, best, s, "test",
+                                                    runs / f"{name}-seed{s}"))
                     spent.add(name, "seed", rec)
                     per_seed[name][s] = dict(rec["row"])
                     if s == seeds[0]:

@@ -134,6 +134,8 @@ def test_bench_resume_refuses_a_damaged_run_record(tmp_path: Path, capsys: pytes
     first = bench(cfg)
     assert first.code == 0 and first.results["budget_spent"]["ga"]["seed_steps"] == 3
     assert first.results["budget_spent"]["ga"]["seed_grad_evals"] >= 3
+    per_seed = json.loads((out / "runs" / "ga-seed0" / "DIGITS_EVAL.json").read_text())
+    assert per_seed["UA"]["agg_value"] == pytest.approx(first.results["per_seed"]["ga"]["0"]["UA"])
     rec = out / "runs" / "ga-seed0.json"
     data = json.loads(rec.read_text())
     data["row"]["UA"] = 99.0
