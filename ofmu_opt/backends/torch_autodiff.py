@@ -47,7 +47,8 @@ from torch import Tensor
 
 from .._config import check_choice, check_range
 from .._typing import Batch, Pair
-from ..errors import BackendError, ConfigError, OracleError
+from ..errors import BackendError, ConfigError, OfmuError, OracleError
+from ..problem.oracles import check_torch_loss
 from .torch_backend import TorchSpace, TorchVec
 
 __all__ = [
@@ -109,10 +110,27 @@ def _vnorm(a: TorchVec) -> Tensor:
 
 
 def _check_out(out: Any, what: str) -> Tensor:
-    if not isinstance(out, Tensor) or out.numel() != 1:
-        desc = f"tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
-        raise OracleError(f"{what}: expected a scalar (0-d) tensor, received {desc}")
+    # a loss that will be differentiated (grad mode on: autograd, or inside a torch.func transform) must be
+    # attached to its inputs; a detached one would fail in autograd or give zero derivatives under torch.func
+    check_torch_loss(out, what, need_grad=torch.is_grad_enabled())
     return out.reshape(())
+
+
+_FUNC_REFUSALS = ("captured Tensor", "in-place operation")
+
+
+def _call(fn: Callable[..., Any], what: str, *args: Any) -> Any:
+    """Call a user loss; an exception it raises becomes an OracleError naming ``what`` (package errors,
+    out-of-memory and torch.func's in-place refusals, which :func:`_func_transform` explains, pass through)."""
+    try:
+        return fn(*args)
+    except (OfmuError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as exc:
+        if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _FUNC_REFUSALS):
+            raise
+        msg = " ".join(str(exc).split())[:300]
+        raise OracleError(f"{what} raised {type(exc).__name__}" + (f": {msg}" if msg else "")) from exc
 
 
 def similarity_value(a: TorchVec, b: TorchVec, kind: str, eps: float) -> Tensor:
@@ -198,7 +216,7 @@ class TorchObjective:
         return _unflat(x, lx), _unflat(y, ly), lx, ly
 
     def _eval(self, x: Any, y: Any, batch: Batch) -> Tensor:
-        return _check_out(self.fn(x if self.has_x else None, y, batch), "objective")
+        return _check_out(_call(self.fn, "objective", x if self.has_x else None, y, batch), "objective")
 
     def _args(self, x: TorchVec | None, y: TorchVec) -> tuple[Any, ...]:
         return (x, y) if self.has_x else (y,)
@@ -206,8 +224,8 @@ class TorchObjective:
     def _pure(self, batch: Batch) -> Callable[..., Tensor]:
         """The objective as a function of ``(x, y)`` or ``(y,)`` for ``torch.func``."""
         if self.has_x:
-            return lambda x, y: _check_out(self.fn(x, y, batch), "objective")
-        return lambda y: _check_out(self.fn(None, y, batch), "objective")
+            return lambda x, y: _check_out(_call(self.fn, "objective", x, y, batch), "objective")
+        return lambda y: _check_out(_call(self.fn, "objective", None, y, batch), "objective")
 
     def _pair(self, items: tuple[Any, ...]) -> Pair:
         return (items[0], items[1]) if self.has_x else (None, items[0])
@@ -391,10 +409,10 @@ class AutodiffInner:
         s, spec = self.sign, self.spec
 
         def g_of_y(yy: Any) -> Tensor:
-            return _check_out(self.g_fn(x, yy, batch), "inner objective")
+            return _check_out(_call(self.g_fn, "inner objective", x, yy, batch), "inner objective")
 
         def f_of_y(yy: Any) -> Tensor:
-            return _check_out(self.f_fn(x, yy, batch), "outer objective")
+            return _check_out(_call(self.f_fn, "outer objective", x, yy, batch), "outer objective")
 
         if self.autodiff == "double_backward":
             # y holds autograd leaves here (TorchObjective makes them): keep both gradients as graphs

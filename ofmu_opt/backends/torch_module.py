@@ -47,6 +47,7 @@ from .._typing import Batch, Pair
 from ..core.solver import RoundBatches
 from ..errors import ConfigError, OracleError
 from ..problem.bilevel import BilevelProblem
+from ..problem.oracles import check_module_device
 from .torch_autodiff import (
     AUTODIFF_MODES,
     FD_SCHEMES,
@@ -335,6 +336,7 @@ def module_problem(
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model: expected an nn.Module, received {type(model).__name__}")
+    check_module_device(model, "model")
     if not callable(loss) or (retain_loss is not None and not callable(retain_loss)):
         raise ConfigError("loss: expected a callable loss(model, batch) -> scalar tensor")
     if isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 1:

@@ -410,7 +410,6 @@ CASES: dict[str, Case] = {
         lambda t: __import__("ofmu_opt.unlearning.models.hf", fromlist=["x"]).validate_model_dir(t / ("m" * 300)),
         CheckpointError,
         r"model directory",
-        owner="H5",
     ),
     # ------------------------------------------------------------------ paths
     "out-dangling-symlink": Case(
@@ -627,11 +626,6 @@ def _ty() -> Any:
     return (torch.ones(3),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="owner: H5 (torch_autodiff/torch_module: use check_torch_loss / "
-    "check_module_device from problem/oracles.py)",
-)
 @pytest.mark.parametrize("name", sorted(TORCH))
 def test_torch_objective_case(name: str) -> None:
     pytest.importorskip("torch")

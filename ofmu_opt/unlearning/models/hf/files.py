@@ -196,7 +196,11 @@ def validate_model_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
         CheckpointError: anything above fails, with the file and the reason.
     """
     p = Path(path)
-    if not p.is_dir():
+    try:
+        is_dir = p.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise CheckpointError(f"model directory {str(p)!r}: cannot be read ({exc.strerror or exc})") from exc
+    if not is_dir:
         raise CheckpointError(f"model directory {str(p)!r} does not exist or is not a directory")
     cfg_path = p / "config.json"
     if not cfg_path.is_file():

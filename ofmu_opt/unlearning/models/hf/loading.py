@@ -165,13 +165,17 @@ def resolve_model_path(path: str | os.PathLike[str], cache_dir: str | os.PathLik
             directory fails :func:`validate_model_dir`.
     """
     p = Path(path)
-    if p.is_file():
+    try:
+        is_file, exists = p.is_file(), p.exists()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise CheckpointError(f"--model {str(p)!r}: cannot be read ({exc.strerror or exc})") from exc
+    if is_file:
         if not is_gguf_file(p):
             raise CheckpointError(
                 f"--model {str(p)!r}: not a GGUF file (no 'GGUF' magic bytes); give a model directory or a .gguf file"
             )
         p = gguf_model_dir(p, cache_dir)
-    elif not p.exists():
+    elif not exists:
         raise CheckpointError(f"--model {str(p)!r} does not exist (expected a model directory or a .gguf file)")
     validate_model_dir(p)
     return p
