@@ -95,14 +95,15 @@ def test_unstorable_values_raise() -> None:
         save_checkpoint("/tmp/unused-ckpt-dir-never-created", {"f": object()})
 
 
+@pytest.mark.timeout(3600)  # hang guard only; nothing here asserts time
 def test_run_killed_mid_way_resumes_to_the_same_parameters(tmp_path: Path) -> None:
     ckpt, out = tmp_path / "ckpt", tmp_path / "final.safetensors"
     worker = [sys.executable, str(HERE / "_resume_worker.py"), str(ckpt), str(out), str(ROUNDS)]
     proc = subprocess.Popen([*worker, "0.25"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
         reached = 0
-        while time.monotonic() < deadline and proc.poll() is None:
+        # poll until round 3 is checkpointed (or the worker ends on its own, which the asserts below catch)
+        while proc.poll() is None:
             try:
                 reached = int(json.loads((ckpt / "manifest.json").read_text())["meta"]["round"])
             except (FileNotFoundError, json.JSONDecodeError, KeyError):
@@ -111,13 +112,13 @@ def test_run_killed_mid_way_resumes_to_the_same_parameters(tmp_path: Path) -> No
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=1800)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert 3 <= reached < ROUNDS and not out.exists()
-    resumed = subprocess.run([*worker, "0"], capture_output=True, text=True, timeout=180)
+    resumed = subprocess.run([*worker, "0"], capture_output=True, text=True, timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = load_file(str(out))
     straight = run(None, ROUNDS)

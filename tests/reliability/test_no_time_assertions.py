@@ -28,9 +28,6 @@ HANG_GUARD_S = 1800
 
 KNOWN: dict[str, str] = {
     "core/test_bad_input_and_faults.py": "H2",
-    "backends/test_checkpoint.py": "H5",
-    "backends/test_distributed.py": "H5",
-    "backends/test_torch_backend.py": "H5",
 }
 
 
