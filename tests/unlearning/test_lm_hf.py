@@ -463,3 +463,27 @@ def test_adapter_projects_only_the_answer_span_with_the_same_values(tok: Any) ->
     torch.testing.assert_close(lp.detach(), tlp.sum(-1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(nll.detach(), -tlp.sum(-1) / m.sum(-1), rtol=1e-5, atol=1e-6)
     assert lm_adapter._accepts_logits_to_keep(apply_lora(build_tiny_gpt2(tok, SHAPE, seed=1), r=2))
+
+
+def test_evaluation_passes_report_progress_without_changing_values(tok: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """TOFU model passes and MCQ scoring report progress per batch (log mode); the numbers are unchanged."""
+    import logging
+
+    from ofmu_opt._progress import settings
+    from ofmu_opt.unlearning.metrics.lm_passes import stats_for
+    from ofmu_opt.unlearning.metrics.mcq import continuation_logprobs
+
+    model = build_tiny_gpt2(tok, SHAPE, seed=0)
+    pairs = [(q.question, q.answer) for q in DATA.qa[:4]]
+    prompts = [[1, 2, 3], [4, 5], [6], [7, 8, 9]]
+    conts = [[10], [11, 12], [13], [14]]
+    with settings(quiet=True):
+        quiet_stats = [s.loss for s in stats_for(model, tok, pairs, T, 1, 96)]
+        quiet_lps = continuation_logprobs(model, prompts, conts, int(tok.pad_token_id), 1)
+    with settings(mode="log", log_every_pct=25), caplog.at_level(logging.INFO, logger="ofmu_opt.progress"):
+        stats = [s.loss for s in stats_for(model, tok, pairs, T, 1, 96)]
+        lps = continuation_logprobs(model, prompts, conts, int(tok.pad_token_id), 1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ofmu_opt.progress"]
+    assert any(m.startswith("model passes: 1/4 batch") for m in lines), lines
+    assert any(m.startswith("MCQ scoring: 1/4 batch") for m in lines), lines
+    assert stats == quiet_stats and lps == quiet_lps

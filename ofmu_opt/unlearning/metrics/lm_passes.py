@@ -95,11 +95,12 @@ def stats_for(
     max_length: int,
 ) -> list[TokenStats]:
     """Token statistics of (question, answer) ``pairs`` in the prompt ``template``, batched."""
+    from ..._progress import track
     from ..models.hf import make_batches
 
     device = next(model.parameters()).device
     out: list[TokenStats] = []
-    for b in make_batches(tokenizer, pairs, template, batch_size, max_length):
+    for b in track(make_batches(tokenizer, pairs, template, batch_size, max_length), "model passes", unit="batch"):
         out.extend(token_stats(model, b.to(device)))
     return out
 

@@ -60,6 +60,8 @@ def continuation_logprobs(
     """
     import torch
 
+    from ..._progress import track
+
     if len(prompts) != len(continuations):
         raise DataError(f"continuations: expected {len(prompts)} (one per prompt), received {len(continuations)}")
     for i, (p, c) in enumerate(zip(prompts, continuations, strict=True)):
@@ -68,7 +70,7 @@ def continuation_logprobs(
     device = next(model.parameters()).device
     out: list[float] = []
     with torch.no_grad():
-        for s in range(0, len(prompts), batch_size):
+        for s in track(range(0, len(prompts), batch_size), "MCQ scoring", unit="batch"):
             rows = [
                 list(p) + list(c)
                 for p, c in zip(prompts[s : s + batch_size], continuations[s : s + batch_size], strict=True)
