@@ -252,7 +252,7 @@ def _quadratic(M: np.ndarray, q: np.ndarray, c0: float, nx: int) -> FunctionObje
 
 
 # Problems the presets do not solve from the library's start, with what was measured (solver_for_reference, 60 s cap,
-# solver at commit 593aa55): each stays in the registry (its optimum is verified) but is marked not applicable.
+# solver at commits 593aa55..6ebb2e7): each stays in the registry (its optimum is verified), marked not applicable.
 # Three are the local-minimum traps the problems are known for: a local method that stops there is not wrong, but
 # it has not found the bi-level optimum.
 _UNSOLVED: dict[str, str] = {
@@ -263,10 +263,11 @@ _UNSOLVED: dict[str, str] = {
     "AnandalinghamWhite1990": "local-minimum trap: gpbgd/vpbgd/ofmu converge to the local minimum x = 0, y = 5 "
                               "(F = −15, distance 0.88) from the library's start x0 = 1",
     "Bard1988Ex1": "not solved: gpbgd/vpbgd run to max_time with x drifting out of [1, 5], where the lower level is "
-                   "feasible (x = 23 and 156 after 60 s); ofmu stalls at x = 2.83 (distance 1.84). The solver's "
-                   "constrained lower level assumes feasibility for every x; an x-box [1, 5] did not help (measured)",
-    "Outrata1990Ex1a": "not solved within 60 s: gpbgd/vpbgd reach distance 1.7e-2 (2000-2700 rounds), ofmu 0.15; "
-                       "still moving when stopped (primal-dual inner loop per round)",
+                   "feasible (x between 23 and 259 after 60 s over repeated runs); ofmu stalls at x = 2.83 (distance "
+                   "1.84). The solver's constrained lower level assumes feasibility for every x; an x-box [1, 5] did "
+                   "not help (measured)",
+    "Outrata1990Ex1a": "not converged within 60 s: gpbgd/vpbgd reach distance 8.9e-5 and ofmu 9.2e-5 (feasible) after "
+                       "8,000-13,000 rounds and are still running at max_time (primal-dual inner loop per round)",
 }
 
 
