@@ -340,8 +340,13 @@ def evaluate_tofu(
         max_new_tokens: generation cap for ROUGE.
         metrics: metric names (default: every TOFU metric, in TOFU_EVAL order).
     """
+    from ..models.hf import model_max_positions
     from .tofu_eval import TOFU_METRICS, TofuContext, evaluate
 
+    limit = model_max_positions(model)
+    if limit is not None and max_length > limit:
+        logger.warning("max_length %d capped at the model's %d positions", max_length, limit)
+        max_length = limit
     ctx = TofuContext(model, tokenizer, split, template, retain_logs, batch_size, max_length, max_new_tokens)
     return evaluate(ctx, TOFU_METRICS if metrics is None else metrics)
 

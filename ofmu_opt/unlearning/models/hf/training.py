@@ -30,6 +30,7 @@ __all__ = [
     "cached_model_dir",
     "config_dict",
     "greedy_generate",
+    "model_max_positions",
     "recipe_hash",
     "set_gradient_checkpointing",
     "train_causal_lm",
@@ -305,6 +306,19 @@ def cached_model_dir(
     return dest
 
 
+_CAPPED: set[tuple[int | None, int]] = set()  # (positions, asked) pairs already warned about
+
+
+def model_max_positions(model: Any) -> int | None:
+    """How many positions the model can attend to (``n_positions`` / ``max_position_embeddings``), if it says."""
+    cfg = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def greedy_generate(
     model: Any,
     tokenizer: Any,
@@ -324,10 +338,20 @@ def greedy_generate(
     model.eval()
     from ...._progress import progress
 
+    limit = model_max_positions(model)
+    warned = (limit, max_new_tokens) in _CAPPED
     with torch.no_grad(), progress("generate", total=len(questions), unit="answer") as bar:
         for s in range(0, len(questions), batch_size):
             prompts = [encode_prompt(tokenizer, q, template) for q in questions[s : s + batch_size]]
             width = max(len(p) for p in prompts)
+            new_tokens = max_new_tokens
+            if limit is not None and width + new_tokens > limit:
+                new_tokens = max(limit - width, 1)
+                if not warned:
+                    logger.warning("generation capped at %d new tokens (asked %d): the model has %d positions",
+                                new_tokens, max_new_tokens, limit)
+                    warned = True
+                    _CAPPED.add((limit, max_new_tokens))
             ids = torch.full((len(prompts), width), pad, dtype=torch.long)
             mask = torch.zeros((len(prompts), width), dtype=torch.long)
             for i, p in enumerate(prompts):  # left padding
@@ -336,7 +360,7 @@ def greedy_generate(
             gen = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=new_tokens,
                 do_sample=False,
                 pad_token_id=pad,
                 eos_token_id=eos,
