@@ -442,7 +442,7 @@ class FunctionConstraints:
 
 @dataclass(frozen=True)
 class LinearConstraints:
-    """Linear constraints ``A_x x + A_y y ≤ b`` (numpy vectors; ``a_x`` ``None`` when x is absent).
+    """Linear constraints ``A_x x + A_y y ≤ b`` (numpy or torch vectors; ``a_x`` ``None`` when x is absent).
 
     Raises:
         ProblemSpecError: non-finite entries or inconsistent row counts.
@@ -477,12 +477,12 @@ class LinearConstraints:
         return int(self._b.size)
 
     def value(self, x: Vec | None, y: Vec) -> np.ndarray:
-        yv = np.asarray(y, dtype=np.float64).ravel()
+        yv = _to_np(y, "y").ravel()
         if yv.size != self._ay.shape[1]:
             raise ProblemSpecError(f"LinearConstraints: a_y has {self._ay.shape[1]} columns, y has {yv.size} entries")
         out = self._ay @ yv - self._b
         if self._ax is not None and x is not None:
-            xv = np.asarray(x, dtype=np.float64).ravel()
+            xv = _to_np(x, "x").ravel()
             if xv.size != self._ax.shape[1]:
                 raise ProblemSpecError(
                     f"LinearConstraints: a_x has {self._ax.shape[1]} columns, x has {xv.size} entries")
@@ -493,11 +493,8 @@ class LinearConstraints:
         mu_arr = np.asarray(mu, dtype=np.float64).ravel()
         if mu_arr.shape != (self.count,):
             raise OracleError(f"constraints.vjp: expected {self.count} multipliers, received {mu_arr.size}")
-        y_arr = np.asarray(y)
-        gy = (mu_arr @ self._ay).reshape(y_arr.shape).astype(y_arr.dtype, copy=False)
+        gy = _like(mu_arr @ self._ay, y)  # numpy in, numpy out; a tensor in, a tensor of its dtype/device out
         gx = None
         if x is not None:
-            x_arr = np.asarray(x)
-            gx = np.zeros_like(x_arr) if self._ax is None else (mu_arr @ self._ax).reshape(x_arr.shape).astype(
-                x_arr.dtype, copy=False)
+            gx = _like(np.zeros(_to_np(x, "x").size) if self._ax is None else mu_arr @ self._ax, x)
         return gx, gy

@@ -82,6 +82,28 @@ def _fns(ref: ReferenceProblem, T: Callable[[Any], Tensor]) -> tuple[Fn, Fn]:
     if rid == "P5":
         t, r = d["t"], float(ref.data["r"])
         return (lambda x, y, _b: sq(y - t) + 0.5 * r * (x @ x)), (lambda x, y, _b: sq(y - x))
+    if "qp" in ref.data:  # the constrained library problems: F, f = ½zᵀMz + mᵀz + m0 with z = (x, y)
+        qp = ref.data["qp"]
+        Pm, pv, Rm, rv = T(qp.P), T(qp.p), T(qp.R), T(qp.r)
+
+        def quad(M: Tensor, m: Tensor, m0: float) -> Fn:
+            def fn(x: Any, y: Any, _b: Any) -> Tensor:
+                z = torch.cat([x.reshape(-1), y.reshape(-1)])
+                return 0.5 * (z @ (M @ z)) + m @ z + m0
+
+            return fn
+
+        return quad(Pm, pv, float(qp.p0)), quad(Rm, rv, float(qp.r0))
+    if rid == "FSQ":  # means over the batch's samples (batch=slice(a, b); None = all)
+        A, C, a, F, t, H = d["A"], d["C"], d["a"], d["F"], d["t"], d["H"]
+
+        def mean(arr: Tensor, batch: Any) -> Tensor:
+            return arr.mean(0) if batch is None else arr[batch].mean(0)
+
+        return (
+            (lambda x, y, b: 0.5 * (y @ (mean(F, b) @ y)) - mean(t, b) @ y + 0.5 * (x @ (H @ x))),
+            (lambda x, y, b: 0.5 * (y @ (mean(A, b) @ y)) + x @ (mean(C, b) @ y) + mean(a, b) @ y),
+        )
     if rid == "QOFMU":
         A, dv, B, b = d["A"], d["d"], d["B"], d["b"]
         return (
@@ -143,9 +165,12 @@ def torch_reference(
     has_x = ref.problem.has_x
     outer = TorchObjective(f_fn, has_x=has_x, hvp_mode=autodiff, space=sp)
     inner = TorchObjective(g_fn, has_x=has_x, hvp_mode=autodiff, space=sp)
+    src = ref.problem  # the constraint sets and rows act on numpy arrays and torch tensors alike
     problem = BilevelProblem(
-        outer, inner, sp, ref.problem.sense, has_x=has_x, name=ref.problem.name,
+        outer, inner, sp, src.sense, has_x=has_x, name=src.name,
         inner_factory=autodiff_inner_factory(f_fn, g_fn, has_x=has_x, autodiff=autodiff, space=sp),
+        x_set=src.x_set, y_set=src.y_set, inner_constraints=src.inner_constraints,
+        outer_constraints=src.outer_constraints,
     )
 
     def T(a: Any) -> Tensor | None:
