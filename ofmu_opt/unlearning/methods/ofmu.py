@@ -54,9 +54,9 @@ from ...core import solver as S
 from ...core.similarity import SIMILARITY_KINDS
 from ...core.steps import get_step_rule
 from ...errors import ConfigError
-from .base import MethodConfig, MethodResult, StepLoop, UnlearnContext
-from .objectives import CHOICES as OBJECTIVE_CHOICES
-from .objectives import ObjectiveOptions, check_options, make_objective
+from .base import MethodResult, StepLoop, UnlearnContext
+from .contract import ObjectiveConfig
+from .objectives import make_objective
 
 __all__ = ["OfmuConfig", "OfmuMethod"]
 
@@ -66,7 +66,7 @@ PENALTY_TYPES = ("stationarity", "value_gap", "weighted_sum", "none")
 
 
 @dataclass(frozen=True)
-class OfmuConfig(MethodConfig):
+class OfmuConfig(ObjectiveConfig):
     """OFMU's options (OFMU_SPEC.md §1–2, docs/forget_objectives.md).
 
     Attributes:
@@ -108,11 +108,6 @@ class OfmuConfig(MethodConfig):
     steps: int = 50
     optimizer: str = "adam"
     objective: str = "auto"
-    npo_beta: float = 0.1
-    layer: int = -1
-    steering: float = 6.5
-    target_confidence: float | None = None
-    target_error: float | None = None
     retain_loss: str = "nll"
     similarity: str = "signed"
     beta: float = 0.1
@@ -143,9 +138,7 @@ class OfmuConfig(MethodConfig):
     }
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        check_choice("objective", self.objective, OBJECTIVE_CHOICES)
-        check_options(self.objective_options())
+        super().__post_init__()  # the objective and its options (ObjectiveConfig)
         if isinstance(self.layer, bool) or not isinstance(self.layer, int):
             raise ConfigError(f"layer: expected an integer, received {self.layer!r}")
         check_choice("retain_loss", self.retain_loss, ("nll", "kl"))
@@ -188,13 +181,6 @@ class OfmuConfig(MethodConfig):
                 "weight_decay/grad_clip: OFMU's solver steps are the penalty method's own (OFMU_SPEC.md §2); "
                 f"expected 0, received {self.weight_decay}/{self.grad_clip}"
             )
-
-    def objective_options(self) -> ObjectiveOptions:
-        """The forget objective's options."""
-        return ObjectiveOptions(
-            npo_beta=self.npo_beta, layer=self.layer, steering=self.steering,
-            target_confidence=self.target_confidence, target_error=self.target_error,
-        )
 
     @property
     def solver_penalty_type(self) -> str:
