@@ -48,10 +48,12 @@ def solve_reference(
     if backend == "torch":
         try:
             torch_reference = importlib.import_module("ofmu_opt.reference.torch_refs").torch_reference
-        except ImportError as exc:  # torch not installed
+        except ImportError as exc:  # torch not installed: one line naming the extra
             from ..errors import BackendError
+            from . import missing_extra
 
-            raise BackendError(f"--backend torch: the torch backend is not available ({exc})") from exc
+            why = missing_extra(exc) or f"the torch backend is not available ({exc})"
+            raise BackendError(f"--backend torch: {why}") from exc
         run_ref = torch_reference(ref)
     elif backend != "numpy":
         raise ConfigError(f"--backend: expected 'numpy' or 'torch', received {backend!r}")

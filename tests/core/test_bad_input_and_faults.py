@@ -121,7 +121,7 @@ def test_max_time_and_maxiter_statuses():
     ref = get_reference("P3")
     assert gpbgd(maxiter=3).run(ref.problem, ref.x0, ref.y0).status is Status.MAXITER
     res = with_continuation(vpbgd(), tol=1e-12).replace(max_time=0.05).run(ref.problem, ref.x0, ref.y0)
-    assert res.status is Status.MAXTIME and res.wall_time_s < 5
+    assert res.status is Status.MAXTIME and res.nit >= 1  # stopped by the clock, not by the (huge) maxiter
 
 
 def test_base_inner_with_outer_variable_is_rejected_with_the_reason():

@@ -196,7 +196,6 @@ def test_a_fresh_virtualenv_without_extras(tmp_path: Path) -> None:
         assert "pip install 'ofmu_opt[torch]'" in p.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="owner: H3 (cmd_solve: name the extra, e.g. via cli.missing_extra(exc))")
 def test_solve_with_the_torch_backend_names_the_extra(tmp_path: Path) -> None:
     p = _sim("solve", "P3", "--backend", "torch", cwd=tmp_path)
     assert p.returncode == 2 and ONE_ERROR.match(p.stderr), p.stderr

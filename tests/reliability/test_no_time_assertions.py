@@ -26,9 +26,7 @@ CLOCKS = re.compile(r"\b(process_time|getrusage)\s*\(|deadline\s*=\s*time\.(mono
 SHORT_TIMEOUT = re.compile(r"\btimeout\s*=\s*(\d+(?:\.\d+)?)\b")
 HANG_GUARD_S = 1800
 
-KNOWN: dict[str, str] = {
-    "core/test_bad_input_and_faults.py": "H2",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _problems(path: Path) -> list[str]:
