@@ -14,6 +14,8 @@ from ofmu_opt._progress import configure, get_settings, progress, settings, trac
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OFMU_PROGRESS", raising=False)
+    # default settings: an in-process CLI call with -q (another test, same worker) leaves quiet=True behind
+    monkeypatch.setattr(_progress, "_settings", _progress.ProgressSettings())
 
 
 def _records(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -110,3 +112,17 @@ def test_track_uses_len_and_closes_on_break(caplog: pytest.LogCaptureFixture) ->
     lines = _records(caplog)
     assert lines[0].startswith("loop: 2/4 it (50%)")
     assert lines[-1].endswith("(done)")
+
+
+def test_an_in_process_cli_call_with_quiet_does_not_silence_later_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ofmu_opt.cli as cli
+
+    def command(argv: object) -> int:  # what `ofmu unlearn -q` does first
+        configure(quiet=True)
+        assert get_settings().quiet
+        return 0
+
+    monkeypatch.setattr(cli, "_main", command)
+    assert not get_settings().quiet
+    assert cli.main(["unlearn", "-q"]) == 0
+    assert not get_settings().quiet

@@ -11,6 +11,7 @@ out of memory. A closed stdout (``ofmu ... | head``) ends the command quietly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code (0 ok, 1 not converged, 2 bad input)."""
+    from .. import _progress
+
+    saved = _progress.get_settings()  # -q is per call: an in-process call must not silence later ones
     try:
         return _main(argv)
     except OfmuError as exc:
@@ -127,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a path the user gave: permission, name too long, disk full, read-only ...
         where = f" {exc.filename!r}" if exc.filename else ""
         return _fail(f"{exc.strerror or exc}{':' if where else ''}{where}")
+    finally:
+        _progress.configure(**dataclasses.asdict(saved))
 
 
 def _command(argv: Sequence[str] | None) -> str:
