@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import ofmu_opt as oo
+from benchmarks.bench_robust_defaults import Scaled
 from ofmu_opt.core import Continuation, Status
-from ofmu_opt.problem import BilevelProblem, FunctionObjective, has_hvp, has_tvp
+from ofmu_opt.problem import BilevelProblem, FunctionObjective
 from ofmu_opt.reference import get_reference
 
 NAMED = {Status.CONVERGED, Status.PENALIZED, Status.DIVERGED, Status.UNBOUNDED, Status.NOT_CONVEX, Status.MAXITER,
@@ -119,34 +120,11 @@ def test_f2sa_reaches_its_multiplier_cap_and_reports_a_penalized_point() -> None
     assert res.penalty == 200.0 and res.nit < 20_000
 
 
-class _Scaled:
-    """An objective times a constant (value, gradient, HVP and third derivatives)."""
-
-    def __init__(self, obj: Any, s: float) -> None:
-        self.o, self.s = obj, s
-        self.hvp_available, self.tvp_available = has_hvp(obj), has_tvp(obj)
-
-    def _sc(self, p: Any) -> Any:
-        return tuple(None if v is None else self.s * v for v in p)
-
-    def value(self, x: Any, y: Any, *, batch: Any = None) -> Any:
-        return self.s * self.o.value(x, y, batch=batch)
-
-    def grad(self, x: Any, y: Any, *, batch: Any = None) -> Any:
-        return self._sc(self.o.grad(x, y, batch=batch))
-
-    def hvp(self, x: Any, y: Any, v: Any, *, batch: Any = None) -> Any:
-        return self._sc(self.o.hvp(x, y, v, batch=batch))
-
-    def tvp(self, x: Any, y: Any, u: Any, v: Any, *, batch: Any = None) -> Any:
-        return self._sc(self.o.tvp(x, y, u, v, batch=batch))
-
-
 @pytest.mark.parametrize("sf, sg", [(1e-2, 1.0), (1e2, 1.0), (1.0, 1e-2), (1.0, 1e2)])
 def test_default_preset_on_a_rescaled_reference_converges_or_names_the_reason(sf: float, sg: float) -> None:
     """QOFMU with f·sf and g·sg (the full sweep over presets and references: benchmarks/bench_robust_defaults.py)."""
     ref = get_reference("QOFMU")
-    prob = dataclasses.replace(ref.problem, outer=_Scaled(ref.problem.outer, sf), inner=_Scaled(ref.problem.inner, sg))
+    prob = dataclasses.replace(ref.problem, outer=Scaled(ref.problem.outer, sf), inner=Scaled(ref.problem.inner, sg))
     res = oo.vpbgd(tol=1e-5).run(prob, ref.x0, ref.y0)
     assert res.status in NAMED and res.status is not Status.NUMERICAL_ERROR
     if res.status is Status.CONVERGED:
