@@ -69,6 +69,8 @@ class VisionExperimentConfig(Validated):
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         cache_dir: model cache ('' = ``$OFMU_CACHE_DIR`` or ``~/.cache/ofmu_opt``).
         diagnostics_every: record gradient diagnostics every this many steps (0 = never).
+        svc_gamma: the MIA-efficacy SVC's RBF width rule: ``"auto"`` (1/n_features, the default) or
+            ``"scale"`` (scikit-learn's default, 1/(n_features·Var x)); see docs/deviations.md.
     """
 
     benchmark: Literal["digits", "cifar10"] = "digits"
@@ -86,6 +88,7 @@ class VisionExperimentConfig(Validated):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     cache_dir: str = ""
     diagnostics_every: Annotated[int, Ge(0), Le(10**9)] = 1
+    svc_gamma: Literal["auto", "scale"] = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -119,6 +122,7 @@ class VisionData:
     shadow_val: np.ndarray[Any, Any]
     fingerprint: str = ""
     forget_idx: np.ndarray[Any, Any] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    svc_gamma: str = "auto"
 
     @property
     def test_keep(self) -> np.ndarray[Any, Any]:
@@ -179,6 +183,7 @@ def load_data(cfg: VisionExperimentConfig) -> VisionData:
         shadow(splits.y_val.size),
         h.hexdigest()[:16],
         sc.forget_idx,
+        cfg.svc_gamma,
     )
 
 
@@ -202,7 +207,7 @@ def evaluate(
         model, data.x_forget, data.y_forget, data.x_retain, data.y_retain,
         data.x_test if test else data.x_val, data.y_test if test else data.y_val,
         data.test_keep if test else data.val_keep, data.shadow_test if test else data.shadow_val,
-        data.forget_idx, device,
+        data.forget_idx, device, svc_gamma=data.svc_gamma,
     )
     return evaluate_vision(ctx)
 

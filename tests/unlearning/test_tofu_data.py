@@ -102,3 +102,12 @@ def test_load_split_directory(tmp_path: Path) -> None:
     assert len(s.forget) == 3 and len(s.holdout) == 1 and len(s.real_authors) == 1
     assert s.real_authors[0].paraphrased_answer == "A"
     assert s.world_facts == () and s.retain_eval == ()
+
+
+def test_mask_pad_labels_experiment_option_reaches_the_prompt_template() -> None:
+    """``--option experiment.mask_pad_labels=true`` turns on open-unlearning's pad=EOS label masking."""
+    from ofmu_opt.unlearning.benchmarks.tofu_setup import LMExperimentConfig
+
+    assert LMExperimentConfig().prompt.mask_pad_labels is False
+    on = LMExperimentConfig(mask_pad_labels=True, template="chat").prompt
+    assert on.mask_pad_labels is True and on.use_chat_template is True

@@ -177,3 +177,20 @@ def test_cuda_without_a_gpu_is_a_config_error():
     with pytest.raises(ConfigError, match="cuda"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_svc_gamma_option_reaches_the_mia_svc(random10):
+    """``experiment.svc_gamma`` (CLI: ``--option experiment.svc_gamma=scale``) is the rule the MIA uses."""
+    import dataclasses
+
+    cfg, data, original, _, _ = random10
+    assert cfg.svc_gamma == "auto" and data.svc_gamma == "auto"
+    assert load_data(dataclasses.replace(cfg, svc_gamma="scale")).svc_gamma == "scale"
+    conf_r = true_class_confidence(original, data.x_retain, data.y_retain)[data.shadow_test]
+    conf_t = true_class_confidence(original, data.x_test, data.y_test)
+    conf_f = true_class_confidence(original, data.x_forget, data.y_forget)
+    for gamma in ("auto", "scale"):
+        m, _ = evaluate(original, dataclasses.replace(data, svc_gamma=gamma), CPU)
+        assert m["MIA"] == pytest.approx(mia_efficacy(conf_r, conf_t, conf_f, svc_gamma=gamma)[0])
+    with pytest.raises(ConfigError, match="svc_gamma"):
+        VisionExperimentConfig(svc_gamma="bogus")

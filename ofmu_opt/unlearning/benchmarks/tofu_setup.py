@@ -86,6 +86,9 @@ class LMExperimentConfig(Validated):
         lora_r: LoRA rank (0 = full fine-tuning).
         dtype: "float32" or "bfloat16" (loaded models).
         template: "plain" (Question:/Answer:) or "chat" (the tokenizer's chat template).
+        mask_pad_labels: leave every answer token equal to the padding token out of the loss, as
+            open-unlearning's collator does (it matters for chat models whose end-of-turn token is also
+            the pad token; see docs/deviations.md). Off by default.
         cache_dir: model cache ("" = $OFMU_CACHE or ./.ofmu_cache).
         threads: torch CPU threads.
         device: "cpu", "cuda" or "auto".
@@ -115,6 +118,7 @@ class LMExperimentConfig(Validated):
     lora_r: Annotated[int, Ge(0), Le(65_536)] = 0
     dtype: Literal["float32", "bfloat16"] = "float32"
     template: Literal["plain", "chat"] = "plain"
+    mask_pad_labels: bool = False
     cache_dir: str = ""
     threads: Annotated[int, Ge(1), Le(4096)] = 1
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -135,7 +139,7 @@ class LMExperimentConfig(Validated):
     @property
     def prompt(self) -> PromptTemplate:
         """The prompt template."""
-        return PromptTemplate(use_chat_template=self.template == "chat")
+        return PromptTemplate(use_chat_template=self.template == "chat", mask_pad_labels=self.mask_pad_labels)
 
     @property
     def cache(self) -> Path:
