@@ -44,15 +44,16 @@ def reference_table(tol: float = 1e-4) -> list[dict[str, Any]]:
 
 
 def _format(rows: list[dict[str, Any]]) -> str:
-    head = f"{'problem':<11} {'solver':<10} {'status':<16} {'distance':>9} {'calls':>8} {'time s':>7}  note"
+    w = max([len("problem"), *(len(str(r["problem"])) for r in rows)])  # BOLIB names are long
+    head = f"{'problem':<{w}} {'solver':<10} {'status':<16} {'distance':>9} {'calls':>8} {'time s':>7}  note"
     lines = [head, "-" * len(head)]
     for r in rows:
         if r["status"] == "n/a":
-            lines.append(f"{r['problem']:<11} {r['solver']:<10} {'n/a':<16} {'':>9} {'':>8} {'':>7}  {r['note'][:60]}")
+            lines.append(f"{r['problem']:<{w}} {r['solver']:<10} {'n/a':<16} {'':>9} {'':>8} {'':>7}  {r['note'][:60]}")
             continue
         note = "biased by construction" if r["solver"] == "scalarized" else ""
         lines.append(
-            f"{r['problem']:<11} {r['solver']:<10} {r['status']:<16} {r['distance']:>9.2e} {r['oracle_calls']:>8d} "
+            f"{r['problem']:<{w}} {r['solver']:<10} {r['status']:<16} {r['distance']:>9.2e} {r['oracle_calls']:>8d} "
             f"{r['wall_time_s']:>7.2f}  {note}"
         )
     return "\n".join(lines)
