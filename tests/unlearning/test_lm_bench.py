@@ -35,16 +35,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """One torch thread: tiny models on a shared 2-core machine run several times faster."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _cfg(tmp: Path, **kw: Any) -> LMExperimentConfig:
     return LMExperimentConfig(**{**TINY, "cache_dir": str(tmp / "cache"), **kw})

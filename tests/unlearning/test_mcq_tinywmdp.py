@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 
 from ofmu_opt.unlearning.benchmarks.wmdp import WmdpExperimentConfig, evaluate_mcq_sets, model_dir
 from ofmu_opt.unlearning.data.corpus import generate_tinywmdp
@@ -25,13 +23,6 @@ SMALL = {
     "unlearn_steps": 3,
 }
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_generator_is_deterministic_and_val_test_entities_are_disjoint() -> None:

@@ -73,14 +73,6 @@ def example_batch() -> LMBatch:
 # ----------------------------------------------------------------------------- pure functions
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """One torch thread: tiny models on a shared 2-core machine run several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_truth_ratio_uses_geometric_mean_of_wrong_probabilities() -> None:
     # wrong probabilities 1/2 and 1/8: geometric mean 1/4 (the arithmetic mean would be 5/16)
