@@ -599,7 +599,8 @@ def output_lock(directory: str | os.PathLike[str], *, what: str = "--out") -> It
 
     A second run (another process) that asks for the same directory is refused at once with
     :class:`~ofmu_opt.errors.OutputLockedError` naming the holder's pid; it never waits and never
-    touches the directory. The directory is created if missing. On POSIX the lock is an ``flock`` on
+    touches the directory. The directory is created if missing, and removed again on release if the block
+left it empty (a run that failed before writing anything leaves nothing behind). On POSIX the lock is an ``flock`` on
     ``<directory>/.ofmu.lock``, which the kernel releases when its holder dies (SIGKILL included), so a
     lock left by a dead process never blocks a later run; where ``flock`` is unavailable a pid file is used
     and a pid file of a dead process on this host is removed as stale. The lock file is removed on
@@ -626,6 +627,7 @@ def output_lock(directory: str | os.PathLike[str], *, what: str = "--out") -> It
         False
     """
     d = check_output_dir(directory, what)
+    created = [p for p in (d, *d.parents) if not p.exists()]  # deepest first; removed again if left empty
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -667,3 +669,9 @@ def output_lock(directory: str | os.PathLike[str], *, what: str = "--out") -> It
             (d / LOCK_NAME).unlink()
         if fd is not None:
             os.close(fd)
+        # a run that failed before writing anything leaves no empty directory behind
+        for p in created:
+            try:
+                p.rmdir()
+            except OSError:
+                break  # not empty: the run wrote something there (and so into its parents)

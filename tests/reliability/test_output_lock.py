@@ -108,3 +108,28 @@ def test_pidfile_fallback_stale_and_live(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(OutputLockedError, match="holder unknown"):
         with output_lock(tmp_path):
             pass
+
+
+def test_a_directory_the_lock_created_is_removed_if_left_empty(tmp_path: Path) -> None:
+    new = tmp_path / "a" / "b"
+    with pytest.raises(RuntimeError), output_lock(new):
+        raise RuntimeError("the run failed before writing anything")
+    assert not (tmp_path / "a").exists()  # both levels it created are gone
+    with output_lock(new) as d:
+        (d / "result.json").write_text("{}")
+    assert (new / "result.json").is_file()  # a directory with output stays
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    with output_lock(existing):
+        pass
+    assert existing.is_dir()  # a directory the user made is never removed
+
+
+def test_cli_failure_leaves_no_default_output_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ofmu_opt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "no_cifar"
+    empty.mkdir()
+    assert main(["unlearn", "--benchmark", "cifar10", "--data", str(empty), "--method", "ft", "-q"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no_cifar"]
