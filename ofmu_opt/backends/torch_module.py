@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from ..core.solver import RoundBatches
 from ..errors import ConfigError, OracleError
 from ..problem.bilevel import BilevelProblem
 from ..problem.oracles import check_module_device
+from ._torch_norms import composite_norms
 from .torch_autodiff import (
     AUTODIFF_MODES,
     FD_SCHEMES,
@@ -198,10 +200,11 @@ class ModuleObjective(TorchObjective):
         if sh is not None and sh.enabled and self.accumulation == 1 and x is None:
             # keep the graph: the inner objective's next exact outer step at this point reuses it
             _, _, _, ly = self._leaves(None, y)
-            with torch.enable_grad():
+            norms = composite_norms() if sh.composite else contextlib.nullcontext()
+            with torch.enable_grad(), norms:
                 out = self._eval(None, _unflat_like(y, ly), batch)
                 gs = self._fill(torch.autograd.grad(out, ly, create_graph=True, allow_unused=True), ly)
-            sh.put(y, batch, ly, gs)
+            sh.put(y, batch, ly, gs, composite=sh.composite)
             return None, _unflat_like(y, [t.detach() for t in gs])
         return self._acc_pair(lambda b: TorchObjective.grad(self, x, y, batch=b), batch)
 

@@ -487,3 +487,35 @@ def test_evaluation_passes_report_progress_without_changing_values(tok: Any, cap
     assert any(m.startswith("model passes: 1/4 batch") for m in lines), lines
     assert any(m.startswith("MCQ scoring: 1/4 batch") for m in lines), lines
     assert stats == quiet_stats and lps == quiet_lps
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_exact_phi_hvp_on_hf_gpt2_matches_a_converged_difference(tok: Any, lora: bool) -> None:
+    """OFMU's exact outer-step HVP H_φ̃∇φ̃ (third order through the cosine) on a float64 HF GPT-2 against
+    central differences of ∇φ̃ that converge to it (the step shrinks 100×, the gap shrinks with it).
+    GPT-2's fused LayerNorm alone gives third derivatives 23 % off (torch_norms); this pins the fix."""
+    from ofmu_opt.backends.torch_module import ModuleBatch, module_problem
+    from ofmu_opt.core.inner import InnerSpec
+
+    model = build_tiny_gpt2(tok, SHAPE, seed=3)
+    if lora:
+        model = apply_lora(model, r=2)
+        for n, p in model.named_parameters():  # LoRA starts with B = 0: move off that special point
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(1))
+    model.double()
+    bs = make_batches(tok, [(q.question, q.answer) for q in DATA.qa[:4]], T, 2, 96)
+    ad = CausalLMAdapter(tok, T)
+    batch = ModuleBatch(bs[0], bs[1])
+    mp = module_problem(model, lambda m, b: ad.per_example_nll(m, b).mean(), None, None, default_batch=batch)
+    assert ("transformer.wte.weight" in mp.names) != lora  # tied with lm_head: one entry, both uses swapped
+
+    def rel(a: Any, b: Any) -> float:
+        fa, fb = torch.cat([t.reshape(-1) for t in a]), torch.cat([t.reshape(-1) for t in b])
+        return float((fa - fb).norm() / fb.norm())
+
+    (_, g), (_, hv) = mp.problem.inner_factory(InnerSpec("signed", 1.0, 1e-8, "exact", 1e-6, -1.0)).grad_and_hvp(
+        None, mp.y0, batch=batch)
+    errs = [rel(hv, mp.problem.inner_factory(InnerSpec("signed", 1.0, 1e-8, "finite_difference", step, -1.0))
+                .hvp(None, mp.y0, g, batch=batch)[1]) for step in (1e-5, 1e-7)]
+    assert errs[1] < 1e-6 and errs[1] < errs[0] / 10, errs
