@@ -76,11 +76,15 @@ class _Budget:
 
 def _one(bench_: Benchmark, prep: Any, spec: Any, mcfg: Any, seed: int, split: str,
          eval_dir: Path | None = None) -> dict[str, Any]:
-    res, model = bench_.run_method(prep, spec.method_cls(mcfg), seed=seed, split=split, hooks=RunHooks())
+    from .runner import attach_validation
+
+    method = attach_validation(prep, spec.method_cls(mcfg), seed)
+    res, model = bench_.run_method(prep, method, seed=seed, split=split, hooks=RunHooks())
     ev = bench_.evaluate(prep, model, split=split, rte=res.wall_time_s)
     ok = res.status == "completed"
-    rec: dict[str, Any] = {"status": res.status, "steps": res.steps, "grad_evals": res.info.get("grad_evals"),
-                           "wall_time_s": res.wall_time_s}
+    rec: dict[str, Any] = {"status": res.status, "steps": res.steps, "wall_time_s": res.wall_time_s,
+                           **{k: v for k, v in res.info.items() if k.startswith("grad_evals")}}
+    rec.setdefault("grad_evals", None)
     if split == "val":
         score = bench_.score(prep, ev) if ok else -math.inf
         rec["score"] = score if math.isfinite(score) else None

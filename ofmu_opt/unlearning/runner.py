@@ -39,7 +39,7 @@ from .benchmarks.base import Benchmark, RunHooks, history_dicts, summary_of, wri
 from .paths import check_paths, check_writable_dir
 from .search import applicable_methods, check_options, method_options, split_options
 
-__all__ = ["RunConfig", "RunOutcome", "bench", "evaluate", "prepare_run", "run", "unlearn"]
+__all__ = ["RunConfig", "RunOutcome", "attach_validation", "bench", "evaluate", "prepare_run", "run", "unlearn"]
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,22 @@ def _method_cfg(cfg: RunConfig, bench_: Benchmark, exp: Any) -> tuple[Any, Any]:
     return spec, config_from_dict(spec.config_cls, data, prefix=f"{spec.name}.")
 
 
+def attach_validation(prep: Any, method: Any, seed: int) -> Any:
+    """Give a method that reads held-out data (``method.validation``, e.g. OFMU for its ``calibrated``
+    objective) a seeded stream of the benchmark's validation split when the prepared data has one
+    (``x_val``/``y_val``: the vision benchmarks); returns ``method``. Other methods are left alone."""
+    data = getattr(prep, "data", None)
+    x, y = getattr(data, "x_val", None), getattr(data, "y_val", None)
+    if x is None or y is None or not hasattr(method, "validation") or getattr(method, "validation", None) is not None:
+        return method
+    from .data.common import BatchStream
+
+    batch = int(getattr(getattr(prep, "cfg", None), "batch_size", 64))
+    method.validation = BatchStream(x, y, batch, seed=seed * 2 + 13,
+                                    device=getattr(prep, "device", None) or "cpu")
+    return method
+
+
 def _load_snapshot(ckpt: Path, key: str) -> dict[str, Any] | None:
     from ..backends.checkpoint import load_checkpoint
 
@@ -256,7 +272,8 @@ def _unlearn(cfg: RunConfig, bench_: Benchmark, out: Path) -> RunOutcome:
 
     with progress(f"unlearn {spec.name}", total=getattr(mcfg, "steps", None), unit="step") as bar:
         hooks = RunHooks(bar, save_snapshot if cfg.checkpoint_every > 0 else None, cfg.checkpoint_every, snapshot)
-        res, model = bench_.run_method(prep, spec.method_cls(mcfg), seed=cfg.seed, split="test", hooks=hooks)
+        method = attach_validation(prep, spec.method_cls(mcfg), cfg.seed)
+        res, model = bench_.run_method(prep, method, seed=cfg.seed, split="test", hooks=hooks)
     ev = bench_.evaluate(prep, model, split="test", rte=res.wall_time_s)
     write_eval(out, bench_.prefix, ev)
     bench_.save_model(prep, model, out)
@@ -265,7 +282,8 @@ def _unlearn(cfg: RunConfig, bench_: Benchmark, out: Path) -> RunOutcome:
     atomic_write_json(out / "history.json", history_dicts(res.history))
     summary = summary_of(ev)
     record = {"key": key, "method": spec.name, "status": res.status, "steps": res.steps,
-              "grad_evals": res.info.get("grad_evals"), "wall_time_s": res.wall_time_s, "metrics": summary}
+              "grad_evals": res.info.get("grad_evals"), "wall_time_s": res.wall_time_s, "metrics": summary,
+              **{k: v for k, v in res.info.items() if k.startswith("grad_evals_")}}
     atomic_write_record(record_path, record)
     shutil.rmtree(ckpt, ignore_errors=True)  # the finished run supersedes the mid-run checkpoint
     note = ""

@@ -4,6 +4,7 @@ size of the gradient at a trained classifier (ascent nearly stationary, the targ
 from __future__ import annotations
 
 import math
+import re
 from itertools import cycle
 
 import pytest
@@ -150,3 +151,39 @@ def test_target_gradient_is_large_where_ascent_is_nearly_stationary() -> None:
         (g,) = torch.autograd.grad(obj(model, b), [model.table])
         norms[name] = float(g.norm())
     assert norms["ascent"] < 1e-3 < 0.1 < norms["other_class"]
+
+
+def test_calibrated_objective_gets_the_validation_split_through_the_cli(tmp_path, caplog) -> None:
+    """`ofmu unlearn ... --option ofmu.objective=calibrated` (no target_* options): the runner hands OFMU the
+    benchmark's validation stream, the objective calibrates on it and the run completes."""
+    import logging
+
+    from ofmu_opt.cli import main
+
+    argv = ["unlearn", "--benchmark", "digits", "--scenario", "random10", "--method", "ofmu", "--quick",
+            "--option", "objective=calibrated", "--option", "steps=2", "--option", "experiment.train_steps=30",
+            "--option", "experiment.hidden=16", "--out", str(tmp_path / "run"), "-q"]
+    with caplog.at_level(logging.INFO, logger="ofmu_opt.unlearning.methods.objectives"):
+        assert main(argv) == 0
+    msgs = [r.getMessage() for r in caplog.records if "held-out confidence" in r.getMessage()]
+    assert len(msgs) == 1
+    assert int(re.search(r"\((\d+) examples\)", msgs[0]).group(1)) > 0  # type: ignore[union-attr]
+    assert (tmp_path / "run" / "DIGITS_SUMMARY.json").is_file()
+
+
+def test_attach_validation_only_for_methods_that_read_it() -> None:
+    from types import SimpleNamespace
+
+    from ofmu_opt.unlearning.methods.ofmu import OfmuMethod
+    from ofmu_opt.unlearning.runner import attach_validation
+
+    x, y = torch.randn(10, 3), torch.arange(10) % 2
+    prep = SimpleNamespace(data=SimpleNamespace(x_val=x, y_val=y), cfg=SimpleNamespace(batch_size=4), device="cpu")
+    m = attach_validation(prep, OfmuMethod(), seed=1)
+    b = next(m.validation)
+    assert b.x.shape == (4, 3) and set(b.y.tolist()) <= {0, 1}
+    other = SimpleNamespace()
+    assert attach_validation(prep, other, seed=1) is other and not hasattr(other, "validation")
+    no_val = OfmuMethod()
+    attach_validation(SimpleNamespace(data=None), no_val, seed=1)
+    assert no_val.validation is None

@@ -193,3 +193,38 @@ def test_default_forgets_digits_class_through_the_cli(tmp_path) -> None:
     assert rc == 0
     summary = json.loads((tmp_path / "run" / "DIGITS_SUMMARY.json").read_text())
     assert summary["UA"] >= 95.0 and abs(summary["gap_TA"]) <= 2.0
+
+
+def test_reverse_pass_counter_counts_grad_and_backward_calls() -> None:
+    from ofmu_opt.unlearning.methods.ofmu import ReversePassCounter
+
+    x = torch.ones(3, requires_grad=True)
+    with ReversePassCounter() as c:
+        g, = torch.autograd.grad((x ** 3).sum(), x, create_graph=True)
+        torch.autograd.grad(g.sum(), x)  # the second pass of a double-backward HVP
+        (2 * x).sum().backward()
+    assert c.count == 3
+    (3 * x).sum().backward()  # outside the block: not counted
+    with c:
+        torch.autograd.backward((x * x).sum())
+    assert c.count == 4
+
+
+@pytest.mark.parametrize("options", [{}, {"penalty_type": "none"}, {"inner_steps": 0, "beta": 0.0},
+                                     {"inner_steps": 3, "inner_state": "reset"}])
+def test_gradient_evaluations_booked_after_two_rounds_equal_a_full_count(setup, monkeypatch, options) -> None:
+    """OFMU counts its reverse passes in the first rounds and books later rounds at the last counted
+    round's count; counting every round gives the same numbers (and more passes per round with more
+    inner steps)."""
+    cfg, data, original = setup
+    c = OfmuConfig(steps=5, **options)
+    short = run_method(OfmuMethod(c), original, data, cfg, torch.device("cpu"), seed=0).info
+    monkeypatch.setattr(OfmuMethod, "counted_rounds", 10**6)
+    full = run_method(OfmuMethod(c), original, data, cfg, torch.device("cpu"), seed=0).info
+    keys = ("grad_evals", "grad_evals_method", "grad_evals_diagnostics", "grad_evals_per_round")
+    assert [short[k] for k in keys] == [full[k] for k in keys]
+    assert (short["grad_evals_counted_rounds"], full["grad_evals_counted_rounds"]) == (2, 5)
+    assert full["grad_evals"] == full["grad_evals_method"] + full["grad_evals_diagnostics"]
+    assert full["grad_evals_diagnostics"] == 2 * 5  # diagnostics_every=1: ∇L_f and ∇L_r each step
+    assert full["grad_evals_per_round"] >= 1 + c.effective_inner_steps
+    assert full["grad_evals_method"] >= 5 * full["grad_evals_per_round"]

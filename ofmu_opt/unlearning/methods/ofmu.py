@@ -41,12 +41,15 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ..._config import check_choice, check_range
 from ...backends.torch_module import ModuleBatch, module_problem
@@ -63,6 +66,37 @@ __all__ = ["OfmuConfig", "OfmuMethod"]
 log = logging.getLogger(__name__)
 
 PENALTY_TYPES = ("stationarity", "value_gap", "weighted_sum", "none")
+_REVERSE_PASSES = (torch.autograd.grad, torch.autograd.backward, torch.Tensor.backward)
+
+
+class ReversePassCounter(TorchFunctionMode):
+    """Counts reverse-mode passes (``torch.autograd.grad``, ``backward``) run inside ``with counter:`` blocks.
+
+    The unit is the one the runner's parameter hook counts for the other methods (one backward pass that
+    reaches the parameters; a double-backward Hessian-vector product is two). OFMU differentiates a
+    functional copy of the parameters, which that hook cannot see, so it counts its own. The mode sees
+    every torch call made in Python while it is entered (a measurable slow-down on small models), so
+    :class:`OfmuMethod` enters it only for the set-up, the diagnostics and the first
+    :attr:`OfmuMethod.counted_rounds` rounds (see :meth:`OfmuMethod.run`). The same instance can be
+    entered again; :attr:`count` accumulates.
+
+    Example:
+        >>> x = torch.ones(2, requires_grad=True)
+        >>> with ReversePassCounter() as c:
+        ...     g, = torch.autograd.grad((x ** 3).sum(), x, create_graph=True)
+        ...     _ = torch.autograd.grad(g.sum(), x)
+        >>> c.count
+        2
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in _REVERSE_PASSES:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 @dataclass(frozen=True)
@@ -221,16 +255,75 @@ class OfmuConfig(ObjectiveConfig):
         )
 
 
+class _PassBook:
+    """Reverse passes of one run, by segment: set-up, diagnostics, and the rounds (counted exactly in the first
+    ``counted`` rounds; every later round is booked at the last counted round's count)."""
+
+    def __init__(self, counted: int) -> None:
+        self.counted = counted
+        self.counter = ReversePassCounter()
+        self.by: dict[str, int] = {"setup": 0, "diagnostics": 0}
+        self.rounds: list[int] = []
+        self.extrapolated = 0
+
+    @contextlib.contextmanager
+    def segment(self, name: str) -> Iterator[None]:
+        before = self.counter.count
+        with self.counter:
+            yield
+        self.by[name] += self.counter.count - before
+
+    @contextlib.contextmanager
+    def round(self) -> Iterator[None]:
+        if len(self.rounds) >= self.counted and self.rounds:
+            yield
+            self.extrapolated += 1
+            return
+        before = self.counter.count
+        with self.counter:
+            yield
+        self.rounds.append(self.counter.count - before)
+
+    def info(self) -> dict[str, Any]:
+        per_round = self.rounds[-1] if self.rounds else 0
+        method = self.by["setup"] + sum(self.rounds) + self.extrapolated * per_round
+        return {"grad_evals": method + self.by["diagnostics"], "grad_evals_method": method,
+                "grad_evals_diagnostics": self.by["diagnostics"], "grad_evals_per_round": per_round,
+                "grad_evals_counted_rounds": len(self.rounds)}
+
+
 class OfmuMethod:
-    """OFMU: penalty-based bi-level unlearning (forget by maximizing Φ, retain under the stationarity penalty)."""
+    """OFMU: penalty-based bi-level unlearning (forget by maximizing Φ, retain under the stationarity penalty).
+
+    ``MethodResult.info`` carries the gradient-evaluation count in the runner's unit (reverse passes through
+    the model, :class:`ReversePassCounter`): ``grad_evals`` (everything, diagnostics included, as the
+    runner counts the other methods), ``grad_evals_method`` (without the diagnostics),
+    ``grad_evals_diagnostics``, ``grad_evals_per_round`` and ``grad_evals_counted_rounds``. The set-up,
+    the diagnostics and the first :attr:`counted_rounds` rounds are counted; later rounds repeat the same
+    computation (fixed inner steps, no line search in the paper strategy) and are booked at the last
+    counted round's count, which keeps the counting mode's per-call overhead out of the run time.
+    """
 
     name: ClassVar[str] = "ofmu"
+    counted_rounds: ClassVar[int] = 2
 
-    def __init__(self, config: OfmuConfig | None = None) -> None:
+    def __init__(self, config: OfmuConfig | None = None, validation: Iterator[Any] | None = None) -> None:
         self.config = config or OfmuConfig()
+        #: held-out batches for the ``calibrated`` objective when the context has none (the runner sets it
+        #: from the benchmark's validation split, :func:`~ofmu_opt.unlearning.runner.attach_validation`)
+        self.validation = validation
 
     def run(self, ctx: UnlearnContext) -> MethodResult:
+        """Run the rounds (see the class docstring for ``info``)."""
+        passes = _PassBook(self.counted_rounds)
+        res = self._run(ctx, passes)
+        res.info.update(passes.info())
+        return res
+
+    def _run(self, ctx: UnlearnContext, passes: _PassBook) -> MethodResult:
         c = self.config
+        if getattr(ctx, "validation", None) is None and self.validation is not None:
+            ctx.validation = self.validation
         model = ctx.model
         loop = StepLoop(ctx, self.name)
         model.train()
@@ -247,29 +340,30 @@ class OfmuMethod:
             return inner, ModuleBatch(next(ctx.forget), next(ctx.retain))
 
         first = draw_round()
-        objective = make_objective(c.objective, ctx, first[1].forget, c.objective_options())
-        mp = module_problem(
-            model, objective, None, None, retain_loss=retain_nll, params=c.params, accumulation=c.accumulation,
-            autodiff=c.autodiff, default_batch=first[1], name="ofmu-unlearning",
-        )
-        problem = mp.problem
-        sp = problem.space
-        unit = 1.0
-        if c.penalty_scale == "initial" and ptype != "none":
-            phi = c.solver().inner_objective(problem)
-            g0 = phi.grad(None, mp.y0, batch=first[1])[1]
-            n0 = float(sp.to_float(sp.norm(g0)))
-            # the weighted sum's term is linear in ∇Φ̃, the stationarity penalty quadratic
-            unit = 1.0 / max(n0 if ptype == "weighted_sum" else n0 * n0, 1e-12)
-            log.info("ofmu: ‖∇Φ̃(θ0)‖ = %.4g on the first batch; penalty unit %.4g", n0, unit)
-        solver = c.solver(unit)
-        phi = solver.inner_objective(problem)
-        # the inner loop runs here (state kept across rounds) when the round is inner steps + a step from there
-        own_inner = T > 0 and (ptype == "none" or (c.base == "inner" and ptype == "stationarity"))
-        round_solver = solver.replace(base="outer", inner_steps=0) if own_inner else solver
-        inner_rule = get_step_rule(c.inner_rule, b1=solver.adam_b1, b2=solver.adam_b2, eps=solver.adam_eps)
-        outer_rule = get_step_rule(c.optimizer, b1=solver.adam_b1, b2=solver.adam_b2, eps=solver.adam_eps)
-        state = round_solver.init_state(problem, None, mp.y0)
+        with passes.segment("setup"):  # the objective's set-up and the penalty unit's gradient
+            objective = make_objective(c.objective, ctx, first[1].forget, c.objective_options())
+            mp = module_problem(
+                model, objective, None, None, retain_loss=retain_nll, params=c.params, accumulation=c.accumulation,
+                autodiff=c.autodiff, default_batch=first[1], name="ofmu-unlearning",
+            )
+            problem = mp.problem
+            sp = problem.space
+            unit = 1.0
+            if c.penalty_scale == "initial" and ptype != "none":
+                phi = c.solver().inner_objective(problem)
+                g0 = phi.grad(None, mp.y0, batch=first[1])[1]
+                n0 = float(sp.to_float(sp.norm(g0)))
+                # the weighted sum's term is linear in ∇Φ̃, the stationarity penalty quadratic
+                unit = 1.0 / max(n0 if ptype == "weighted_sum" else n0 * n0, 1e-12)
+                log.info("ofmu: ‖∇Φ̃(θ0)‖ = %.4g on the first batch; penalty unit %.4g", n0, unit)
+            solver = c.solver(unit)
+            phi = solver.inner_objective(problem)
+            # the inner loop runs here (state kept across rounds) when the round is inner steps + a step from there
+            own_inner = T > 0 and (ptype == "none" or (c.base == "inner" and ptype == "stationarity"))
+            round_solver = solver.replace(base="outer", inner_steps=0) if own_inner else solver
+            inner_rule = get_step_rule(c.inner_rule, b1=solver.adam_b1, b2=solver.adam_b2, eps=solver.adam_eps)
+            outer_rule = get_step_rule(c.optimizer, b1=solver.adam_b1, b2=solver.adam_b2, eps=solver.adam_eps)
+            state = round_solver.init_state(problem, None, mp.y0)
 
         def restore(saved: S.PenaltyState) -> None:  # resume from a snapshot (see methods/base.py)
             nonlocal state
@@ -279,19 +373,11 @@ class OfmuMethod:
         loop.attach(extra=(lambda: state, restore))
         for step in range(loop.start(model), c.steps):
             inner, outer = first if step == 0 else draw_round()
-            loop.maybe_diagnose(step, outer.forget, outer.retain)
+            with passes.segment("diagnostics"):
+                loop.maybe_diagnose(step, outer.forget, outer.retain)
+            with passes.round():
+                new = self._round(problem, state, phi, round_solver, inner_rule, outer_rule, inner, outer, own_inner)
             rho = state.penalty
-            if own_inner:
-                rstate = state.inner_rule if c.inner_state == "keep" else inner_rule.init(sp, (None, state.y))
-                z = state.y
-                for b in inner:
-                    _, gz = phi.grad(None, z, batch=b)
-                    (_, z), rstate = inner_rule.apply(sp, (None, z), (None, gz), c.inner_lr, rstate)
-                state = state._replace(y=z, z=z, inner_rule=rstate)
-            if ptype == "none":
-                new = self._retain_step(problem, state, outer, outer_rule)
-            else:
-                new = round_solver.update(problem, state, batch=S.RoundBatches(inner=inner, outer=outer))
             if new.terminal == "numerical_error":
                 loop.record(step, math.nan)
                 break
@@ -310,6 +396,24 @@ class OfmuMethod:
             model, penalty=state.penalty / unit, penalty_unit=unit, trainable=len(mp.names),
             solver=solver.options(), objective=c.objective,
         )
+
+    def _round(self, problem: Any, state: S.PenaltyState, phi: Any, round_solver: S.PenaltySolver, inner_rule: Any,
+               outer_rule: Any, inner: tuple[ModuleBatch, ...], outer: ModuleBatch, own_inner: bool) -> S.PenaltyState:
+        """One round: the inner ascent steps (here, with the kept rule state, when ``own_inner``), then the outer
+        step (the solver's, or the no-penalty ablation's retain step)."""
+        c = self.config
+        sp = problem.space
+        if own_inner:
+            rstate = state.inner_rule if c.inner_state == "keep" else inner_rule.init(sp, (None, state.y))
+            z = state.y
+            for b in inner:
+                _, gz = phi.grad(None, z, batch=b)
+                (_, z), rstate = inner_rule.apply(sp, (None, z), (None, gz), c.inner_lr, rstate)
+            state = state._replace(y=z, z=z, inner_rule=rstate)
+        if c.solver_penalty_type == "none":
+            return self._retain_step(problem, state, outer, outer_rule)
+        new: S.PenaltyState = round_solver.update(problem, state, batch=S.RoundBatches(inner=inner, outer=outer))
+        return new
 
     def _retain_step(self, problem: Any, state: S.PenaltyState, outer: ModuleBatch, rule: Any) -> S.PenaltyState:
         """The no-penalty ablation's outer step: one step of the outer rule on L_r from the inner result."""
