@@ -31,55 +31,20 @@ with safe_import_context() as import_ctx:
     import jax
     import numpy as np
 
+    from benchmarks.benchopt.fused import FusedOracles, jax_bundles, jax_objective
     from ofmu_opt.backends.numpy_backend import NumpySpace
+    from ofmu_opt.core.comparison import ImplicitDiff
     from ofmu_opt.core.solver import gpbgd, ofmu, vpbgd
     from ofmu_opt.core.stochastic import Saba, Soba, VarianceReduced
     from ofmu_opt.problem.bilevel import BilevelProblem
-    from ofmu_opt.problem.oracles import FunctionObjective
-
-
-def _jax_objective(f, n, nx):
-    """An ofmu_opt objective from the benchmark's ``f(inner, outer, start, batch_size)``; a batch is a slice
-    of consecutive samples (``None`` = all ``n``)."""
-    grad = jax.jit(jax.grad(f, argnums=(0, 1)), static_argnames=("batch_size",))
-
-    def _hvp_impl(y, x, v, start, batch_size):
-        def gy(yy, xx):
-            return jax.grad(f, argnums=0)(yy, xx, start, batch_size)
-
-        _, vjp = jax.vjp(gy, y, x)
-        return vjp(v)
-
-    hvp = jax.jit(_hvp_impl, static_argnames=("batch_size",))
-    value = jax.jit(f, static_argnames=("batch_size",))
-
-    def window(b):
-        if b is None:
-            return 0, n
-        return b.start, b.stop - b.start
-
-    def val(x, y, b):
-        s, m = window(b)
-        return float(value(y, x, s, batch_size=m))
-
-    def grd(x, y, b):
-        s, m = window(b)
-        gy, gx = grad(y, x, s, batch_size=m)
-        return np.asarray(gx), np.asarray(gy)
-
-    def hv(x, y, v, b):
-        s, m = window(b)
-        hy, hx = hvp(y, x, v, s, batch_size=m)
-        return np.asarray(hx), np.asarray(hy)
-
-    return FunctionObjective(val, grd, hv)
 
 
 class Solver(BaseSolver):
     """ofmu_opt (penalty-based bi-level solvers; SOBA/SABA reimplemented from Dagréou et al. 2022)."""
 
     name = "ofmu_opt"
-    parameters = {"preset": ["gpbgd", "vpbgd", "ofmu"], "batch_size": [64], "step": [0.1]}
+    parameters = {"preset": ["gpbgd", "vpbgd", "ofmu"], "batch_size": [64], "step": [0.1], "level_tol": [None],
+                  "fused": [True]}
     # the same patience as the benchmark's own solvers (benchmark_utils.constants.PATIENCE), so a plateau ends no
     # run earlier than theirs
     stopping_criterion = SufficientProgressCriterion(patience=12_800, strategy="callback")
@@ -88,33 +53,46 @@ class Solver(BaseSolver):
     def set_objective(self, f_inner, f_outer, n_inner_samples, n_outer_samples, inner_var0, outer_var0):
         self.y0 = np.asarray(inner_var0)
         self.x0 = np.asarray(outer_var0)
-        nx = self.x0.size
         self.n_in, self.n_out = n_inner_samples, n_outer_samples
-        self.problem = BilevelProblem(
-            _jax_objective(f_outer, n_outer_samples, nx), _jax_objective(f_inner, n_inner_samples, nx),
-            NumpySpace(), "min", has_x=True, name="benchopt-simulated",
-        )
+        outer, inner = jax_objective(f_outer, n_outer_samples), jax_objective(f_inner, n_inner_samples)
+        self.fused_oracles = None
+        if self.fused:
+            self.fused_oracles = FusedOracles(
+                jax_bundles(f_outer, f_inner, n_outer_samples, n_inner_samples), outer, inner)
+            outer, inner = self.fused_oracles.objectives()
+        self.problem = BilevelProblem(outer, inner, NumpySpace(), "min", has_x=True, name="benchopt-simulated")
         self.solver = self._make_solver()
         # compile every jitted oracle once outside the timed run
-        for obj in (self.problem.outer, self.problem.inner):
-            obj.value(self.x0, self.y0)
-            obj.grad(self.x0, self.y0)
-            obj.hvp(self.x0, self.y0, self.y0)
-            if self.preset in ("saba", "soba", "gpbgd_saga"):
-                b = slice(0, min(self.batch_size, n_inner_samples))
+        x1, y1 = self.x0 + 1.0, self.y0 + 1.0  # fresh points: the fused cache must not answer the warm-up
+        for x, y in ((self.x0, self.y0), (x1, y1)):
+            for obj in (self.problem.outer, self.problem.inner):
+                obj.value(x, y)
+                obj.grad(x, y)
+                obj.hvp(x, y, y + 0.5)
+            self.problem.inner.hvp(x, y, self.problem.inner.grad(x, y)[1])
+        if self.preset in ("saba", "soba", "gpbgd_saga"):
+            b = slice(0, min(self.batch_size, n_inner_samples))
+            for obj in (self.problem.outer, self.problem.inner):
                 obj.value(self.x0, self.y0, batch=b)
                 obj.grad(self.x0, self.y0, batch=b)
                 obj.hvp(self.x0, self.y0, self.y0, batch=b)
+        if self.fused_oracles is not None:
+            self.fused_oracles.clear()
         self.x, self.y = self.x0, self.y0
 
     def _make_solver(self):
         big = 10**9
+        lt = {} if self.level_tol is None else {"level_tol": float(self.level_tol)}
         if self.preset == "gpbgd":
-            return gpbgd(maxiter=big)
+            return gpbgd(maxiter=big, **lt)
         if self.preset == "vpbgd":
-            return vpbgd(maxiter=big)
+            return vpbgd(maxiter=big, **lt)
         if self.preset == "ofmu":
-            return ofmu(beta=0.0, maxiter=big)
+            return ofmu(beta=0.0, maxiter=big, **lt)
+        if self.preset == "implicit":
+            # not a penalty preset: implicit differentiation (inner and adjoint systems by CG through HVPs,
+            # L-BFGS on x), ofmu_opt's accuracy reference
+            return ImplicitDiff(inner_solver="cg", outer_rule="lbfgs", tol=1e-30, maxiter=big)
         sizes = dict(inner_samples=self.n_in, outer_samples=self.n_out, batch_size=self.batch_size)
         if self.preset == "saba":
             return Saba(step=self.step, maxiter=big, tol=1e-30, **sizes)
@@ -123,7 +101,8 @@ class Solver(BaseSolver):
         if self.preset == "gpbgd_saga":
             base = gpbgd(strategy="paper", penalty=10.0, outer_lr=self.step, maxiter=big, tol=1e-30)
             return VarianceReduced(base, **sizes)
-        raise ValueError(f"preset: expected gpbgd, vpbgd, ofmu, saba, soba or gpbgd_saga, received {self.preset!r}")
+        raise ValueError(f"preset: expected gpbgd, vpbgd, ofmu, implicit, saba, soba or gpbgd_saga, received "
+                         f"{self.preset!r}")
 
     def run(self, callback):
         def cb(r):

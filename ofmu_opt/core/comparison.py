@@ -9,7 +9,10 @@ r"""Comparison solvers implemented from their papers, on the same problems, orac
   one step for x, and a multiplier growing by ``lam_step`` per round.
 - :class:`ImplicitDiff` — exact implicit-differentiation hypergradient descent for strongly convex inner
   problems: inner solve, conjugate gradient on :math:`\nabla^2_{yy} g\,v = \nabla_y f`, hypergradient
-  :math:`\nabla_x f - \nabla^2_{xy} g\,v` (the accuracy reference).
+  :math:`\nabla_x f - \nabla^2_{xy} g\,v` (the accuracy reference). With ``inner_solver="cg"`` the inner
+  problem is solved by Newton steps whose systems CG solves through HVPs, and the adjoint CG starts from the
+  previous round's ``v``; ``outer_rule="lbfgs"`` takes L-BFGS steps on :math:`h(x) = f(x, y^*(x))` with an
+  Armijo line search (every trial point gets its inner solve, which the next round reuses).
 
 All minimize the inner objective in its minimization form (``sense="max"`` is handled by a sign), use
 the problem's HVP oracle where they need one, and return a :class:`~ofmu_opt.core.result.BilevelResult`.
@@ -37,12 +40,14 @@ from .inner import InnerObjective, InnerSpec, make_inner
 from .loop import run_solver
 from .pair import paxpy, pdot, pfinite, pnorm
 from .result import BilevelResult, IntermediateResult
+from .solver import dtype_eps
 
 __all__ = ["Bome", "F2sa", "ImplicitDiff"]
 
 
 class CompState(NamedTuple):
-    """State of a comparison solver (same fields every round)."""
+    """State of a comparison solver (same fields every round). ``z``: BOME's/F2SA's inner iterate,
+    ImplicitDiff's adjoint ``v``; ``memory``: ImplicitDiff's L-BFGS pairs (:class:`LbfgsMemory`) or ``None``."""
 
     x: Vec | None
     y: Vec
@@ -54,6 +59,15 @@ class CompState(NamedTuple):
     residuals: Any
     scale: float
     terminal: str
+    memory: Any = None
+
+
+class LbfgsMemory(NamedTuple):
+    """ImplicitDiff's L-BFGS memory on x: curvature pairs ``(s, d)``, the last point and its hypergradient."""
+
+    pairs: tuple[tuple[Vec, Vec], ...]
+    x: Vec
+    grad: Vec
 
 
 class Res(NamedTuple):
@@ -231,13 +245,19 @@ class ImplicitDiff(_Base):
     """Implicit-differentiation hypergradient descent with conjugate gradient (the accuracy reference).
 
     Args:
-        lr: outer step on x.
-        outer_rule: ``sgd`` or ``nesterov`` (accelerated, with gradient restart).
-        inner_lr: inner gradient step (≈ 1/L of the inner problem).
-        inner_steps: at least this many inner steps per round (warm-started).
-        inner_tol: and until ``‖∇_y g‖ ≤ inner_tol`` (at most ``inner_maxiter``).
-        cg_iters: conjugate-gradient iterations for ``∇²_yy g v = ∇_y f``.
-        cg_tol: relative residual at which CG stops.
+        lr: outer step on x (the first trial step of ``lbfgs`` before it has curvature pairs).
+        outer_rule: ``sgd``, ``nesterov`` (accelerated, with gradient restart) or ``lbfgs`` (L-BFGS on
+            ``h(x) = f(x, y*(x))`` with Armijo backtracking; full-batch oracles).
+        inner_solver: ``gd`` (gradient steps of ``inner_lr``) or ``cg`` (Newton steps, each system solved by
+            CG through HVPs; exact in one step on a quadratic inner problem). ``cg`` also warm-starts the adjoint
+            CG from the previous round's ``v``.
+        inner_lr: inner gradient step (≈ 1/L of the inner problem; ``gd`` only).
+        inner_steps: at least this many inner steps per round (warm-started; ``gd`` only).
+        inner_tol: and until ``‖∇_y g‖ ≤ inner_tol`` (at most ``inner_maxiter`` steps; ``cg``: raised to
+            ``100·eps`` of the oracles' dtype, and it also stops when a Newton step no longer halves ``‖∇_y g‖``).
+        cg_iters: conjugate-gradient iterations for ``∇²_yy g v = ∇_y f`` (and per Newton step).
+        cg_tol: relative residual at which CG stops (raised to ``10·eps`` of the oracles' dtype).
+        lbfgs_memory: curvature pairs kept by ``lbfgs``.
         tol: stop when ``‖hypergradient‖ ≤ tol·max(1, first norm)``.
 
     A non-positive curvature met by CG (the inner Hessian is not positive definite at the iterate) ends the
@@ -245,23 +265,26 @@ class ImplicitDiff(_Base):
     """
 
     lr: float = 0.1
-    outer_rule: Literal["sgd", "nesterov"] = "sgd"
+    outer_rule: Literal["sgd", "nesterov", "lbfgs"] = "sgd"
+    inner_solver: Literal["gd", "cg"] = "gd"
     inner_lr: float = 0.1
     inner_steps: int = 1
     inner_tol: float = 1e-10
     inner_maxiter: int = 10_000
     cg_iters: int = 100
     cg_tol: float = 1e-12
+    lbfgs_memory: int = 10
     tol: float = 1e-8
     maxiter: int = 10_000
     max_time: float | None = None
 
     def __post_init__(self) -> None:
         _check_common(self)
-        check_choice("outer_rule", self.outer_rule, ("sgd", "nesterov"))
+        check_choice("outer_rule", self.outer_rule, ("sgd", "nesterov", "lbfgs"))
+        check_choice("inner_solver", self.inner_solver, ("gd", "cg"))
         for name in ("lr", "inner_lr", "inner_tol", "cg_tol"):
             check_range(name, getattr(self, name), low=0.0, low_open=True)
-        for name in ("cg_iters", "inner_maxiter"):
+        for name in ("cg_iters", "inner_maxiter", "lbfgs_memory"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, received {v!r}")
@@ -269,15 +292,25 @@ class ImplicitDiff(_Base):
     def init_state(self, problem: BilevelProblem, x0: Vec | None, y0: Vec) -> CompState:
         if not problem.has_x:
             raise ProblemSpecError("ImplicitDiff: the problem has no outer variable x, so there is no hypergradient")
-        return self._init(problem, x0, y0, 0.0)
+        state = self._init(problem, x0, y0, 0.0)
+        if self.inner_solver == "cg":
+            state = state._replace(z=problem.space.zeros_like(y0))  # the adjoint's warm start
+        return state
 
-    def _cg(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, b: Vec, batch: Batch) -> Vec | None:
+    def _cg(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, b: Vec, batch: Batch,
+            v0: Vec | None = None) -> Vec | None:
+        """CG on ``∇²_yy g(x, y) v = b`` from ``v0`` (zero when ``None``); ``None`` on non-positive curvature."""
         sp = problem.space
-        v = sp.zeros_like(b)
-        r = b
+        cg_tol = max(self.cg_tol, 10.0 * dtype_eps(b))  # what the oracles' dtype can resolve
+        stop = (cg_tol**2) * sp.to_float(sp.dot(b, b))
+        if v0 is None:
+            v = sp.zeros_like(b)
+            r = b
+        else:
+            v = v0
+            r = sp.sub(b, g.hvp(x, y, v0, batch=batch)[1])
         p = r
         rr = sp.to_float(sp.dot(r, r))
-        stop = (self.cg_tol**2) * rr
         for _ in range(self.cg_iters):
             if rr <= stop or rr == 0.0:
                 break
@@ -293,25 +326,56 @@ class ImplicitDiff(_Base):
             rr = rr_new
         return v
 
+    def _inner_solve(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, batch: Batch) -> Vec | None:
+        """The inner solution at ``x`` from ``y`` (``gd`` or Newton-CG); ``None`` on non-positive curvature."""
+        sp = problem.space
+        if self.inner_solver == "gd":
+            for k in range(self.inner_maxiter):
+                gy = g.grad(x, y, batch=batch)[1]
+                if k >= self.inner_steps and sp.to_float(sp.norm(gy)) <= self.inner_tol:
+                    break
+                y = sp.axpy(-self.inner_lr, gy, y)
+            return y
+        prev = math.inf
+        floor = max(self.inner_tol, 100.0 * dtype_eps(y))
+        for _ in range(self.inner_maxiter):
+            gy = g.grad(x, y, batch=batch)[1]
+            gn = sp.to_float(sp.norm(gy))
+            if gn <= floor or not gn < 0.5 * prev:
+                break  # solved, or at the round-off floor (a Newton step no longer halves the gradient)
+            d = self._cg(problem, g, x, y, gy, batch)
+            if d is None:
+                return None
+            y = sp.axpy(-1.0, d, y)
+            prev = gn
+        return y
+
+    def _adjoint(self, problem: BilevelProblem, g: InnerObjective, state: CompState, x: Vec, y: Vec, batch: Batch,
+                 ) -> tuple[Vec, Vec, Vec | None]:
+        """``(∇_x f, hypergradient, v)`` at ``(x, y)``; ``v`` is ``None`` on non-positive curvature."""
+        sp = problem.space
+        fx, fy = problem.outer.grad(x, y, batch=batch)
+        v = self._cg(problem, g, x, y, fy, batch, state.z if self.inner_solver == "cg" else None)
+        if v is None:
+            return fx, fx, None
+        hx, _ = g.hvp(x, y, v, batch=batch)
+        return fx, sp.sub(fx, hx), v
+
     def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
+        if self.outer_rule == "lbfgs":
+            return self._lbfgs_update(problem, state, batch)
         sp = problem.space
         g = _plain_inner(problem)
         cur = (state.x, state.y)
         t_next = (1 + math.sqrt(1 + 4 * state.t * state.t)) / 2 if self.outer_rule == "nesterov" else 1.0
         mom = (state.t - 1) / t_next if self.outer_rule == "nesterov" else 0.0
         x = cur[0] if mom == 0.0 else sp.axpy(mom, sp.sub(cur[0], state.prev[0]), cur[0])
-        y = state.y
-        for k in range(self.inner_maxiter):
-            gy = g.grad(x, y, batch=batch)[1]
-            if k >= self.inner_steps and sp.to_float(sp.norm(gy)) <= self.inner_tol:
-                break
-            y = sp.axpy(-self.inner_lr, gy, y)
-        fx, fy = problem.outer.grad(x, y, batch=batch)
-        v = self._cg(problem, g, x, y, fy, batch)
+        y = self._inner_solve(problem, g, x, state.y, batch)
+        if y is None:
+            return state._replace(terminal="not_convex", nit=state.nit + 1)
+        _, hyper, v = self._adjoint(problem, g, state, x, y, batch)
         if v is None:
             return state._replace(terminal="not_convex", nit=state.nit + 1)
-        hx, _ = g.hvp(x, y, v, batch=batch)
-        hyper = sp.sub(fx, hx)
         hn = sp.to_float(sp.norm(hyper))
         x_new = sp.axpy(-self.lr, hyper, x)
         if not (math.isfinite(hn) and sp.all_finite(x_new) and sp.all_finite(y)):
@@ -321,5 +385,75 @@ class ImplicitDiff(_Base):
             t = 1.0  # gradient restart
         scale = state.scale if math.isfinite(state.scale) else max(1.0, hn)
         gyn = sp.to_float(sp.norm(g.grad(x, y, batch=batch)[1]))
-        return CompState(x_new, y, y, 0.0, state.nit + 1, cur, t, Res(hn, gyn), scale,
-                         "converged" if hn <= self.tol * scale else "")
+        z = v if self.inner_solver == "cg" else y
+        return CompState(x_new, y, z, 0.0, state.nit + 1, cur, t, Res(hn, gyn), scale,
+                         "converged" if hn <= self.tol * scale else "", state.memory)
+
+    def _direction(self, problem: BilevelProblem, mem: LbfgsMemory, grad: Vec) -> Vec:
+        """``−H grad`` by the L-BFGS two-loop recursion over ``mem.pairs`` (``−grad`` without pairs)."""
+        sp = problem.space
+        q = grad
+        alphas = []
+        for s_k, d_k in reversed(mem.pairs):
+            rho = 1.0 / sp.to_float(sp.dot(d_k, s_k))
+            a = rho * sp.to_float(sp.dot(s_k, q))
+            alphas.append((a, rho))
+            q = sp.axpy(-a, d_k, q)
+        if mem.pairs:
+            s_k, d_k = mem.pairs[-1]
+            q = sp.scale(q, sp.to_float(sp.dot(s_k, d_k)) / sp.to_float(sp.dot(d_k, d_k)))
+        for (s_k, d_k), (a, rho) in zip(mem.pairs, reversed(alphas), strict=True):
+            b = rho * sp.to_float(sp.dot(d_k, q))
+            q = sp.axpy(a - b, s_k, q)
+        return sp.scale(q, -1.0)
+
+    def _lbfgs_update(self, problem: BilevelProblem, state: CompState, batch: Batch) -> CompState:
+        sp = problem.space
+        g = _plain_inner(problem)
+        x = state.x
+        y = self._inner_solve(problem, g, x, state.y, batch)  # one gradient when the last trial already solved it
+        if y is None:
+            return state._replace(terminal="not_convex", nit=state.nit + 1)
+        _, hyper, v = self._adjoint(problem, g, state, x, y, batch)
+        if v is None:
+            return state._replace(terminal="not_convex", nit=state.nit + 1)
+        hn = sp.to_float(sp.norm(hyper))
+        if not (math.isfinite(hn) and sp.all_finite(y)):
+            return state._replace(terminal="numerical_error", nit=state.nit + 1)
+        scale = state.scale if math.isfinite(state.scale) else max(1.0, hn)
+        gyn = sp.to_float(sp.norm(g.grad(x, y, batch=batch)[1]))
+        if hn <= self.tol * scale:
+            return CompState(x, y, v, 0.0, state.nit + 1, (state.x, state.y), 1.0, Res(hn, gyn), scale, "converged",
+                             state.memory)
+        mem = state.memory if isinstance(state.memory, LbfgsMemory) else LbfgsMemory((), x, hyper)
+        s_k, d_k = sp.sub(x, mem.x), sp.sub(hyper, mem.grad)
+        sd = sp.to_float(sp.dot(s_k, d_k))
+        pairs = mem.pairs
+        if sd > 1e-12 * math.sqrt(max(sp.to_float(sp.dot(s_k, s_k)) * sp.to_float(sp.dot(d_k, d_k)), 0.0)):
+            pairs = (*pairs, (s_k, d_k))[-self.lbfgs_memory:]
+        mem = LbfgsMemory(pairs, x, hyper)
+        d = self._direction(problem, mem, hyper)
+        gd = sp.to_float(sp.dot(hyper, d))
+        if not gd < 0.0:  # stale curvature: restart from the negative hypergradient
+            mem = LbfgsMemory((), x, hyper)
+            d, gd = sp.scale(hyper, -1.0), -hn * hn
+        fval = sp.to_float(problem.outer.value(x, y, batch=batch))
+        eps = dtype_eps(x)
+        t = 1.0 if mem.pairs else self.lr
+        x_new, y_new = x, y
+        for _ in range(40):
+            xt = sp.axpy(t, d, x)
+            yt = self._inner_solve(problem, g, xt, y, batch)
+            if yt is None:
+                t *= 0.5
+                continue
+            ft = sp.to_float(problem.outer.value(xt, yt, batch=batch))
+            decrease = -1e-4 * t * gd
+            # below round-off the Armijo test carries no information: take the step
+            if math.isfinite(ft) and (ft <= fval - decrease or decrease < 10.0 * eps * max(1.0, abs(fval))):
+                x_new, y_new = xt, yt
+                break
+            t *= 0.5
+        if not (sp.all_finite(x_new) and sp.all_finite(y_new)):
+            return state._replace(terminal="numerical_error", nit=state.nit + 1)
+        return CompState(x_new, y_new, v, 0.0, state.nit + 1, (x, y), 1.0, Res(hn, gyn), scale, "", mem)

@@ -1,0 +1,271 @@
+"""Fused oracles for the benchopt plug-in: one array-library call per point instead of one per oracle.
+
+ofmu_opt's solvers ask for oracles one at a time (``f.grad``, ``f.value``, ``g.grad``, ``g.hvp`` ...). With
+the benchmark's jax functions every call is a separate jitted dispatch and a separate pass over the
+1024 samples, and a penalty round asks several of them at the same point (the line search's candidate,
+then the next round's gradient at that same point). :class:`FusedOracles` serves them from *bundles*,
+each one call that returns everything a round needs at a point:
+
+- ``both(x, y)``: ``f`` value and gradient, ``g`` value and gradient, and ``g``'s Hessian-vector product
+  along its own ``∇_y g`` (the stationarity penalty's ``∇²g ∇_y g``) — asked for on the first ``f`` oracle
+  at a point;
+- ``inner(x, y)``: ``g`` value and gradient — on the first ``g`` oracle at a point (inner loops);
+- ``outer(x, y)``: ``f`` value and gradient — when ``g`` was already evaluated there;
+- ``hvp_inner`` / ``hvp_outer``: a Hessian-vector product along any other vector (e.g. a CG direction).
+
+Results are cached for the last few points, keyed by the exact bytes of ``(x, y)``; a cached
+``∇²g v`` is returned only when ``v`` equals the cached ``∇_y g`` exactly. Every value returned is what the
+separate oracle would return at that point (the tests check this); nothing is precomputed before the
+solver asks for a point. Mini-batch calls (``batch`` not ``None``) are not fused: they go to the
+``batched`` oracles unchanged.
+
+The bundles are plain callables, so the caching logic runs without jax; :func:`jax_bundles` builds them
+from the benchmark's ``f(inner_var, outer_var, start, batch_size)`` functions.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ofmu_opt.problem.oracles import FunctionObjective
+
+Arr = np.ndarray
+PairOut = tuple[Arr, Arr]  # (x-part, y-part)
+
+
+@dataclass(frozen=True)
+class Bundles:
+    """The calls :class:`FusedOracles` makes (full batch), all taking numpy ``x, y`` and returning numpy.
+
+    Attributes:
+        both: ``(x, y) -> (fv, fgx, fgy, gv, ggx, ggy, hx, hy)`` with ``(hx, hy) = ∇_{(x,y)}<∇_y g, ∇_y g>/1``,
+            i.e. the ``g`` Hessian rows of the y block applied to ``ggy``.
+        inner: ``(x, y) -> (gv, ggx, ggy)``.
+        outer: ``(x, y) -> (fv, fgx, fgy)``.
+        hvp_inner: ``(x, y, v) -> (hx, hy)`` for ``g``.
+        hvp_outer: ``(x, y, v) -> (hx, hy)`` for ``f``.
+    """
+
+    both: Callable[[Arr, Arr], tuple[Any, ...]]
+    inner: Callable[[Arr, Arr], tuple[Any, ...]]
+    outer: Callable[[Arr, Arr], tuple[Any, ...]]
+    hvp_inner: Callable[[Arr, Arr, Arr], PairOut]
+    hvp_outer: Callable[[Arr, Arr, Arr], PairOut]
+
+
+class FusedOracles:
+    """Outer and inner :class:`~ofmu_opt.problem.oracles.FunctionObjective` served from :class:`Bundles`.
+
+    Args:
+        bundles: the fused full-batch calls.
+        batched_outer, batched_inner: the objectives used for mini-batch calls (``batch`` not ``None``).
+        cache_size: how many recent points are remembered.
+
+    ``calls`` counts the bundle calls by name (for tests and for the cost accounting in the docs).
+    """
+
+    def __init__(self, bundles: Bundles, batched_outer: Any = None, batched_inner: Any = None,
+                 cache_size: int = 8) -> None:
+        self.b = bundles
+        self.batched_outer = batched_outer
+        self.batched_inner = batched_inner
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self.calls: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ cache
+    def clear(self) -> None:
+        """Forget every cached point and reset ``calls``."""
+        self._cache.clear()
+        self.calls.clear()
+
+    def _tick(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def _entry(self, x: Arr, y: Arr) -> dict[str, Any]:
+        key = x.tobytes() + b"|" + y.tobytes() + str(x.dtype).encode()
+        e = self._cache.get(key)
+        if e is None:
+            e = {}
+            self._cache[key] = e
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return e
+
+    @staticmethod
+    def _ro(a: Any) -> Arr:
+        out = np.asarray(a)
+        if out.flags.writeable:
+            out = out.copy()
+            out.setflags(write=False)  # cached arrays are shared between callers: nobody may change them
+        return out
+
+    def _fill_both(self, e: dict[str, Any], x: Arr, y: Arr) -> None:
+        self._tick("both")
+        fv, fgx, fgy, gv, ggx, ggy, hx, hy = self.b.both(x, y)
+        e.update(f=(float(fv), self._ro(fgx), self._ro(fgy)), g=(float(gv), self._ro(ggx), self._ro(ggy)),
+                 h=(self._ro(hx), self._ro(hy)))
+
+    def _f(self, x: Arr, y: Arr) -> tuple[float, Arr, Arr]:
+        e = self._entry(x, y)
+        if "f" not in e:
+            if "g" in e:
+                self._tick("outer")
+                fv, fgx, fgy = self.b.outer(x, y)
+                e["f"] = (float(fv), self._ro(fgx), self._ro(fgy))
+            else:
+                self._fill_both(e, x, y)
+        return e["f"]  # type: ignore[no-any-return]
+
+    def _g(self, x: Arr, y: Arr) -> tuple[float, Arr, Arr]:
+        e = self._entry(x, y)
+        if "g" not in e:
+            self._tick("inner")
+            gv, ggx, ggy = self.b.inner(x, y)
+            e["g"] = (float(gv), self._ro(ggx), self._ro(ggy))
+        return e["g"]  # type: ignore[no-any-return]
+
+    def _gh(self, x: Arr, y: Arr, v: Arr) -> PairOut:
+        e = self._entry(x, y)
+        if "h" in e and np.array_equal(v, e["g"][2]):
+            return e["h"]  # type: ignore[no-any-return]
+        self._tick("hvp_inner")
+        hx, hy = self.b.hvp_inner(x, y, v)
+        return self._ro(hx), self._ro(hy)
+
+    # ------------------------------------------------------------------ objectives
+    def objectives(self) -> tuple[FunctionObjective, FunctionObjective]:
+        """``(outer f, inner g)`` as ofmu_opt objectives."""
+
+        def fval(x: Arr, y: Arr, b: Any) -> float:
+            return self._f(x, y)[0] if b is None else self.batched_outer.value(x, y, batch=b)
+
+        def fgrad(x: Arr, y: Arr, b: Any) -> PairOut:
+            if b is not None:
+                return self.batched_outer.grad(x, y, batch=b)  # type: ignore[no-any-return]
+            _, gx, gy = self._f(x, y)
+            return gx, gy
+
+        def fhvp(x: Arr, y: Arr, v: Arr, b: Any) -> PairOut:
+            if b is not None:
+                return self.batched_outer.hvp(x, y, v, batch=b)  # type: ignore[no-any-return]
+            self._tick("hvp_outer")
+            hx, hy = self.b.hvp_outer(x, y, v)
+            return self._ro(hx), self._ro(hy)
+
+        def gval(x: Arr, y: Arr, b: Any) -> float:
+            return self._g(x, y)[0] if b is None else self.batched_inner.value(x, y, batch=b)
+
+        def ggrad(x: Arr, y: Arr, b: Any) -> PairOut:
+            if b is not None:
+                return self.batched_inner.grad(x, y, batch=b)  # type: ignore[no-any-return]
+            _, gx, gy = self._g(x, y)
+            return gx, gy
+
+        def ghvp(x: Arr, y: Arr, v: Arr, b: Any) -> PairOut:
+            if b is not None:
+                return self.batched_inner.hvp(x, y, v, batch=b)  # type: ignore[no-any-return]
+            return self._gh(x, y, v)
+
+        return FunctionObjective(fval, fgrad, fhvp), FunctionObjective(gval, ggrad, ghvp)
+
+
+def jax_bundles(f_outer: Callable[..., Any], f_inner: Callable[..., Any], n_outer: int, n_inner: int) -> Bundles:
+    """:class:`Bundles` from the benchmark's ``f(inner_var, outer_var, start, batch_size)`` (full batch: start
+    0, all samples); each bundle is one jitted jax function of ``(x, y)`` (ofmu_opt's ``x`` is the
+    benchmark's ``outer_var``, its ``y`` the ``inner_var``)."""
+    import jax
+
+    def fo(y: Any, x: Any) -> Any:
+        return f_outer(y, x, 0, n_outer)
+
+    def fi(y: Any, x: Any) -> Any:
+        return f_inner(y, x, 0, n_inner)
+
+    vg_out = jax.value_and_grad(fo, argnums=(0, 1))
+    vg_in = jax.value_and_grad(fi, argnums=(0, 1))
+
+    def hvp_of(fun: Callable[..., Any], x: Any, y: Any, v: Any) -> tuple[Any, Any]:
+        _, vjp = jax.vjp(jax.grad(fun, argnums=0), y, x)
+        hy, hx = vjp(v)
+        return hx, hy
+
+    def g_parts(y: Any, x: Any) -> tuple[Any, tuple[Any, Any]]:
+        gv, (ggy, ggx) = vg_in(y, x)
+        return ggy, (gv, ggx)
+
+    def both(x: Any, y: Any) -> tuple[Any, ...]:
+        fv, (fgy, fgx) = vg_out(y, x)
+        # g's value and gradient, and ∇²g ∇_y g, from one linearization of ∇_y g
+        ggy, vjp, (gv, ggx) = jax.vjp(g_parts, y, x, has_aux=True)
+        hy, hx = vjp(ggy)
+        return fv, fgx, fgy, gv, ggx, ggy, hx, hy
+
+    def inner(x: Any, y: Any) -> tuple[Any, ...]:
+        gv, (ggy, ggx) = vg_in(y, x)
+        return gv, ggx, ggy
+
+    def outer(x: Any, y: Any) -> tuple[Any, ...]:
+        fv, (fgy, fgx) = vg_out(y, x)
+        return fv, fgx, fgy
+
+    jit = jax.jit
+    return Bundles(
+        both=_numpy_out(jit(both)), inner=_numpy_out(jit(inner)), outer=_numpy_out(jit(outer)),
+        hvp_inner=_numpy_out(jit(lambda x, y, v: hvp_of(fi, x, y, v))),
+        hvp_outer=_numpy_out(jit(lambda x, y, v: hvp_of(fo, x, y, v))),
+    )
+
+
+def jax_objective(f: Callable[..., Any], n: int) -> FunctionObjective:
+    """The per-oracle adapter (no fusion): an ofmu_opt objective from the benchmark's
+    ``f(inner, outer, start, batch_size)``, value, gradient and HVP each one jitted call on numpy arrays; a
+    ``batch`` is a slice of consecutive samples (``None`` = all ``n``)."""
+    import jax
+
+    grad = jax.jit(jax.grad(f, argnums=(0, 1)), static_argnames=("batch_size",))
+
+    def _hvp_impl(y: Any, x: Any, v: Any, start: Any, batch_size: int) -> Any:
+        def gy(yy: Any, xx: Any) -> Any:
+            return jax.grad(f, argnums=0)(yy, xx, start, batch_size)
+
+        _, vjp = jax.vjp(gy, y, x)
+        return vjp(v)
+
+    hvp = jax.jit(_hvp_impl, static_argnames=("batch_size",))
+    value = jax.jit(f, static_argnames=("batch_size",))
+
+    def window(b: Any) -> tuple[int, int]:
+        if b is None:
+            return 0, n
+        return int(b.start), int(b.stop - b.start)
+
+    def val(x: Arr, y: Arr, b: Any) -> float:
+        s, m = window(b)
+        return float(value(y, x, s, batch_size=m))
+
+    def grd(x: Arr, y: Arr, b: Any) -> PairOut:
+        s, m = window(b)
+        gy, gx = grad(y, x, s, batch_size=m)
+        return np.asarray(gx), np.asarray(gy)
+
+    def hv(x: Arr, y: Arr, v: Arr, b: Any) -> PairOut:
+        s, m = window(b)
+        hy, hx = hvp(y, x, v, s, batch_size=m)
+        return np.asarray(hx), np.asarray(hy)
+
+    return FunctionObjective(val, grd, hv)
+
+
+def _numpy_out(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        return tuple(np.asarray(a) for a in fn(*args))
+
+    return call

@@ -1,0 +1,177 @@
+"""The benchopt plug-in's fused-oracle adapter (benchmarks/benchopt/fused.py) and ImplicitDiff's CG/L-BFGS mode.
+
+The caching logic is checked with numpy bundles (no jax, no benchopt): every oracle it serves equals the
+separate oracle at that point, an HVP along another vector is never answered from the cache, and a penalty
+round costs one fused call per point. With jax installed, the jax bundles are checked against the per-oracle
+jax adapter on a small random problem shaped like benchmark_bilevel's ``simulated`` dataset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.benchopt.fused import Bundles, FusedOracles
+from ofmu_opt.backends.numpy_backend import NumpySpace
+from ofmu_opt.core.comparison import ImplicitDiff
+from ofmu_opt.core.solver import gpbgd
+from ofmu_opt.problem.bilevel import BilevelProblem
+from ofmu_opt.problem.oracles import FunctionObjective
+
+NY, NX = 4, 3
+
+
+def _quad(seed: int, mu: float) -> tuple[np.ndarray, np.ndarray]:
+    """A quadratic ``½ zᵀHz + bᵀz`` in ``z = (y, x)`` with ``H_yy ⪰ mu``."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(NY + NX, NY + NX))
+    h = a @ a.T / (NY + NX)
+    h[:NY, :NY] += mu * np.eye(NY)
+    return h, rng.normal(size=NY + NX)
+
+
+HF, BF = _quad(0, 0.5)
+HG, BG = _quad(1, 0.5)
+
+
+def _value(h: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    z = np.concatenate([y, x])
+    return float(0.5 * z @ h @ z + b @ z)
+
+
+def _grad(h: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    g = h @ np.concatenate([y, x]) + b
+    return g[NY:], g[:NY]
+
+
+def _hvp(h: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r = h[:, :NY] @ v
+    return r[NY:], r[:NY]
+
+
+def _separate(h: np.ndarray, b: np.ndarray) -> FunctionObjective:
+    return FunctionObjective(lambda x, y, _: _value(h, b, x, y), lambda x, y, _: _grad(h, b, x, y),
+                             lambda x, y, v, _: _hvp(h, v))
+
+
+def _numpy_bundles() -> Bundles:
+    def both(x: np.ndarray, y: np.ndarray) -> tuple[object, ...]:
+        ggx, ggy = _grad(HG, BG, x, y)
+        return (_value(HF, BF, x, y), *_grad(HF, BF, x, y), _value(HG, BG, x, y), ggx, ggy, *_hvp(HG, ggy))
+
+    return Bundles(
+        both=both,
+        inner=lambda x, y: (_value(HG, BG, x, y), *_grad(HG, BG, x, y)),
+        outer=lambda x, y: (_value(HF, BF, x, y), *_grad(HF, BF, x, y)),
+        hvp_inner=lambda x, y, v: _hvp(HG, v),
+        hvp_outer=lambda x, y, v: _hvp(HF, v),
+    )
+
+
+def _problem(f: FunctionObjective, g: FunctionObjective) -> BilevelProblem:
+    return BilevelProblem(f, g, NumpySpace(), "min", has_x=True)
+
+
+def test_fused_oracles_equal_the_separate_ones_and_the_cache_never_answers_another_vector() -> None:
+    fused = FusedOracles(_numpy_bundles())
+    f, g = fused.objectives()
+    rng = np.random.default_rng(2)
+    x, y, v = rng.normal(size=NX), rng.normal(size=NY), rng.normal(size=NY)
+    assert f.value(x, y) == _value(HF, BF, x, y)
+    np.testing.assert_array_equal(np.concatenate(f.grad(x, y)), np.concatenate(_grad(HF, BF, x, y)))
+    np.testing.assert_array_equal(np.concatenate(g.grad(x, y)), np.concatenate(_grad(HG, BG, x, y)))
+    assert g.value(x, y) == _value(HG, BG, x, y)
+    gy = g.grad(x, y)[1]
+    np.testing.assert_array_equal(np.concatenate(g.hvp(x, y, gy)), np.concatenate(_hvp(HG, gy)))
+    assert fused.calls == {"both": 1}  # all of the above came from one fused call
+    # another vector at the same point is a real HVP call with the right answer
+    np.testing.assert_array_equal(np.concatenate(g.hvp(x, y, v)), np.concatenate(_hvp(HG, v)))
+    np.testing.assert_array_equal(np.concatenate(f.hvp(x, y, v)), np.concatenate(_hvp(HF, v)))
+    assert fused.calls == {"both": 1, "hvp_inner": 1, "hvp_outer": 1}
+    # a point that differs in one bit is a new point
+    y2 = y.copy()
+    y2[0] = np.nextafter(y2[0], np.inf)
+    assert g.value(x, y2) == _value(HG, BG, x, y2)
+    assert fused.calls["inner"] == 1
+    # f after g at a point: only f's part is computed
+    f.grad(x, y2)
+    assert fused.calls["outer"] == 1
+    # served arrays are read-only, so a caller cannot corrupt the cache
+    with pytest.raises(ValueError):
+        f.grad(x, y)[0][0] = 1.0
+
+
+def test_a_penalty_run_on_fused_oracles_has_the_same_iterates_and_one_call_per_point() -> None:
+    x0, y0 = np.zeros(NX), np.zeros(NY)
+    solver = gpbgd(maxiter=60)
+    ref = solver.run(_problem(_separate(HF, BF), _separate(HG, BG)), x0, y0)
+    fused = FusedOracles(_numpy_bundles())
+    got = solver.run(_problem(*fused.objectives()), x0, y0)
+    np.testing.assert_array_equal(got.x, ref.x)
+    np.testing.assert_array_equal(got.y, ref.y)
+    assert got.counts == ref.counts  # the solver asked for the same oracles
+    points = ref.counts["f_grad"]  # every point the stationarity penalty visits needs f's gradient
+    assert fused.calls.get("both", 0) <= points
+    assert sum(fused.calls.values()) < sum(ref.counts.values()) / 3
+
+
+def test_implicit_diff_cg_lbfgs_solves_a_quadratic_bilevel_problem_in_few_rounds() -> None:
+    prob = _problem(_separate(HF, BF), _separate(HG, BG))
+    x0, y0 = np.zeros(NX), np.zeros(NY)
+    res = ImplicitDiff(inner_solver="cg", outer_rule="lbfgs", tol=1e-10).run(prob, x0, y0)
+    # the bi-level solution in closed form: y*(x) = -H_yy⁻¹(H_yx x + b_y), h(x) = f(x, y*(x)) quadratic
+    gyy, gyx = HG[:NY, :NY], HG[:NY, NY:]
+    jac = -np.linalg.solve(gyy, gyx)
+    yc = -np.linalg.solve(gyy, BG[:NY])
+    m = np.vstack([jac, np.eye(NX)])  # z = (y, x) = m x + (yc, 0)
+    c = np.concatenate([yc, np.zeros(NX)])
+    x_star = np.linalg.solve(m.T @ HF @ m, -m.T @ (HF @ c + BF))
+    assert res.status.value in ("converged", "stationary")  # its stopping test was met (not a limit or a fault)
+    np.testing.assert_allclose(res.x, x_star, atol=1e-8)
+    np.testing.assert_allclose(res.y, jac @ res.x + yc, atol=1e-8)
+    assert res.nit <= 3 * NX  # L-BFGS on a quadratic in NX variables, exact inner and adjoint solves
+    slow = ImplicitDiff(lr=0.2, inner_lr=0.2, tol=1e-10, maxiter=100_000).run(prob, x0, y0)
+    assert sum(res.counts.values()) < sum(slow.counts.values()) / 10
+
+
+def test_jax_bundles_agree_with_the_per_oracle_jax_adapter() -> None:
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    from benchmarks.benchopt.fused import jax_bundles, jax_objective
+
+    n = 8
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(n, NY, NY))
+    hess = jnp.asarray(np.einsum("nij,nkj->nik", a, a) / NY + 0.1 * np.eye(NY))
+    cross = jnp.asarray(rng.normal(size=(n, NX, NY)))
+    lin = jnp.asarray(rng.normal(size=(n, NY)))
+
+    def make(scale: float):  # the benchmark's signature: f(inner_var, outer_var, start, batch_size)
+        def f(y, x, start=0, batch_size=1):
+            h = jax.lax.dynamic_slice(hess, (start, 0, 0), (batch_size, NY, NY))
+            c = jax.lax.dynamic_slice(cross, (start, 0, 0), (batch_size, NX, NY))
+            b = jax.lax.dynamic_slice(lin, (start, 0), (batch_size, NY))
+            per = 0.5 * jnp.einsum("i,nij,j->n", y, h, y) + jnp.einsum("i,nij,j->n", x, c, y) + b @ y
+            return scale * jnp.mean(per) + 0.5 * scale * x @ x
+
+        return f
+
+    f_out, f_in = make(2.0), make(1.0)
+    fused = FusedOracles(jax_bundles(f_out, f_in, n, n))
+    f, g = fused.objectives()
+    ref_f, ref_g = jax_objective(f_out, n), jax_objective(f_in, n)
+    dt = np.asarray(jnp.zeros(1)).dtype
+    x, y, v = (rng.normal(size=k).astype(dt) for k in (NX, NY, NY))
+    tol = dict(rtol=1e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for new, old in ((f, ref_f), (g, ref_g)):
+        np.testing.assert_allclose(new.value(x, y), old.value(x, y), **tol)
+        for a_new, a_old in zip(new.grad(x, y), old.grad(x, y), strict=True):
+            np.testing.assert_allclose(a_new, a_old, **tol)
+        for a_new, a_old in zip(new.hvp(x, y, v), old.hvp(x, y, v), strict=True):
+            np.testing.assert_allclose(a_new, a_old, **tol)
+    gy = g.grad(x, y)[1]
+    for a_new, a_old in zip(g.hvp(x, y, gy), ref_g.hvp(x, y, gy), strict=True):
+        np.testing.assert_allclose(a_new, a_old, **tol)
+    # mini-batches go to the per-oracle adapter given for them
+    fb = FusedOracles(jax_bundles(f_out, f_in, n, n), ref_f, ref_g).objectives()[0]
+    np.testing.assert_allclose(fb.value(x, y, batch=slice(2, 5)), ref_f.value(x, y, batch=slice(2, 5)), **tol)
