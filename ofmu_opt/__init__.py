@@ -4,7 +4,8 @@ The public API is small and importing it pulls in neither torch nor cvxpy (names
 
 - problems: :class:`BilevelProblem`, :class:`FunctionObjective`;
 - solver: :class:`PenaltySolver` and the presets :func:`ofmu`, :func:`gpbgd`, :func:`vpbgd`,
-  :func:`scalarized`, the accuracy modifier :func:`with_continuation`;
+  :func:`scalarized`, the accuracy modifier :func:`with_continuation`, :class:`MultiStart` (several starts,
+  e.g. from :func:`box_starts`, against local minima);
 - results: :class:`BilevelResult`, :class:`Status`, :class:`HistoryRecorder`;
 - constraints: :class:`Box`, :class:`NonNegative`, :class:`Ball`, :class:`Simplex`, :class:`Affine`,
   :class:`UserProjection` (sets, by projection), :class:`FunctionConstraints`, :class:`LinearConstraints`
@@ -43,6 +44,8 @@ _LAZY = {
     "Status": "ofmu_opt.core",
     "HistoryRecorder": "ofmu_opt.core",
     "RoundBatches": "ofmu_opt.core",
+    "MultiStart": "ofmu_opt.core",
+    "box_starts": "ofmu_opt.reference.solvers",
     "get_reference": "ofmu_opt.reference",
     "list_references": "ofmu_opt.reference",
     "NumpySpace": "ofmu_opt.backends",

@@ -57,11 +57,34 @@ def test_references_text_tags_constrained_problems(capsys):
 
 @pytest.mark.parametrize("solver", ["gpbgd", "vpbgd", "ofmu"])
 def test_solve_p5_constrained_reaches_the_solution(capsys, solver):
-    extra = ["--option", "beta=0"] if solver == "ofmu" else []
-    code, rec = _solve(capsys, "P5", "--solver", solver, *extra)
-    assert code == 0 and rec["success"] and rec["distance"] <= 1e-4, rec["distance"]
-    assert rec["constrained"] and rec["applies"]
+    code, rec = _solve(capsys, "P5", "--solver", solver)  # the presets as the CLI configures them, no options
+    assert code == 0 and rec["success"] and rec["status"] == "converged" and rec["distance"] <= 1e-4, rec["distance"]
+    assert rec["constrained"] and rec["applies"] and rec["solved"] and rec["reason"] is None
     assert max(rec["feasibility"].values()) <= 1e-8  # y >= 0 holds at the returned point
+    if solver == "ofmu":
+        assert rec["options"]["beta"] == 0.0  # the reference poses the problem without OFMU's similarity term
+
+
+def test_scalarized_says_plainly_that_it_is_biased(capsys):
+    code, rec = _solve(capsys, "P5", "--solver", "scalarized")
+    assert code == 1 and rec["status"] == "penalized" and not rec["solved"] and rec["distance"] > 0.1
+    assert "deliberately biased baseline" in rec["reason"] and "\n" not in rec["reason"]
+    assert "weighted-sum (scalarized) baseline" in rec["message"]
+    assert main(["solve", "P5", "--solver", "scalarized"]) == 1
+    text = capsys.readouterr().out
+    assert "penalized" in text and "not solved: scalarized is a deliberately biased baseline" in text
+
+
+def test_a_similarity_term_that_changes_the_posed_problem_is_not_reported_solved(capsys):
+    code, rec = _solve(capsys, "P5", "--solver", "ofmu", "--option", "beta=0.1")
+    assert rec["distance"] > 1e-2 and not rec["solved"] and code == 1
+    assert "beta" in rec["reason"]
+
+
+def test_trap_reference_reports_stationary_not_converged(capsys):
+    code, rec = _solve(capsys, "LamparielloSagratella2017Ex35", "--solver", "gpbgd")
+    assert code == 1 and rec["status"] == "stationary" and not rec["success"] and not rec["solved"]
+    assert "local" in rec["reason"]
 
 
 @pytest.mark.parametrize(

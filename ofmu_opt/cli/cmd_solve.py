@@ -65,12 +65,17 @@ def solve_reference(
         x = None if res.x is None else sp.to_host(res.x)
         y = sp.to_host(res.y)
         distance = ref.distance(None if x is None else np.asarray(x), np.asarray(y))
+    why_not = _why_not(ref, solver)
+    within = bool(distance <= tol)
+    # a run whose options change the posed problem (a similarity term on a beta = 0 reference) solved it only if it
+    # also landed on its solution
+    solved = _solved(ref, res) and (within or why_not is None or ref.applies.get(solver_name) is not None)
     return {
         "problem": ref.id, "solver": solver_name, "backend": backend, "status": res.status.value,
-        "success": res.success, "solved": _solved(ref, res),
+        "success": res.success, "solved": solved, "reason": _reason(res, solved, why_not),
         "message": res.message, "nit": res.nit, "fun": res.fun, "f_star": ref.f_star,
-        "distance": distance, "tol": tol, "within_tol": bool(distance <= tol), "target": ref.target,
-        "applies": ref.applies.get(solver_name) is None, "not_applicable_because": _why_not(ref, solver),
+        "distance": distance, "tol": tol, "within_tol": within, "target": ref.target,
+        "applies": ref.applies.get(solver_name) is None, "not_applicable_because": why_not,
         "counts": res.counts, "oracle_calls": sum(res.counts.values()), "penalty": res.penalty,
         "constrained": ref.constrained, "feasibility": _feasibility(run_ref.problem, res),
         "multipliers": _plain(getattr(res, "multipliers", None)),
@@ -82,6 +87,16 @@ def _solved(ref: Any, res: Any) -> bool:
     """Whether the run solved the posed problem: converged, or, for a ``"penalized"`` target (the minimizer at a
     fixed penalty, e.g. P9), stopped at a stationary point of that penalized problem."""
     return bool(res.success or (ref.target == "penalized" and res.status.value == "penalized"))
+
+
+def _reason(res: Any, solved: bool, why_not: str | None) -> str | None:
+    """One line saying why a run did not solve the posed problem (``None`` when it did): the preset's or the
+    option's known reason when there is one (e.g. the scalarized baseline's bias), else the status's message."""
+    if solved:
+        return None
+    if why_not:
+        return why_not
+    return str(res.message).split(". ")[0].rstrip(".") + "."
 
 
 def _plain(v: Any) -> Any:
@@ -131,7 +146,9 @@ def _solve(args: argparse.Namespace) -> int:
             f"distance {rec['distance']:.3e}, {rec['oracle_calls']} oracle calls, {rec['wall_time_s']:.2f} s\n"
             f"{rec['message']}\n"
         )
-        if rec["not_applicable_because"]:
+        if rec["reason"]:
+            sys.stdout.write(f"not solved: {rec['reason']}\n")
+        elif rec["not_applicable_because"]:
             sys.stdout.write(f"note: {rec['not_applicable_because']}\n")
     return 0 if rec["solved"] else 1
 

@@ -5,6 +5,7 @@ from .comparison import Bome, F2sa, ImplicitDiff
 from .continuation import Continuation
 from .inner import ComposedInner, InnerObjective, InnerSpec, make_inner
 from .loop import run_solver
+from .multistart import MultiStart
 from .result import MESSAGES, BilevelResult, IntermediateResult, Status
 from .schedules import next_penalty
 from .similarity import similarity_and_grad, similarity_jvp
@@ -26,6 +27,7 @@ __all__ = [
     "Continuation",
     "F2sa",
     "ImplicitDiff",
+    "MultiStart",
     "run_solver",
     "MESSAGES",
     "BilevelResult",

@@ -8,6 +8,9 @@ the :class:`~ofmu_opt.core.result.Status` that ends the run: ``"converged"``, ``
 previous point with ``terminal="numerical_error"`` when a non-finite value appears. A solver may also
 provide ``multipliers(state) -> dict`` (reported in the result).
 
+A met stopping test (``terminal="converged"``) ends the run as ``CONVERGED`` only on a problem that declares
+``local_is_global=True``; otherwise as ``STATIONARY`` (a stationary point, global optimality not certified).
+
 The loop itself names divergence: when the iterate's norm exceeds ``DIVERGENCE_FACTOR`` times its starting
 norm, or a non-finite value appears after the iterates grew by ``1e4``, the status is ``DIVERGED``, never a
 silent ``NUMERICAL_ERROR`` at a diverged point.
@@ -133,6 +136,8 @@ def run_solver(
         raise OracleError(f"outer.value: expected a real scalar, received {raw!r} ({type(raw).__name__})") from exc
     if not math.isfinite(fun) and status is not Status.NUMERICAL_ERROR:
         status, detail = Status.NUMERICAL_ERROR, " (the outer objective is not finite at the final point)"
+    if status is Status.CONVERGED and not problem.local_is_global:
+        status = Status.STATIONARY  # a gradient method certifies stationarity, not global optimality
     if final_detail is not None:
         detail += final_detail(state, status)
     feas = feasibility(problem, x, y) if problem.constrained else {}

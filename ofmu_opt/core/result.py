@@ -12,7 +12,11 @@ __all__ = ["MESSAGES", "BilevelResult", "IntermediateResult", "Status"]
 
 
 class Status(enum.StrEnum):
-    """Why a run ended. ``success`` means exactly :attr:`CONVERGED`.
+    """Why a run ended. ``success`` means exactly :attr:`CONVERGED`: the posed problem is solved.
+
+    A gradient method can certify only stationarity: when its stopping test is met on a problem that does not
+    declare ``BilevelProblem(local_is_global=True)`` the status is :attr:`STATIONARY` (a stationary point, possibly
+    a local minimum; global optimality not certified), never :attr:`CONVERGED`.
 
     Examples:
         >>> Status.CONVERGED.success, Status.MAXITER.group
@@ -20,6 +24,7 @@ class Status(enum.StrEnum):
     """
 
     CONVERGED = "converged"
+    STATIONARY = "stationary"
     MAXITER = "maxiter"
     MAXTIME = "maxtime"
     CALLBACK_STOP = "callback_stop"
@@ -36,10 +41,12 @@ class Status(enum.StrEnum):
 
     @property
     def group(self) -> str:
-        """``success``, ``approximate`` (a penalized point, not the bi-level solution), ``limit`` (iteration or
-        time budget spent), ``stopped`` or ``error``."""
+        """``success``, ``local`` (a stationary point, global optimality not certified), ``approximate`` (a
+        penalized point, not the bi-level solution), ``limit`` (iteration or time budget spent), ``stopped`` or
+        ``error``."""
         return {
             Status.CONVERGED: "success",
+            Status.STATIONARY: "local",
             Status.PENALIZED: "approximate",
             Status.MAXITER: "limit",
             Status.MAXTIME: "limit",
@@ -53,7 +60,16 @@ class Status(enum.StrEnum):
 
 
 MESSAGES: dict[Status, str] = {
-    Status.CONVERGED: "Converged: the stopping residual fell below tol.",
+    Status.CONVERGED: (
+        "Converged: the stopping residual fell below tol, on a problem that declares its local solutions global "
+        "(local_is_global=True)."
+    ),
+    Status.STATIONARY: (
+        "Stationary: the stopping residual fell below tol, but global optimality is not certified: the problem does "
+        "not declare local_is_global=True, so this may be a local minimum of the bi-level problem (ofmu_opt.multistart "
+        "tries several starts; declare local_is_global=True only when every local solution is global, "
+        "docs/solver_options.md)."
+    ),
     Status.MAXITER: "Stopped at maxiter before the stopping residual fell below tol.",
     Status.MAXTIME: "Stopped at max_time (wall clock) before the stopping residual fell below tol.",
     Status.CALLBACK_STOP: "Stopped by the callback (StopIteration).",

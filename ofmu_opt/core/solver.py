@@ -64,6 +64,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+DOMAIN_TOL = 1e-6
+"""A line-search candidate whose refit lower-level surrogate violates ``c(x, z) ≤ 0`` by more than this (and by more
+than 10x the current point's violation) is outside the domain where the lower level is feasible: rejected."""
 INFEASIBLE_MULTIPLIER = 1e8
 """Lower-level multipliers above this, with the constraints still violated, mean the lower level is infeasible at x."""
 PENALTY_TYPES = ("stationarity", "value_gap", "weighted_sum")
@@ -344,12 +347,14 @@ class PenaltySolver:
         return self.base
 
     def outer_rule_for(self, problem: BilevelProblem, eps: float = 2.0**-52) -> str:
-        """The outer step rule used on ``problem`` with oracles of machine epsilon ``eps``: ``lbfgs`` takes
-        unprojected steps from the current point and needs curvature pairs above round-off, so on a problem with
-        ``x_set``/``y_set``, with low-precision oracles (float32 and below) or with base ``inner``/``extragradient``
-        it is replaced by ``nesterov``."""
-        if self.outer_rule == "lbfgs" and (problem.x_set is not None or problem.y_set is not None or eps > 1e-10
-                                           or self.base in ("inner", "extragradient")):
+        """The outer step rule used on ``problem`` with oracles of machine epsilon ``eps``: ``lbfgs`` steps from
+        the current point (projected onto ``x_set``/``y_set``) and needs curvature pairs above round-off, so with
+        low-precision oracles (float32 and below) or with base ``inner``/``extragradient`` it is replaced by
+        ``nesterov``; also with lower-level ``inner_constraints``, whose penalized level is bounded below only near
+        the solution graph (the augmented-Lagrangian term of ``c(x, y) ≤ 0`` grows like ρ, the value gap's reward
+        for violating it like ρ‖x‖), where L-BFGS's long steps leave the region (measured on Outrata1990Ex1a)."""
+        if self.outer_rule == "lbfgs" and (eps > 1e-10 or self.base in ("inner", "extragradient")
+                                           or problem.inner_constraints is not None):
             return "nesterov"
         return self.outer_rule
 
@@ -584,13 +589,20 @@ class PenaltySolver:
                 viol = max(viol, ev.residual)
         return grad, value, vn, viol
 
-    def _objective_value(self, problem: BilevelProblem, ctx: TermContext, q: Pair) -> float:
+    def _objective_value(self, problem: BilevelProblem, ctx: TermContext, q: Pair,
+                         domain_tol: float = math.inf) -> float:
+        """``F(q)`` for the line search; ``inf`` outside the bi-level problem's domain: where the refit lower-level
+        surrogate violates ``c(x, z) ≤ 0`` by more than ``domain_tol`` the lower level is (numerically) infeasible,
+        ``v(x) = +∞`` and no ``y`` is feasible, while the value-gap model ``ρ(φ − φ(x, z) − <μ, c(x, z)>)`` would
+        reward such an x with a large negative value."""
         sp = problem.space
         if self.effective_penalty_type(problem) == "value_gap":
             # the value gap's min_z φ(x, z) moves with x: refit the warm-started surrogate at the candidate,
             # otherwise the model is linear in x and the line search underestimates the curvature
             if problem.inner_constraints is not None:
                 zc, muc = self._inner_pd(problem, ctx.inner, q[0], ctx.z, ctx.mu_inner, ctx.batch, ctx.rho)
+                if max(constraint_values(problem.inner_constraints, q[0], zc), default=0.0) > domain_tol:
+                    return math.inf
             else:
                 zc, _ = self._inner_loop(problem, ctx.inner, q[0], ctx.z,
                                          get_step_rule(self.inner_rule).init(sp, (None, ctx.z)), ctx.batch, ctx.rho)
@@ -639,6 +651,12 @@ class PenaltySolver:
 
         ctx = self._context(problem, inner, state, z, mu_inner, rho, b_out)
         grad, fq, vn, viol = self._penalized(problem, ctx, q, need_value=self.line_search)
+        domain_tol = math.inf
+        if self.line_search and ptype == "value_gap" and problem.inner_constraints is not None:
+            # the lower level's feasibility at the evaluation point sets the bar for a candidate's (see
+            # _objective_value): the surrogate is solved only to the inner tolerance, so allow 10x its violation
+            now = max(0.0, max(constraint_values(problem.inner_constraints, q[0], z), default=0.0))
+            domain_tol = max(DOMAIN_TOL, 10.0 * now)
         gnorm = pnorm(sp, grad)
         if not (math.isfinite(gnorm) and math.isfinite(vn) and pfinite(sp, grad) and sp.all_finite(z)):
             return state._replace(terminal="numerical_error", nit=state.nit + 1)
@@ -651,7 +669,7 @@ class PenaltySolver:
         prev, prev_grad, step, theta = state.prev, state.prev_grad, state.step, state.theta
         if isinstance(outer_rule, Lbfgs):
             return self._lbfgs_round(problem, state, ctx, outer_rule, frm, grad, fq, gnorm, scale, z, mu_inner,
-                                     inner_rule_state, vn, viol)
+                                     inner_rule_state, vn, viol, domain_tol)
         if self.line_search:
             # Armijo backtracking (projected: the descent-lemma test); below round-off (predicted decrease
             # < max(1e-12, 10 eps) |F|, eps of the oracles' dtype) the test carries no information, so the
@@ -670,7 +688,7 @@ class PenaltySolver:
                 if decrease < max(1e-12, 10.0 * state.eps) * max(1.0, abs(fq)):
                     L = max(L, lipschitz)
                     break
-                fc = self._objective_value(problem, ctx, cand)
+                fc = self._objective_value(problem, ctx, cand, domain_tol)
                 if math.isfinite(fc) and fc <= fq - decrease:
                     break
                 L *= 2.0
@@ -711,25 +729,42 @@ class PenaltySolver:
     def _lbfgs_round(
         self, problem: BilevelProblem, state: PenaltyState, ctx: TermContext, rule: Lbfgs, frm: Pair, grad: Pair,
         fq: float, gnorm: float, scale: float, z: Vec, mu_inner: tuple[float, ...], inner_rule_state: Any,
-        vn: float, viol: float,
+        vn: float, viol: float, domain_tol: float = math.inf,
     ) -> PenaltyState:
-        """One L-BFGS step on F with backtracking (Armijo, c1 = 1e-4) along the two-loop direction."""
+        """One L-BFGS step on F with backtracking (Armijo, c1 = 1e-4) along the two-loop direction.
+
+        On a problem with ``x_set``/``y_set`` the candidates are projected (a projected quasi-Newton step); when the
+        projected step is not a descent direction the round falls back to a projected gradient step, and the
+        residual is the projected-gradient mapping ``L‖p − P(p − ∇F/L)‖`` (``‖∇F‖`` where no bound is active)."""
         sp = problem.space
+        sets = problem.x_set is not None or problem.y_set is not None
         rs = rule.observe(sp, frm, grad, state.outer_rule)
         d = rule.direction(sp, grad, rs)
         gd = sp.to_float(pdot(sp, grad, d))
         if not gd < 0.0:  # not a descent direction (stale curvature pairs): restart from the gradient
             rs = rs._replace(pairs=())
             d, gd = pscale(sp, grad, -1.0), -gnorm * gnorm
+        residual = gnorm
+        if sets:
+            inv_l = 1.0 / state.lipschitz
+            residual = pnorm(sp, psub(sp, frm, self._project(problem, paxpy(sp, -inv_l, grad, frm)))) / inv_l
         t = 1.0 if rs.pairs else 1.0 / state.lipschitz
         new = frm
         for _ in range(60):
-            decrease = -1e-4 * t * gd
             cand = paxpy(sp, t, d, frm)
+            slope = t * gd
+            if sets:
+                cand = self._project(problem, cand)
+                slope = sp.to_float(pdot(sp, grad, psub(sp, cand, frm)))
+                if not slope < 0.0 and rs.pairs:  # the projection undid the descent: projected gradient instead
+                    rs = rs._replace(pairs=())
+                    d, gd, t = pscale(sp, grad, -1.0), -gnorm * gnorm, 1.0 / state.lipschitz
+                    continue
+            decrease = -1e-4 * slope
             if decrease < max(1e-12, 10.0 * state.eps) * max(1.0, abs(fq)):
                 new = cand  # below round-off the test carries no information: take the step
                 break
-            fc = self._objective_value(problem, ctx, cand)
+            fc = self._objective_value(problem, ctx, cand, domain_tol)
             if math.isfinite(fc) and fc <= fq - decrease:
                 new = cand
                 break
@@ -740,7 +775,7 @@ class PenaltySolver:
         return state._replace(
             x=new[0], y=new[1], z=z, mu_inner=mu_inner, nit=state.nit + 1, outer_rule=rs._replace(step=rs.step + 1),
             inner_rule=inner_rule_state, lipschitz=lipschitz, scale=scale, terminal="",
-            residuals=Residuals(gnorm, vn, state.residuals.extrapolation, viol),
+            residuals=Residuals(residual, vn, state.residuals.extrapolation, viol),
         )
 
     def updated_multipliers(self, problem: BilevelProblem, state: PenaltyState) -> PenaltyState:
@@ -838,6 +873,10 @@ class PenaltySolver:
             from .continuation import Continuation
 
             return Continuation.of(self).final_detail(state, status)
+        if status is Status.PENALIZED and self.penalty_type == "weighted_sum":
+            return (f" Final weight {state.penalty:.3g}. This is the weighted-sum (scalarized) baseline: its minimizer "
+                    "is biased by construction (not the bi-level solution for any finite weight), and no continuation "
+                    "applies to it.")
         if status is Status.PENALIZED:
             return f" Final penalty {state.penalty:.3g}."
         if status is not Status.CONVERGED:

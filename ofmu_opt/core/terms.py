@@ -157,12 +157,18 @@ class ConstraintTerm:
     key: str
     constraints: InequalityConstraints
     name: str = "constraints"
+    sigma_scale: float = 1.0
+
+    def sigma(self, ctx: TermContext) -> float:
+        """The augmented-Lagrangian parameter ``σ = sigma_scale·ρ``."""
+        return self.sigma_scale * ctx.rho
 
     def shifted(self, ctx: TermContext, q: Pair) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """``(max(0, ν + σ c(q)), c(q))``."""
         vals = constraint_values(self.constraints, q[0], q[1])
         nu = ctx.multipliers.get(self.key) or (0.0,) * len(vals)
-        return tuple(max(0.0, n + ctx.rho * v) for n, v in zip(nu, vals, strict=True)), vals
+        sigma = self.sigma(ctx)
+        return tuple(max(0.0, n + sigma * v) for n, v in zip(nu, vals, strict=True)), vals
 
     def evaluate(self, ctx: TermContext, q: Pair, need_value: bool) -> TermEval:
         sp = ctx.problem.space
@@ -175,7 +181,7 @@ class ConstraintTerm:
             grad = (None if q[0] is None else sp.zeros_like(q[0]), sp.zeros_like(q[1]))
         value = math.nan
         if need_value:
-            value = sum(s * s - n * n for s, n in zip(shifted, nu, strict=True)) / (2.0 * ctx.rho)
+            value = sum(s * s - n * n for s, n in zip(shifted, nu, strict=True)) / (2.0 * self.sigma(ctx))
         return TermEval(grad, value, viol)
 
     def updated_multipliers(self, ctx: TermContext, q: Pair) -> tuple[float, ...]:

@@ -37,6 +37,14 @@ class BilevelProblem:
             (:class:`~ofmu_opt.problem.constraints.InequalityConstraints`).
         outer_constraints: optional upper-level inequality constraints ``G(x, y) ≤ 0`` (handled by a penalty
             with multipliers).
+        local_is_global: declare that every local solution of the bi-level problem is a global one, so that a
+            stationary point the solvers stop at solves the posed problem. True, for example, when there is no
+            outer-only x and both levels are convex (the lower level's solution set is convex), or when f is jointly
+            convex and the lower-level solution map ``y*(x)`` is affine (an unconstrained lower level that is a
+            strongly convex quadratic in y with a linear x-coupling). Constrained lower levels make ``y*(x)``
+            piecewise and create local minima even with convex objectives (docs/references.md). Without the
+            declaration (the default) a run whose stopping test is met ends with status ``stationary``,
+            not ``converged``.
 
     Examples:
         >>> from ofmu_opt.reference import get_reference
@@ -55,10 +63,13 @@ class BilevelProblem:
     y_set: ConvexSet | None = None
     inner_constraints: InequalityConstraints | None = None
     outer_constraints: InequalityConstraints | None = None
+    local_is_global: bool = False
 
     def __post_init__(self) -> None:
         if self.sense not in ("min", "max"):
             raise ProblemSpecError(f"sense: expected 'min' or 'max', received {self.sense!r}")
+        if not isinstance(self.local_is_global, bool):
+            raise ProblemSpecError(f"local_is_global: expected True or False, received {self.local_is_global!r}")
         for label, obj in (("outer", self.outer), ("inner", self.inner)):
             if not (callable(getattr(obj, "value", None)) and callable(getattr(obj, "grad", None))):
                 raise ProblemSpecError(

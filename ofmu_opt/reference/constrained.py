@@ -65,6 +65,9 @@ class QPBilevelData:
         traps: what makes the problem hard (local minima, degenerate or active constraints, ...).
         note: anything the reader must know (e.g. the library's value is not the exact optimum).
         x_range: the interval of x where the lower level is feasible (for the grid check), per coordinate.
+        local_is_global: every local minimum of ``h(x) = F(x, y*(x))`` is global (declared from the problem's
+            structure, stated with each problem, and checked on a grid over ``x_range`` by the tests); the traps
+            have ``False``.
     """
 
     name: str
@@ -89,6 +92,7 @@ class QPBilevelData:
     traps: str
     note: str = ""
     x_range: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+    local_is_global: bool = False
 
     # --------------------------------------------------------------- evaluation
     def z(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -162,7 +166,7 @@ def _make(
     R: list[list[float]], r: list[float], r0: float, ll: tuple[np.ndarray, np.ndarray],
     ul: tuple[np.ndarray, np.ndarray], x_star: list[float], y_star: list[float], listed: float,
     x0: list[float], y0: list[float], traps: str, note: str = "",
-    x_range: tuple[tuple[float, float], ...] = (),
+    x_range: tuple[tuple[float, float], ...] = (), local_is_global: bool = False,
 ) -> QPBilevelData:
     n = nx + ny
     LA, lb = ll
@@ -172,7 +176,7 @@ def _make(
     return QPBilevelData(
         name, citation, nx, ny, np.array(P, float), np.array(p, float), float(p0), np.array(R, float),
         np.array(r, float), float(r0), LA, lb, UA, ub, np.array(x_star, float), np.array(y_star, float),
-        float(listed), np.array(x0, float), np.array(y0, float), traps, note, x_range,
+        float(listed), np.array(x0, float), np.array(y0, float), traps, note, x_range, local_is_global,
     )
 
 
@@ -190,6 +194,8 @@ def falk_liu_1995() -> QPBilevelData:
         note="BOLIB lists F = −2.1962 (the value at x = y = (√3/2, √3/2)); the exact optimum of the problem as "
              "stated is F* = −2.25 at x = y = (3/4, 3/4), verified by active-set enumeration and a grid",
         x_range=((-1.0, 3.0), (-1.0, 3.0)),
+        # separable: per coordinate h = (x − 3/2)² + clip(x, 1/2, 3/2)² − 9/4 has one local minimum, x = 3/4
+        local_is_global=True,
     )
 
 
@@ -204,6 +210,8 @@ def desilva_1978() -> QPBilevelData:
         traps="degenerate: the optimum sits exactly on the kink of y*(x) = clip(x, 1/2, 3/2); the lower-level "
               "bound y ≥ 1/2 is active with a zero multiplier (strict complementarity fails)",
         x_range=((-1.0, 3.0), (-1.0, 3.0)),
+        # separable: per coordinate h = (x − 1)² + clip(x, 1/2, 3/2)² − 1 has one local minimum, x = 1/2
+        local_is_global=True,
     )
 
 
@@ -220,6 +228,8 @@ def shimizu_aiyoshi_1981_ex1() -> QPBilevelData:
         traps="an upper-level constraint in y (y ≤ x) and a coupled lower-level constraint (x + y ≤ 20) are both "
               "active at the optimum, where the lower level's unconstrained minimizer also lies",
         x_range=((0.0, 15.0),),
+        # h(x) on [0, 15] has one local minimum (x = 10); checked on a grid
+        local_is_global=True,
     )
 
 
@@ -248,7 +258,10 @@ def bard_1988_ex1() -> QPBilevelData:
         ul=_rows(([-1, 0], 0.0),),
         x_star=[1.0], y_star=[0.0], listed=17.0, x0=[4.0], y0=[0.0],
         traps="the optimum is at the edge of the set where the lower level is feasible (x ≥ 1): there the lower "
-              "feasible set is the single point y = 0 and two lower-level constraints are active",
+              "feasible set is the single point y = 0 and two lower-level constraints are active. Local-minimum "
+              "trap: h(x) decreases on [3.43, 5] to a local minimum at the other edge, x = 5, y = 2 (F = 25), "
+              "and the library's start x0 = 4 lies in that basin; for x outside [1, 5] the lower level is "
+              "infeasible",
         x_range=((1.0, 5.0),),
     )
 
@@ -284,6 +297,8 @@ def outrata_1990_ex1a() -> QPBilevelData:
         traps="strongly convex lower level over a polytope in y; at the optimum the coupled constraint "
               "y1 ≤ 0.333·y2 + 2 is active, so y*(x) moves along a face and its Jacobian is rank one",
         x_range=((-5.0, 25.0), (-5.0, 25.0)),
+        # strongly convex lower level; h has one local minimum over x_range, checked on a grid
+        local_is_global=True,
     )
 
 
@@ -299,6 +314,8 @@ def lampariello_sagratella_2017_ex33() -> QPBilevelData:
         traps="linear lower level whose solution set {y1 = 0, y2 ≥ 1 − x} is an unbounded ray: the upper level "
               "selects (optimistic); the upper-level bound x ≥ 1/2 is active",
         x_range=((0.5, 3.0),),
+        # h(x) = x² + (1 − x)² for x ≤ 1 (y2 = 1 − x), x² beyond: one local minimum, x = 1/2
+        local_is_global=True,
     )
 
 
@@ -354,6 +371,8 @@ def p5_data() -> QPBilevelData:
         traps="coordinate 2 (t2 < 0) has its optimum x2 = 0 exactly at the kink of y*(x) = max(x, 0), with the "
               "bound y2 ≥ 0 active and a zero multiplier",
         x_range=((-1.0, 2.0), (-1.0, 2.0), (-1.0, 2.0)),
+        # separable: per coordinate h = ½(max(x, 0) − t)² + (r/2)x² has one local minimum
+        local_is_global=True,
     )
 
 

@@ -12,7 +12,8 @@ Three checks, none of which uses the hand-derived optimum stored with a problem:
 3. :func:`grid_check` — an exhaustive search over ``x`` on a grid (per coordinate ``x_range``): at every grid
    point the optimistic lower-level response by cvxpy (one parametrized problem, solved repeatedly), then
    the best ``F``. It confirms that no grid point beats the optimum and that the best grid point lies next
-   to it.
+   to it. :func:`grid_local_minima` lists the grid's local minima of ``h(x) = F(x, y*(x))``: one for the
+   problems that declare ``local_is_global``, several for the traps.
 
 Examples:
     >>> from ofmu_opt.reference.constrained import CONSTRAINED_DATA
@@ -33,7 +34,8 @@ import numpy as np
 from ..errors import BackendError, ProblemSpecError
 from .constrained import QPBilevelData
 
-__all__ = ["EnumerationResult", "GridResult", "grid_check", "kkt_enumeration", "lower_level_solution"]
+__all__ = ["EnumerationResult", "GridResult", "grid_check", "grid_local_minima", "kkt_enumeration",
+           "lower_level_solution"]
 
 
 def _cp() -> Any:
@@ -202,3 +204,55 @@ def grid_check(
     if best_x is None:
         raise ProblemSpecError(f"{d.name}: no feasible grid point")
     return GridResult(best_x, float(best_F), np.array([(hi - lo) / (points - 1) for lo, hi in rng]), count)
+
+
+def grid_local_minima(
+    d: QPBilevelData, points: int = 201, ranges: tuple[tuple[float, float], ...] | None = None, rtol: float = 1e-7,
+) -> list[tuple[np.ndarray, float]]:
+    """The local minima of ``h(x) = F(x, y*(x))`` on a grid of ``points`` values per coordinate: grid points with
+    a feasible lower level and the upper-level constraints satisfied whose ``h`` is no larger than at any of their
+    ``2·nx`` grid neighbours (up to ``rtol`` relative; a flat run of equal values counts once)."""
+    rng = ranges if ranges is not None else d.x_range
+    if len(rng) != d.nx:
+        raise ProblemSpecError(f"{d.name}: expected {d.nx} ranges, received {len(rng)}")
+    axes = [np.linspace(lo, hi, points) for lo, hi in rng]
+    ll = _LowerLevel(d)
+    H = np.full((points,) * d.nx, np.inf)
+    for idx in itertools.product(range(points), repeat=d.nx):
+        x = np.array([axes[k][i] for k, i in enumerate(idx)])
+        got = ll.respond(x)
+        if got is None:
+            continue
+        y, F = got
+        if d.UA.shape[0] and np.any(d.ul_slack(x, y) < -1e-9):
+            continue
+        H[idx] = F
+    out: list[tuple[np.ndarray, float]] = []
+    seen: set[tuple[int, ...]] = set()
+    for idx in itertools.product(range(points), repeat=d.nx):
+        h = H[idx]
+        if not np.isfinite(h) or idx in seen:
+            continue
+        tol = rtol * max(1.0, abs(h))
+        flat = [idx]  # the plateau of values equal to h around idx, explored once
+        stack, local = [idx], True
+        plateau = {idx}
+        while stack:
+            cur = stack.pop()
+            for k in range(d.nx):
+                for step in (-1, 1):
+                    j = list(cur)
+                    j[k] += step
+                    if not 0 <= j[k] < points:
+                        continue
+                    nb = tuple(j)
+                    if H[nb] < h - tol:
+                        local = False
+                    elif abs(H[nb] - h) <= tol and nb not in plateau:
+                        plateau.add(nb)
+                        stack.append(nb)
+                        flat.append(nb)
+        seen |= plateau
+        if local:
+            out.append((np.array([axes[k][i] for k, i in enumerate(idx)]), float(h)))
+    return out

@@ -71,7 +71,8 @@ def finite_sum_quadratic(seed: int = 0, n_inner: int = 64, n_outer: int = 64, nx
     c = -np.linalg.solve(Am, am)
     x_star = np.linalg.solve(J.T @ Fm @ J + H, -J.T @ (Fm @ c - tm))
     y_star = J @ x_star + c
-    prob = BilevelProblem(outer, inner, NumpySpace(), "min", has_x=True, name="FSQ")
+    # strongly convex quadratic lower level (y*(x) affine), convex outer: local = global
+    prob = BilevelProblem(outer, inner, NumpySpace(), "min", has_x=True, name="FSQ", local_is_global=True)
     f_star = float(0.5 * y_star @ Fm @ y_star - tm @ y_star + 0.5 * x_star @ H @ x_star)
     L_in = float(np.linalg.eigvalsh(Am).max())
     return ReferenceProblem(

@@ -97,7 +97,8 @@ def _applies(**reasons: str) -> dict[str, str | None]:
     return out
 
 
-_SCALARIZED = "biased by construction: the weighted sum's minimizer is not the bi-level solution"
+_SCALARIZED = ("scalarized is a deliberately biased baseline: it minimizes the weighted sum f + weight·g, whose "
+               "minimizer is not the bi-level solution for any finite weight, so it stops 'penalized' away from it")
 
 
 def _spd(rng: np.random.Generator, n: int, mu: float = 0.5) -> np.ndarray:
@@ -130,7 +131,8 @@ def _p1b(seed: int) -> ReferenceProblem:
         hvp_fn=lambda x, y, v, _b: (None, v.copy()),
         quadratic=True,
     )
-    prob = BilevelProblem(outer, _least_squares_obj(A, b), _SPACE, "min", has_x=False, name="P1b")
+    # no outer-only x, both levels convex: the lower level's solution set is convex, so local = global
+    prob = BilevelProblem(outer, _least_squares_obj(A, b), _SPACE, "min", has_x=False, name="P1b", local_is_global=True)
     L = float(np.linalg.eigvalsh(A.T @ A).max())
     return ReferenceProblem(
         "P1b", "projection of c onto the solution set of a rank-deficient, inconsistent least-squares problem",
@@ -157,7 +159,8 @@ def _p2(seed: int) -> ReferenceProblem:
         hvp_fn=lambda x, y, v, _b: (None, Mv @ v),
         quadratic=True,
     )
-    prob = BilevelProblem(outer, _least_squares_obj(At, bt), _SPACE, "min", has_x=False, name="P2")
+    prob = BilevelProblem(outer, _least_squares_obj(At, bt), _SPACE, "min", has_x=False, name="P2",
+                          local_is_global=True)  # convex levels, no x
     L = float(np.linalg.eigvalsh(At.T @ At).max())
     return ReferenceProblem(
         "P2", "over-parameterized regression: validation loss (40×20) over the training loss's solution set (8×20)",
@@ -191,7 +194,8 @@ def _p3_problem(d: dict[str, np.ndarray], name: str) -> BilevelProblem:
         hvp_fn=lambda x, y, v, _b: (np.zeros(H.shape[0]), v.copy()),
         quadratic=True,
     )
-    return BilevelProblem(outer, inner, _SPACE, "min", has_x=True, name=name)
+    # f jointly convex, y*(x) = −Q⁻¹(Cᵀx + a) affine: h(x) = f(x, y*(x)) is convex, local = global
+    return BilevelProblem(outer, inner, _SPACE, "min", has_x=True, name=name, local_is_global=True)
 
 
 def _p3(seed: int, nx: int = 3, ny: int = 5) -> ReferenceProblem:
@@ -226,7 +230,8 @@ def _p4(seed: int) -> ReferenceProblem:
         hvp_fn=lambda x, y, v, _b: (np.array([-v[1]]), np.array([v[0], v[1]])),
         quadratic=True,
     )
-    prob = BilevelProblem(outer, inner, _SPACE, "min", has_x=True, name="P4")
+    # the lower-level solution set {y1 = x} is affine in x and f is jointly convex: local = global
+    prob = BilevelProblem(outer, inner, _SPACE, "min", has_x=True, name="P4", local_is_global=True)
     return ReferenceProblem(
         "P4", "non-singleton inner solution set (optimistic): outer w, inner (x1, x2)",
         "closed form w* = 1, (x1, x2)* = (1, 1), f* = 0", prob, np.array([0.0]), np.zeros(2),
@@ -303,6 +308,7 @@ def constrained_reference(d: QPBilevelData, problem_id: str | None = None) -> Re
         x_set=_box(x_lo, x_hi), y_set=_box(y_lo, y_hi),
         inner_constraints=_linear(*d.coupled_rows("ll"), nx, "lower-level"),
         outer_constraints=_linear(*d.coupled_rows("ul"), nx, "upper-level"),
+        local_is_global=d.local_is_global,
     )
     Ryy = d.R[nx:, nx:]
     L = float(np.linalg.eigvalsh(0.5 * (Ryy + Ryy.T)).max())
@@ -379,7 +385,8 @@ def _qofmu_problem(dd: dict[str, np.ndarray], name: str) -> BilevelProblem:
         hvp_fn=lambda x, y, v, _b: (None, B @ v),
         quadratic=True,
     )
-    return BilevelProblem(retain, forget, _SPACE, "max", has_x=False, name=name)
+    # concave forget loss (maximized), convex retain loss, no x: convex solution set, local = global
+    return BilevelProblem(retain, forget, _SPACE, "max", has_x=False, name=name, local_is_global=True)
 
 
 def _qofmu(seed: int) -> ReferenceProblem:
@@ -427,7 +434,7 @@ def _qofmu_orth(seed: int) -> ReferenceProblem:
         hvp_fn=lambda x, y, v, _b: (None, Br @ v),
         quadratic=True,
     )
-    prob = BilevelProblem(retain, forget, _SPACE, "max", has_x=False, name="QOFMU-orth")
+    prob = BilevelProblem(retain, forget, _SPACE, "max", has_x=False, name="QOFMU-orth", local_is_global=True)
     y_star = np.concatenate([a, b])
     return ReferenceProblem(
         "QOFMU-orth", "forget and retain losses on orthogonal coordinate blocks: the similarity term is "

@@ -19,12 +19,14 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from .._config import coerce_value, parse_option_pairs
 from ..core.solver import PenaltySolver, gpbgd, ofmu, scalarized, vpbgd, with_continuation
 from ..errors import ConfigError
 from .problems import ReferenceProblem
 
-__all__ = ["PRESET_FACTORIES", "parse_options", "solver_for_reference"]
+__all__ = ["PRESET_FACTORIES", "box_starts", "parse_options", "solver_for_reference"]
 
 PRESET_FACTORIES: dict[str, Callable[..., PenaltySolver]] = {
     "ofmu": ofmu,
@@ -60,11 +62,17 @@ def solver_for_reference(
 ) -> PenaltySolver:
     """The solver ``preset`` configured to solve ``ref`` to relative accuracy ``tol``.
 
-    User ``options`` are applied last, so any choice can be overridden (and is validated).
+    ``ofmu`` runs with ``beta = 0``: the references pose bi-level problems without OFMU's similarity term, which
+    would change the lower-level problem. User ``options`` are applied last, so any choice can be overridden
+    (and is validated).
     """
     if preset not in PRESET_FACTORIES:
         raise ConfigError(f"solver: expected one of {', '.join(PRESET_FACTORIES)}, received {preset!r}")
     solver = PRESET_FACTORIES[preset]()
+    if preset == "ofmu":
+        # the references pose bi-level problems without OFMU's similarity term, which changes the lower level:
+        # beta = 0 solves the posed problem (an explicit --option beta=... measures the term's effect)
+        solver = solver.replace(beta=0.0)
     hints = {k: v for k, v in ref.hints.items()}
     solver = solver.replace(**hints)
     if ref.target == "penalized" or preset == "scalarized":
@@ -84,3 +92,26 @@ def solver_for_reference(
     if maxiter is not None:
         solver = solver.replace(maxiter=maxiter)
     return solver
+
+
+def box_starts(lower: Any, upper: Any, count: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` starting points spread over the box ``[lower, upper]`` (a Latin-hypercube sample: each
+    coordinate's range cut into ``count`` strata, one point per stratum, strata paired at random), for
+    :class:`ofmu_opt.core.multistart.MultiStart`.
+
+    Raises:
+        ConfigError: a non-finite or inverted bound, or ``count < 1``.
+
+    Examples:
+        >>> sorted(int(v[0] * 4) for v in box_starts([0.0], [1.0], 4))  # one point in each quarter
+        [0, 1, 2, 3]
+    """
+    lo = np.atleast_1d(np.asarray(lower, dtype=float))
+    hi = np.atleast_1d(np.asarray(upper, dtype=float))
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(f"count: expected an integer >= 1, received {count!r}")
+    if lo.shape != hi.shape or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo <= hi)):
+        raise ConfigError("box: expected finite bounds of one shape with lower <= upper elementwise")
+    rng = np.random.default_rng(seed)
+    u = (np.stack([rng.permutation(count) for _ in range(lo.size)], axis=1) + rng.random((count, lo.size))) / count
+    return [lo + (hi - lo) * row.reshape(lo.shape) for row in u]

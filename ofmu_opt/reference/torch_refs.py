@@ -170,7 +170,7 @@ def torch_reference(
         outer, inner, sp, src.sense, has_x=has_x, name=src.name,
         inner_factory=autodiff_inner_factory(f_fn, g_fn, has_x=has_x, autodiff=autodiff, space=sp),
         x_set=src.x_set, y_set=src.y_set, inner_constraints=src.inner_constraints,
-        outer_constraints=src.outer_constraints,
+        outer_constraints=src.outer_constraints, local_is_global=src.local_is_global,
     )
 
     def T(a: Any) -> Tensor | None:

@@ -57,7 +57,7 @@ def p3_instances(draw: Any, nx: int = 2, ny: int = 3) -> dict[str, Any]:
         lambda x, y, _b: (H @ x, y - t),
         lambda x, y, v, _b: (np.zeros(nx), v.copy()), quadratic=True,
     )
-    prob = BilevelProblem(outer, inner, NumpySpace(), "min", True, "P3-random")
+    prob = BilevelProblem(outer, inner, NumpySpace(), "min", True, "P3-random", local_is_global=True)
     return {"problem": prob, "x_star": x_star, "y_star": J @ x_star + c, "Q": Q, "x0": np.zeros(nx),
             "y0": np.zeros(ny)}
 
@@ -76,5 +76,5 @@ def qofmu_instances(draw: Any, n: int = 3) -> dict[str, Any]:
         lambda x, y, _b: float(0.5 * (y - b) @ B @ (y - b)), lambda x, y, _b: (None, B @ (y - b)),
         lambda x, y, v, _b: (None, B @ v), quadratic=True,
     )
-    prob = BilevelProblem(retain, forget, NumpySpace(), "max", False, "QOFMU-random")
+    prob = BilevelProblem(retain, forget, NumpySpace(), "max", False, "QOFMU-random", local_is_global=True)
     return {"problem": prob, "y_star": a.copy(), "A": A, "B": B, "a": a, "b": b, "y0": np.zeros(n)}

@@ -32,18 +32,22 @@ def _ll_target(c: float) -> FunctionObjective:
 Y_LE_X = oo.LinearConstraints(a_y=np.array([[1.0]]), b=np.array([0.0]), a_x=np.array([[-1.0]]))  # y − x ≤ 0
 X_PLUS_Y_LE_2 = oo.LinearConstraints(a_y=np.array([[1.0]]), b=np.array([2.0]), a_x=np.array([[1.0]]))
 
+# each h(x) = f(x, y*(x)) below has a single local minimum: the problems declare local_is_global=True
 CASES = {
     # min ½(x−2)² + ½(y−2)²  s.t.  y ∈ argmin_{y ∈ [0,1]} ½(y − x)²          -> (2, 1), the box active
-    "y_box": (BilevelProblem(_quad(2.0, 2.0), _quad(0, 0, coupled=True), SP, y_set=oo.Box(0.0, 1.0)), (2.0, 1.0), {}),
+    "y_box": (BilevelProblem(_quad(2.0, 2.0), _quad(0, 0, coupled=True), SP, y_set=oo.Box(0.0, 1.0),
+                             local_is_global=True), (2.0, 1.0), {}),
     # min ½(x−1)² + ½(y−2)²  s.t.  y ∈ argmin_{y ≤ x} ½(y − 3)²              -> (1.5, 1.5), μ = 1.5
-    "coupled": (BilevelProblem(_quad(1.0, 2.0), _ll_target(3.0), SP, inner_constraints=Y_LE_X), (1.5, 1.5),
+    "coupled": (BilevelProblem(_quad(1.0, 2.0), _ll_target(3.0), SP, inner_constraints=Y_LE_X,
+                                local_is_global=True), (1.5, 1.5),
                 {"inner": 1.5}),
     # min ½(x−3)² + ½(y−3)²  s.t.  x + y ≤ 2,  y ∈ argmin ½(y − x)²          -> (1, 1), λ = 2
-    "upper": (BilevelProblem(_quad(3.0, 3.0), _quad(0, 0, coupled=True), SP, outer_constraints=X_PLUS_Y_LE_2),
+    "upper": (BilevelProblem(_quad(3.0, 3.0), _quad(0, 0, coupled=True), SP, outer_constraints=X_PLUS_Y_LE_2,
+                             local_is_global=True),
               (1.0, 1.0), {"outer": 2.0}),
     # the coupled problem with x ∈ [0, 0.5]                                  -> (0.5, 0.5), μ = 2.5
     "x_box": (BilevelProblem(_quad(1.0, 2.0), _ll_target(3.0), SP, inner_constraints=Y_LE_X,
-                             x_set=oo.Box(0.0, 0.5)), (0.5, 0.5), {"inner": 2.5}),
+                             x_set=oo.Box(0.0, 0.5), local_is_global=True), (0.5, 0.5), {"inner": 2.5}),
 }
 
 
@@ -74,7 +78,7 @@ def test_stationarity_presets_switch_to_the_value_gap_on_a_constrained_lower_lev
 
 def test_iterates_stay_in_the_sets_every_round() -> None:
     prob = BilevelProblem(_quad(2.0, 2.0), _quad(0, 0, coupled=True), SP, y_set=oo.Box(0.0, 1.0),
-                          x_set=oo.Box(-1.0, 1.5))
+                          x_set=oo.Box(-1.0, 1.5), local_is_global=True)
     seen: list[tuple[float, float]] = []
     res = oo.gpbgd().run(prob, np.array([5.0]), np.array([5.0]),
                          callback=lambda r: seen.append((float(r.x[0]), float(r.y[0]))))

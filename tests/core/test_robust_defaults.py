@@ -31,7 +31,9 @@ def coupled_1d(c: float, dtype: Any = np.float64) -> tuple[BilevelProblem, np.nd
                               lambda x, y, b: cast(x - 1, y - 2), hvp_fn=lambda x, y, v, b: cast(0 * x, v),
                               quadratic=True)
     xs = (1 + 2 * c) / (1 + c * c)
-    return BilevelProblem(outer, inner, oo.NumpySpace(), name=f"coupled-{c:g}"), np.array([xs, c * xs])
+    # y*(x) = c·x is affine and f is convex: every local solution is global
+    prob = BilevelProblem(outer, inner, oo.NumpySpace(), name=f"coupled-{c:g}", local_is_global=True)
+    return prob, np.array([xs, c * xs])
 
 
 def _rel(res: oo.BilevelResult, sol: np.ndarray) -> float:
@@ -92,7 +94,7 @@ def _unbounded_at_small_penalty() -> BilevelProblem:
                               hvp_fn=lambda x, y, v, b: (None, -v), quadratic=True)
     inner = FunctionObjective(lambda x, y, b: float(0.5 * (y - 1) @ (y - 1)), lambda x, y, b: (None, y - 1),
                               hvp_fn=lambda x, y, v, b: (None, v.copy()), quadratic=True)
-    return BilevelProblem(outer, inner, oo.NumpySpace(), has_x=False)
+    return BilevelProblem(outer, inner, oo.NumpySpace(), has_x=False, local_is_global=True)  # feasible set {1}
 
 
 def test_continuation_raises_the_penalty_when_a_level_is_unbounded_below() -> None:

@@ -11,6 +11,7 @@ from ofmu_opt.reference import REFERENCES, get_reference  # noqa: E402
 from ofmu_opt.reference.constrained import CONSTRAINED_DATA  # noqa: E402
 from ofmu_opt.reference.constrained_verify import (  # noqa: E402
     grid_check,
+    grid_local_minima,
     kkt_enumeration,
     lower_level_solution,
 )
@@ -63,6 +64,43 @@ def test_fine_grid_over_x(name):
     g = grid_check(d, {1: 2001, 2: 61, 3: 13}[d.nx])
     assert g.F >= d.F_star - 1e-7
     assert np.all(np.abs(g.x - d.x_star) <= g.spacing + 1e-9)
+
+
+ONE_D = [n for n in NAMES if CONSTRAINED_DATA[n]().nx == 1]
+
+
+def _check_declaration(name, points):
+    d = CONSTRAINED_DATA[name]()
+    minima = grid_local_minima(d, points)
+    assert get_reference(name).problem.local_is_global is d.local_is_global
+    if d.local_is_global:  # declared: a single local minimum, next to x*
+        assert len(minima) == 1, minima
+        spacing = np.array([(hi - lo) / (points - 1) for lo, hi in d.x_range])
+        assert np.all(np.abs(minima[0][0] - d.x_star) <= spacing + 1e-9)
+    else:  # a trap: the global minimum and at least one other local minimum
+        assert len(minima) >= 2, minima
+        assert min(h for _, h in minima) == pytest.approx(d.F_star, abs=1e-2)  # to the grid spacing
+
+
+@pytest.mark.parametrize("name", ONE_D)
+def test_local_is_global_declarations_match_the_grid_over_x(name):
+    """Problems that declare local_is_global have one grid local minimum of h(x); the traps have several."""
+    _check_declaration(name, 101)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ONE_D])
+def test_local_is_global_declarations_match_the_grid_over_x_multi_d(name):
+    _check_declaration(name, 21 if CONSTRAINED_DATA[name]().nx == 2 else 9)
+
+
+def test_bard_1988_local_minimum_trap():
+    d = CONSTRAINED_DATA["Bard1988Ex1"]()
+    y5 = lower_level_solution(d, np.array([5.0]))
+    assert y5[0] == pytest.approx(2.0, abs=1e-6) and d.F(np.array([5.0]), y5) == pytest.approx(25.0, abs=1e-5)
+    # the library start x0 = 4 lies in that basin: h decreases from x = 4 to x = 5
+    h = [d.F(np.array([x]), lower_level_solution(d, np.array([x]))) for x in (4.0, 4.5, 5.0)]
+    assert h[0] > h[1] > h[2] > d.F_star
 
 
 def test_falk_liu_listed_value_is_not_the_optimum():
