@@ -72,7 +72,7 @@ def test_value_gap_runs_as_the_weighted_sum_without_inner_steps() -> None:
 @pytest.mark.parametrize(
     "options,match",
     [({"beta": -1}, "beta"), ({"hvp": "gauss"}, "hvp"), ({"similarity": "cos"}, "similarity"),
-     ({"weight_decay": 0.1}, "weight_decay"), ({"penalty_max": 0.05}, "penalty_max"),
+     ({"weight_decay": 0.1}, "weight_decay"), ({"penalty_max": 0.001}, "penalty_max"),
      ({"inner_rule": "lbfgs"}, "inner_rule"), ({"params": "some"}, "params"), ({"accumulation": 0}, "accumulation"),
      ({"objective": "forget"}, "objective"), ({"inner_state": "maybe"}, "inner_state"),
      ({"penalty_type": "quadratic"}, "penalty_type"), ({"npo_beta": 0}, "npo_beta"),
@@ -228,3 +228,27 @@ def test_gradient_evaluations_booked_after_two_rounds_equal_a_full_count(setup, 
     assert full["grad_evals_diagnostics"] == 2 * 5  # diagnostics_every=1: ∇L_f and ∇L_r each step
     assert full["grad_evals_per_round"] >= 1 + c.effective_inner_steps
     assert full["grad_evals_method"] >= 5 * full["grad_evals_per_round"]
+
+
+def test_family_defaults_fill_only_the_unset_options() -> None:
+    from ofmu_opt.unlearning.methods.ofmu import FAMILY_DEFAULTS
+
+    qa = FAMILY_DEFAULTS["qa"]
+    c = OfmuConfig().resolved("qa")
+    assert (c.objective, c.inner_steps, c.penalty) == (qa["objective"], qa["inner_steps"], qa["penalty"])
+    mine = OfmuConfig(objective="idk", inner_steps=5, penalty=2.0).resolved("qa")
+    assert (mine.objective, mine.inner_steps, mine.penalty) == ("idk", 5, 2.0)
+    cl = OfmuConfig().resolved("classifier")
+    assert (cl.objective, cl.inner_steps, cl.penalty) == ("auto", 1, 0.1)  # auto = other_class at run time
+    assert OfmuConfig().solver().penalty == FAMILY_DEFAULTS["generic"]["penalty"]
+    with pytest.raises(ConfigError, match="family"):
+        OfmuConfig().resolved("vision")
+    with pytest.raises(ConfigError, match="penalty_max"):
+        OfmuConfig(penalty=0.5, penalty_max=0.1)
+
+
+def test_run_reports_the_family_and_resolved_options(setup) -> None:
+    cfg, data, original = setup
+    info = run_method(OfmuMethod(OfmuConfig(steps=2)), original, data, cfg, torch.device("cpu"), seed=0).info
+    got = (info["family"], info["objective"], info["inner_steps"], info["rho0"])
+    assert got == ("classifier", "other_class", 1, 0.1)

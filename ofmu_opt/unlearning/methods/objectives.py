@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from ...errors import ConfigError, DataError, OfmuError
 from .base import UnlearnContext
 
-__all__ = ["OBJECTIVES", "ForgetObjective", "ObjectiveOptions", "make_objective", "resolve_objective"]
+__all__ = ["OBJECTIVES", "ForgetObjective", "ObjectiveOptions", "family", "make_objective", "resolve_objective"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,18 @@ def _has_idk(ctx: UnlearnContext, batch: Any) -> bool:
     except (ConfigError, DataError, AttributeError, TypeError):
         return False
     return True
+
+
+def family(ctx: UnlearnContext, sample: Any) -> str:
+    """The benchmark family of this context (``sample``: one forget batch): ``classifier``, ``qa`` (a language
+    model on QA items with an "I don't know" answer, TOFU-style), ``corpus`` (a language model on text,
+    WMDP-style) or ``generic`` (another task)."""
+    task = getattr(ctx.adapter, "task", "")
+    if task == "classifier":
+        return "classifier"
+    if task == "lm":
+        return "qa" if _has_idk(ctx, sample) else "corpus"
+    return "generic"
 
 
 def resolve_objective(name: str, ctx: UnlearnContext, sample: Any) -> str:

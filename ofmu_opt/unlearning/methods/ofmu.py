@@ -42,6 +42,8 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -59,7 +61,7 @@ from ...core.steps import get_step_rule
 from ...errors import ConfigError
 from .base import MethodResult, StepLoop, UnlearnContext
 from .contract import ObjectiveConfig
-from .objectives import make_objective
+from .objectives import family, make_objective, resolve_objective
 
 __all__ = ["OfmuConfig", "OfmuMethod"]
 
@@ -99,6 +101,19 @@ class ReversePassCounter(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+#: OFMU's defaults per benchmark family, for the options left unset (``inner_steps``/``penalty`` ``None``,
+#: ``objective="auto"``). ``classifier``: image classifiers; ``qa``: language models on QA items with an
+#: "I don't know" answer (TOFU-style); ``corpus``: language models on text (WMDP-style); ``generic``: a
+#: config used without a context (e.g. :meth:`OfmuConfig.solver` on its own). Chosen by the study on
+#: validation splits only (docs/results_*.md); ``objective`` absent = the task's ``auto`` objective.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "generic": {"inner_steps": 1, "penalty": 0.1},
+    "classifier": {"inner_steps": 1, "penalty": 0.1},
+    "qa": {"objective": "npo", "inner_steps": 2, "penalty": 0.003},
+    "corpus": {"inner_steps": 1, "penalty": 0.1},
+}
+
+
 @dataclass(frozen=True)
 class OfmuConfig(ObjectiveConfig):
     """OFMU's options (OFMU_SPEC.md §1–2, docs/forget_objectives.md).
@@ -122,11 +137,11 @@ class OfmuConfig(ObjectiveConfig):
         hvp: ``exact`` | ``finite_difference`` | ``forget_hessian``.
         base: ``inner`` (the paper) | ``outer`` | ``extragradient``.
         penalty_type: ``stationarity`` | ``value_gap`` | ``weighted_sum`` | ``none`` (see the module docstring).
-        inner_steps: T, inner ascent steps per round.
+        inner_steps: T, inner ascent steps per round (``None``: the family default, :data:`FAMILY_DEFAULTS`).
         inner_lr: inner step size.
         inner_rule: ``sgd`` | ``adam``.
         inner_state: ``keep`` (the inner rule's state persists across rounds) | ``reset``.
-        penalty: ρ0 (in units of ``penalty_scale``).
+        penalty: ρ0 (in units of ``penalty_scale``; ``None``: the family default).
         penalty_scale: ``initial`` (ρ relative to ‖∇Φ̃(θ0)‖²) | ``raw``.
         schedule: ``geometric`` | ``linear`` | ``constant``.
         penalty_growth: γ of the geometric schedule.
@@ -149,11 +164,11 @@ class OfmuConfig(ObjectiveConfig):
     hvp: str = "exact"
     base: str = "inner"
     penalty_type: str = "stationarity"
-    inner_steps: int = 1
+    inner_steps: int | None = None
     inner_lr: float = 1e-3
     inner_rule: str = "adam"
     inner_state: str = "keep"
-    penalty: float = 0.1
+    penalty: float | None = None
     penalty_scale: str = "initial"
     schedule: str = "geometric"
     penalty_growth: float = 1.05
@@ -191,16 +206,20 @@ class OfmuConfig(ObjectiveConfig):
         for name in ("inner_steps", "ramp_steps", "accumulation"):
             v = getattr(self, name)
             low = 0 if name == "inner_steps" else 1
+            if name == "inner_steps" and v is None:
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ConfigError(f"{name}: expected an integer >= {low}, received {v!r}")
         check_range("inner_lr", self.inner_lr, low=0.0, low_open=True)
         check_choice("inner_rule", self.inner_rule, ("sgd", "adam"))
         check_choice("inner_state", self.inner_state, ("keep", "reset"))
-        check_range("penalty", self.penalty, low=0.0, low_open=True)
+        if self.penalty is not None:
+            check_range("penalty", self.penalty, low=0.0, low_open=True)
         check_choice("penalty_scale", self.penalty_scale, ("initial", "raw"))
         check_choice("schedule", self.schedule, ("geometric", "linear", "constant"))
         check_range("penalty_growth", self.penalty_growth, low=1.0)
-        check_range("penalty_max", self.penalty_max, low=self.penalty)
+        unset = min(float(d["penalty"]) for d in FAMILY_DEFAULTS.values())  # checked again once resolved
+        check_range("penalty_max", self.penalty_max, low=unset if self.penalty is None else self.penalty)
         if self.scale_step_by_penalty is not None and not isinstance(self.scale_step_by_penalty, bool):
             raise ConfigError(
                 f"scale_step_by_penalty: expected true, false or none, received {self.scale_step_by_penalty!r}"
@@ -217,6 +236,35 @@ class OfmuConfig(ObjectiveConfig):
             )
 
     @property
+    def rho0(self) -> float:
+        """ρ0: ``penalty``, or the generic family default when it is unset."""
+        return float(FAMILY_DEFAULTS["generic"]["penalty"]) if self.penalty is None else self.penalty
+
+    @property
+    def T(self) -> int:
+        """T: ``inner_steps``, or the generic family default when it is unset."""
+        return int(FAMILY_DEFAULTS["generic"]["inner_steps"]) if self.inner_steps is None else self.inner_steps
+
+    def resolved(self, family: str) -> OfmuConfig:
+        """This config with the unset options (``None``; ``objective="auto"``) taken from ``FAMILY_DEFAULTS[family]``.
+
+        Example:
+            >>> c = OfmuConfig().resolved("qa")
+            >>> (c.objective, c.inner_steps, c.penalty) == (FAMILY_DEFAULTS["qa"]["objective"],
+            ...     FAMILY_DEFAULTS["qa"]["inner_steps"], FAMILY_DEFAULTS["qa"]["penalty"])
+            True
+            >>> OfmuConfig(inner_steps=3, objective="idk").resolved("qa").inner_steps
+            3
+        """
+        if family not in FAMILY_DEFAULTS:
+            raise ConfigError(f"family: expected one of {', '.join(FAMILY_DEFAULTS)}, received {family!r}")
+        d = FAMILY_DEFAULTS[family]
+        changes: dict[str, Any] = {k: d[k] for k in ("inner_steps", "penalty") if getattr(self, k) is None}
+        if self.objective == "auto" and "objective" in d:
+            changes["objective"] = d["objective"]
+        return dataclasses.replace(self, **changes) if changes else self
+
+    @property
     def solver_penalty_type(self) -> str:
         """The solver's penalty type: ``value_gap`` runs as ``weighted_sum`` (identical with one variable)."""
         return "weighted_sum" if self.penalty_type == "value_gap" else self.penalty_type
@@ -224,7 +272,7 @@ class OfmuConfig(ObjectiveConfig):
     @property
     def effective_inner_steps(self) -> int:
         """Inner steps that change the update (0 for the weighted sum / value gap, whose update ignores them)."""
-        return 0 if self.solver_penalty_type == "weighted_sum" else self.inner_steps
+        return 0 if self.solver_penalty_type == "weighted_sum" else self.T
 
     def step_scaled(self) -> bool:
         """Whether the outer step is divided by ρ (``None``: only with SGD)."""
@@ -248,7 +296,7 @@ class OfmuConfig(ObjectiveConfig):
             hvp=self.hvp, base="outer" if ptype == "weighted_sum" else self.base,
             inner_steps=self.effective_inner_steps, inner_lr=self.inner_lr, inner_rule=self.inner_rule,
             outer_lr=self.lr, outer_rule=self.optimizer,
-            penalty=self.penalty * unit, schedule=self.schedule, penalty_growth=self.penalty_growth,
+            penalty=self.rho0 * unit, schedule=self.schedule, penalty_growth=self.penalty_growth,
             penalty_max=self.penalty_max * unit, ramp_steps=self.ramp_steps,
             scale_step_by_penalty=self.step_scaled() and ptype != "weighted_sum", maxiter=self.steps,
             strategy="paper",  # the paper's two loops with this ρ schedule, not penalty continuation
@@ -321,9 +369,15 @@ class OfmuMethod:
         return res
 
     def _run(self, ctx: UnlearnContext, passes: _PassBook) -> MethodResult:
-        c = self.config
         if getattr(ctx, "validation", None) is None and self.validation is not None:
             ctx.validation = self.validation
+        sample = next(ctx.forget)  # peeked to find the family; the rounds still start with it
+        forget = itertools.chain([sample], ctx.forget)
+        fam = family(ctx, sample)
+        c = self.config.resolved(fam)
+        if c != self.config:
+            log.info("ofmu: %s family defaults: objective %s, inner_steps %s, penalty %s", fam, c.objective,
+                     c.inner_steps, c.penalty)
         model = ctx.model
         loop = StepLoop(ctx, self.name)
         model.train()
@@ -336,8 +390,8 @@ class OfmuMethod:
             return ctx.adapter.per_example_nll(m, batch).mean()
 
         def draw_round() -> tuple[tuple[ModuleBatch, ...], ModuleBatch]:
-            inner = tuple(ModuleBatch(next(ctx.forget), next(ctx.retain)) for _ in range(T))
-            return inner, ModuleBatch(next(ctx.forget), next(ctx.retain))
+            inner = tuple(ModuleBatch(next(forget), next(ctx.retain)) for _ in range(T))
+            return inner, ModuleBatch(next(forget), next(ctx.retain))
 
         first = draw_round()
         with passes.segment("setup"):  # the objective's set-up and the penalty unit's gradient
@@ -394,7 +448,8 @@ class OfmuMethod:
             loop.after_step(step, model)
         return loop.finish(
             model, penalty=state.penalty / unit, penalty_unit=unit, trainable=len(mp.names),
-            solver=solver.options(), objective=c.objective,
+            solver=solver.options(), objective=resolve_objective(c.objective, ctx, sample), family=fam,
+            inner_steps=c.T, rho0=c.rho0,
         )
 
     def _round(self, problem: Any, state: S.PenaltyState, phi: Any, round_solver: S.PenaltySolver, inner_rule: Any,
