@@ -22,7 +22,10 @@ THRESHOLDS = (1e-3, 1e-6)
 def _short(name: str) -> str:
     m = re.match(r"ofmu_opt\[.*preset=([a-z_]+)", name)
     if m:
-        return f"ofmu_opt {m.group(1)}"
+        lt = re.search(r"level_tol=([0-9.e+-]+)", name)
+        unfused = re.search(r"fused=False", name)
+        return f"ofmu_opt {m.group(1)}" + (f" (level_tol={lt.group(1)})" if lt else "") + (
+            " (unfused)" if unfused else "")
     return name.split("[")[0]
 
 
