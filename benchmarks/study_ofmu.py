@@ -376,14 +376,15 @@ def lm_grad_norms(split: str = "forget05") -> dict[str, dict[str, float]]:
 
     from ofmu_opt.backends.torch_module import ModuleBatch, module_problem
     from ofmu_opt.core import solver as S
-    from ofmu_opt.unlearning import lm_bench as L
+    from ofmu_opt.unlearning.benchmarks import get_benchmark
+    from ofmu_opt.unlearning.benchmarks.tofu_setup import run_lm_method, tiny_data, tiny_model_dir
     from ofmu_opt.unlearning.methods.base import MethodResult, UnlearnContext
     from ofmu_opt.unlearning.methods.objectives import ObjectiveOptions, make_objective
+    from ofmu_opt.unlearning.runner import RunConfig
 
-    ns = argparse.Namespace(benchmark="tinytofu", split=split, quick=True, seed=0)
-    cfg = L.experiment_config(ns)
-    tiny = L.tiny_data(cfg)
-    target = L.tiny_model_dir(cfg, tiny, "target")
+    cfg = get_benchmark("tinytofu").experiment(RunConfig(benchmark="tinytofu", split=split, quick=True), 0)
+    tiny = tiny_data(cfg)
+    target = tiny_model_dir(cfg, tiny, "target")
     out: dict[str, dict[str, float]] = {}
 
     class Measure:
@@ -405,8 +406,7 @@ def lm_grad_norms(split: str = "forget05") -> dict[str, dict[str, float]]:
                 out[name] = row
             return MethodResult(ctx.model, 0, 0.0)
 
-    util = tiny.data.real_authors + tiny.data.world_facts
-    L.run_lm_method(Measure(), target, tiny.split.forget, tiny.split.retain + util, cfg, 0)
+    run_lm_method(Measure(), target, tiny.split.forget, tuple(tiny.split.retain) + tuple(tiny.utility), cfg, 0)
     return out
 
 
