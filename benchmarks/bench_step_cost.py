@@ -6,21 +6,26 @@ same forget/retain batches, this times
 - ``ga``: one GA step as the GA method takes it (forward + backward of −L_f, Adam step);
 - ``graddiff``: one GradDiff step (forward + backward of −L_f + L_r, Adam step);
 - ``inner[<autodiff>]``: one OFMU inner step (exact ∇Φ with the cosine term, SGD step);
-- ``outer[<mode>]``: one OFMU outer step (∇L_r + 2ρ∇²Φ∇Φ, Adam step): ``solver.update`` with T = 0;
+- ``outer[<mode>]``: one OFMU outer step (∇L_r + 2ρ∇²Φ∇Φ, Adam step): ``solver.update`` with T = 0 and
+  ``base="outer"``, as the OFMU method calls it after running its inner steps;
 - ``round[<mode>]``: one OFMU round, ``solver.update`` with T inner steps;
 
-for the HVP modes ``exact_for`` (exact, forward-over-reverse autodiff), ``exact_db`` (exact, double
-backward, the retain gradient's graph shared with ∇Φ), ``exact_db_noshare`` (the same without that sharing,
-the "before"), ``exact_db_bf16`` (``exact_db`` under bf16 autocast, opt-in), ``finite_difference`` (central
-difference of ∇Φ: two extra gradients), ``fd_forward`` (forward difference reusing ∇Φ: one extra gradient)
-and ``forget_hessian``. Each mode's HVP along ∇Φ at θ0 is compared with the exact one (relative error,
-``hvp_rel_err``). The solver runs one plain round per update (no line search, the paper's penalty
-schedule), so an "outer step" is one penalized gradient. Every case runs once per repeat, in an order
-rotated from repeat to repeat (interleaved), so that machine-load drifts hit all cases alike; each ratio
-is the median over repeats of the per-repeat ratio. Peak memory: on CUDA ``torch.cuda.max_memory_allocated``
-above the level at entry; on CPU ``torch.profiler`` with ``profile_memory=True``: the running sum, in event
-start order, of each op's self allocated-minus-freed bytes and of the ``[memory]`` free/alloc events, whose
-maximum is the peak above the level at entry (one profiled call per case, after a warm-up call).
+for the HVP modes ``exact_for`` (exact, forward-over-reverse autodiff), ``exact_db`` (exact, double backward,
+the retain gradient's graph shared with ∇Φ), ``exact_db_noshare`` (the same without that sharing, the "before"),
+``exact_db_bf16`` (``exact_db`` under bf16 autocast, opt-in), ``finite_difference`` (central difference of ∇Φ:
+two extra gradients), ``fd_forward`` (forward difference reusing ∇Φ: one extra gradient), ``forget_hessian``,
+``first_order`` (``fd_forward`` with ∇Φ itself from plain gradients: the cosine's two HVPs as forward
+differences, no ``create_graph`` anywhere), ``first_order_fh`` (that ∇Φ with the outer HVP approximated by
+s∇²L_f·∇Φ, a forward difference of ∇L_f: 5 gradients per outer step) and the β = 0 forms ``exact_db_beta0`` /
+``fd_forward_beta0`` (no similarity term: Φ̃ = −L_f, second order only). Each mode's HVP along ∇Φ at θ0 is
+compared with the exact one (relative error, ``hvp_rel_err``). The solver runs one plain round per update (no
+line search, the paper's penalty schedule), so an "outer step" is one penalized gradient. Every case runs once
+per repeat, in an order rotated from repeat to repeat (interleaved), so that machine-load drifts hit all cases
+alike; each ratio is the median over repeats of the per-repeat ratio. Peak memory: on CUDA
+``torch.cuda.max_memory_allocated`` above the level at entry; on CPU ``torch.profiler`` with
+``profile_memory=True``: the running sum, in event start order, of each op's self allocated-minus-freed bytes
+and of the ``[memory]`` free/alloc events, whose maximum is the peak above the level at entry (one profiled call
+per case, after a warm-up call).
 
 Writes ``step_cost.json`` (machine, versions, settings, per-case medians, ratios) and ``step_cost.md``
 under ``--out``. ``--quick`` is the short form (fewer repeats) used by the GPU script.
@@ -59,7 +64,13 @@ MODES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "finite_difference": ("finite_difference", "forward_over_reverse", {}),
     "fd_forward": ("finite_difference", "double_backward", {"fd_scheme": "forward"}),
     "forget_hessian": ("forget_hessian", "forward_over_reverse", {}),
+    "first_order": ("finite_difference", "double_backward", {"fd_scheme": "forward", "first_order": True}),
+    "first_order_fh": ("forget_hessian", "double_backward", {"first_order": True}),
+    "exact_db_beta0": ("exact", "double_backward", {}),
+    "fd_forward_beta0": ("finite_difference", "double_backward", {"fd_scheme": "forward"}),
 }
+MODE_CONFIG: dict[str, dict[str, Any]] = {"exact_db_beta0": {"beta": 0.0}, "fd_forward_beta0": {"beta": 0.0}}
+"""OfmuConfig options of a mode besides ``hvp``/``autodiff`` (β = 0: no similarity term, second order only)."""
 DEFAULT_MODES = "exact_for,exact_db,exact_db_noshare,finite_difference,fd_forward,forget_hessian"
 """``exact_db_bf16`` is opt-in (``--modes``): bf16 autocast on a CPU without bf16 matrix units is slower."""
 
@@ -218,7 +229,7 @@ def build_cases(
 
     cases: dict[str, Callable[[], Any]] = {}
     failed: dict[str, str] = {}
-    params = [p for p in model.parameters() if p.requires_grad]
+    params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
     state0 = [p.detach().clone() for p in params]
     inner_b, outer_b = pairs[:inner_steps], pairs[inner_steps]
 
@@ -249,10 +260,14 @@ def build_cases(
         try:
             mp = module_problem(model, nll, None, None, autodiff=autodiff, default_batch=outer_b, **extra)
             problem = mp.problem
-            cfg = OfmuConfig(hvp=hvp, autodiff=autodiff, inner_steps=inner_steps, lr=lr, inner_lr=lr)
+            over = MODE_CONFIG.get(mode, {})
+            cfg = OfmuConfig(hvp=hvp, autodiff=autodiff, inner_steps=inner_steps, lr=lr, inner_lr=lr, **over)
             plain = {"line_search": False, "strategy": "paper"}  # one penalized gradient per outer step
             full = cfg.solver().replace(**plain)
-            only_outer = OfmuConfig(hvp=hvp, autodiff=autodiff, inner_steps=0, lr=lr).solver().replace(**plain)
+            # the outer step as the OFMU method takes it: it runs the inner steps itself, then update() with
+            # base="outer" and T = 0 (base="inner" with T = 0 would also re-create the inner Adam state)
+            only_outer = OfmuConfig(hvp=hvp, autodiff=autodiff, inner_steps=0, lr=lr, **over).solver().replace(
+                **plain, base="outer")
             st = full.init_state(problem, None, mp.y0)
             st0 = only_outer.init_state(problem, None, mp.y0)
             rb = S.RoundBatches(inner=tuple(inner_b), outer=outer_b)
@@ -267,8 +282,9 @@ def build_cases(
             if rounds:
                 round_()  # fail here, not inside the timing loop
             outer()
-            if autodiff not in inner_done and not extra:
-                inner_done.add(autodiff)
+            key = inner_key(mode)
+            if key not in inner_done and key is not None:
+                inner_done.add(key)
                 phi = full.inner_objective(problem)
                 rule = get_step_rule("sgd")
                 sp = problem.space
@@ -280,7 +296,7 @@ def build_cases(
                     return rule.apply(sp, (None, y), (None, g), lr, rs)
 
                 inner()
-                cases[f"inner[{autodiff}]"] = inner
+                cases[f"inner[{key}]"] = inner
             cases[f"outer[{mode}]"] = outer
             if rounds:
                 cases[f"round[{mode}]"] = round_
@@ -288,6 +304,17 @@ def build_cases(
             log.warning("%s: %s: %s", mode, type(exc).__name__, exc)
             failed[mode] = f"{type(exc).__name__}: {str(exc)[:200]}"
     return cases, failed
+
+
+def inner_key(mode: str) -> str | None:
+    """Which inner step a mode's rounds take: ``double_backward``/``forward_over_reverse`` (autodiff ∇Φ),
+    ``first_order`` or ``beta0``; ``None``: the same as another mode's (extra options that do not change it)."""
+    hvp, autodiff, extra = MODES[mode]
+    if MODE_CONFIG.get(mode, {}).get("beta") == 0.0:
+        return "beta0"
+    if extra.get("first_order"):
+        return "first_order"
+    return None if extra else autodiff
 
 
 def hvp_errors(model: nn.Module, nll: Loss, batch: Any, modes: list[str]) -> dict[str, float]:
@@ -298,25 +325,31 @@ def hvp_errors(model: nn.Module, nll: Loss, batch: Any, modes: list[str]) -> dic
 
     cfg = OfmuConfig()
 
-    def hv(mode: str) -> tuple[Any, ...]:
+    def hv(mode: str, beta: float) -> tuple[Any, ...]:
         hvp, autodiff, extra = MODES[mode]
         mp = module_problem(model, nll, None, None, autodiff=autodiff, default_batch=batch,
                             **{k: v for k, v in extra.items() if k != "share_outer_grad"})
-        spec = InnerSpec(cfg.similarity, cfg.beta, cfg.sim_eps, hvp, 1e-6, -1.0)
-        return mp.problem.inner_factory(spec).grad_and_hvp(None, mp.y0, batch=batch)[1][1]  # type: ignore[no-any-return]
+        spec = InnerSpec(cfg.similarity, beta, cfg.sim_eps, hvp, 1e-6, -1.0)
+        factory = mp.problem.inner_factory
+        assert factory is not None  # module problems always have one
+        return factory(spec).grad_and_hvp(None, mp.y0, batch=batch)[1][1]  # type: ignore[no-any-return]
 
-    ref = hv("exact_db_noshare")
-    den = sum(float((r.double() ** 2).sum()) for r in ref) ** 0.5
+    refs: dict[float, tuple[Any, ...]] = {}
     out: dict[str, float] = {}
     for mode in modes:
-        if mode in ("exact_db", "exact_db_noshare"):
+        beta = MODE_CONFIG.get(mode, {}).get("beta", cfg.beta)
+        if mode in ("exact_db", "exact_db_noshare", "exact_db_beta0"):
             out[mode] = 0.0  # the reference (sharing changes no number: tests/backends/test_step_cost.py)
             continue
         try:
-            h = hv(mode)
+            if beta not in refs:
+                refs[beta] = hv("exact_db_noshare", beta)
+            ref = refs[beta]
+            h = hv(mode, beta)
         except Exception as exc:  # reported by the timing part
             log.warning("hvp error of %s: %s", mode, exc)
             continue
+        den = sum(float((r.double() ** 2).sum()) for r in ref) ** 0.5
         num = sum(float(((a.double() - r.double()) ** 2).sum()) for a, r in zip(h, ref, strict=True)) ** 0.5
         out[mode] = num / den if den > 0 else float("nan")
     return out
@@ -342,7 +375,7 @@ def run_model(
         if mode in failed:
             rows.append({"model": name, "hvp mode": mode, "status": failed[mode]})
             continue
-        ad = MODES[mode][1]
+        ad = inner_key(mode) or MODES[mode][1]
         r: dict[str, Any] = {
             "model": name, "hvp mode": mode, "status": "ok",
             "inner/graddiff": _ratio(times, f"inner[{ad}]", "graddiff"),
@@ -352,7 +385,7 @@ def run_model(
             "hvp_rel_err": hvp_err.get(mode),
         }
         if mem and mem.get("graddiff"):
-            r["mem inner/graddiff"] = mem[f"inner[{ad}]"] / mem["graddiff"]
+            r["mem inner/graddiff"] = mem[f"inner[{ad}]"] / mem["graddiff"] if f"inner[{ad}]" in mem else None
             r["mem outer/graddiff"] = mem[f"outer[{mode}]"] / mem["graddiff"]
         rows.append(r)
     return {
@@ -429,9 +462,9 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": "median over repeats of the per-repeat ratio; cases interleaved in a rotating order",
             "ga/graddiff": "torch.optim.Adam step after loss.backward() on the module, as the GA/GradDiff methods",
             "inner": "one exact ∇Φ (cosine term included) + SGD step",
-            "outer": "PenaltySolver.update with inner_steps=0 (∇L_r + 2ρ∇²Φ∇Φ, Adam step)",
+            "outer": "PenaltySolver.update with inner_steps=0, base='outer' (∇L_r + 2ρ∇²Φ∇Φ, Adam step)",
             "round": "PenaltySolver.update with T inner steps (OfmuConfig defaults otherwise)",
-            "modes": {k: {"hvp": v[0], "autodiff": v[1], **v[2]} for k, v in MODES.items()},
+            "modes": {k: {"hvp": v[0], "autodiff": v[1], **v[2], **MODE_CONFIG.get(k, {})} for k, v in MODES.items()},
             "solver": "OfmuConfig(...).solver() with line_search=False, strategy='paper' (one plain round)",
             "hvp_rel_err": "‖Hv − H_exact v‖/‖H_exact v‖ along v = ∇Φ(θ0) on the outer batch, exact = double backward",
             "peak_memory": (

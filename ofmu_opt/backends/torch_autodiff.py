@@ -74,6 +74,7 @@ __all__ = [
     "composed_inner_factory",
     "composite_norms",
     "similarity_value",
+    "similarity_weight",
 ]
 
 TorchFn = Callable[[Any, Any, Any], Tensor]
@@ -82,6 +83,8 @@ TorchFn = Callable[[Any, Any, Any], Tensor]
 AUTODIFF_MODES = ("forward_over_reverse", "double_backward", "finite_difference")
 FD_SCHEMES = ("central", "forward")
 _LOW = (torch.float16, torch.bfloat16)
+LOW_PRECISION_COSINE_STEP = 1e-4
+"""Default relative step of the first-order φ's cosine differences for parameters below float64."""
 
 
 # ---------------------------------------------------------------------- pytree helpers (tensor | tuple)
@@ -166,6 +169,53 @@ def similarity_value(a: TorchVec, b: TorchVec, kind: str, eps: float) -> Tensor:
     if kind == "squared":
         return c * c
     raise ConfigError(f"similarity: expected one of 'signed', 'abs', 'squared', 'none', received {kind!r}")
+
+
+def similarity_weight(
+    a: list[Tensor], b: list[Tensor], kind: str, eps: float, which: int, *, a_sign: float = 1.0
+) -> list[Tensor]:
+    r"""One block of ``∇sim(σa, b)`` (``which=0``: with respect to the first argument, ``1``: the second),
+    ``σ = a_sign`` (±1), in closed form with the conventions of :func:`similarity_value`.
+
+    With ``D = ‖a‖‖b‖ + ε`` and ``c = ⟨σa, b⟩/D``: ``∂c/∂(σa) = b/D − c(‖b‖/‖a‖)·σa/D`` and
+    ``∂c/∂b = σa/D − c(‖a‖/‖b‖)·b/D`` (the second terms are 0 where a norm is 0, as the derivative of
+    :func:`similarity_value`'s guarded norm is there); ``abs`` multiplies by sign(c), ``squared`` by 2c;
+    everything is 0 where ``D = 0``. The result is one new vector; scalars stay tensors (no host sync).
+    """
+    dot = torch.stack([(u.float() * w.float()).sum() if u.dtype in _LOW else (u * w).sum()
+                       for u, w in zip(a, b, strict=True)]).sum() * a_sign
+    na, nb = _vnorm(tuple(a)), _vnorm(tuple(b))
+    d = na * nb + torch.full_like(na, eps)
+    ok = d > 0
+    dd = torch.where(ok, d, torch.ones_like(d))
+    c = torch.where(ok, dot.to(d.dtype) / dd, torch.zeros_like(d))
+    if kind == "signed":
+        outer_factor = torch.ones_like(c)
+    elif kind == "abs":
+        outer_factor = torch.sign(c)
+    elif kind == "squared":
+        outer_factor = 2.0 * c
+    else:
+        raise ConfigError(f"similarity: expected one of 'signed', 'abs', 'squared', received {kind!r}")
+    inv = torch.where(ok, outer_factor / dd, torch.zeros_like(d))
+    # which=0: u = inv·(b − c·(‖b‖/‖a‖)·σa); which=1: u = inv·(σa − c·(‖a‖/‖b‖)·b)
+    if which == 0:
+        first, second, ratio_num, ratio_den, sec_sign = b, a, nb, na, a_sign
+    else:
+        first, second, ratio_num, ratio_den, sec_sign = a, b, na, nb, 1.0
+    coef2 = torch.where(ratio_den > 0, -c * ratio_num / torch.where(ratio_den > 0, ratio_den, torch.ones_like(
+        ratio_den)), torch.zeros_like(c))
+    if which == 1:  # the first term is σa
+        coef1 = inv * a_sign
+    else:
+        coef1 = inv
+    c1, c2 = coef1.to(first[0].dtype), (inv * coef2 * sec_sign).to(second[0].dtype)
+    out = []
+    for u, w in zip(first, second, strict=True):  # per tensor: temporaries the size of one tensor
+        o = u * c1
+        o.add_(w * c2)
+        out.append(o)
+    return out
 
 
 @contextlib.contextmanager
@@ -362,6 +412,20 @@ class TorchObjective:
         )
 
 
+def _pair_scale(sp: TorchSpace, p: Pair, c: Any) -> Pair:
+    return (None if p[0] is None else sp.scale(p[0], c), sp.scale(p[1], c))
+
+
+def _pair_axpy(sp: TorchSpace, c: Any, a: Pair, b: Pair) -> Pair:
+    """``c·a + b`` blockwise (an absent x block stays absent)."""
+    x = b[0] if (a[0] is None or b[0] is None) else sp.axpy(c, a[0], b[0])
+    return (x, sp.axpy(c, a[1], b[1]))
+
+
+def _clone(v: TorchVec) -> Any:
+    return v.clone() if isinstance(v, Tensor) else tuple(t.clone() for t in v)
+
+
 def _detach(v: TorchVec | None) -> Any:
     if v is None:
         return None
@@ -392,6 +456,19 @@ class AutodiffInner:
         shared: a :class:`SharedGradient` through which the outer objective hands the graph of its
             gradient ∇f (taken on the same batch at the same point) to :meth:`grad_and_hvp`, so the exact
             double-backward outer step does not run f's forward and backward pass twice.
+        first_order: compute ∇φ without any second-order autodiff: the cosine's two Hessian-vector
+            products in ∇φ = s∇g + β(−s∇²g·u_a + ∇²f·u_b), (u_a, u_b) = ∇sim(a, b), as forward differences
+            of plain gradients, ``(∇g(y + h u_a) − ∇g(y))/h`` and ``(∇f(y + h u_b) − ∇f(y))/h``, one graph
+            at a time (no ``create_graph`` anywhere; ∇f is the outer objective's plain gradient when
+            shared). With ``hvp="finite_difference"`` the HVP of φ is then a difference of these: the
+            whole outer step takes only first derivatives, so its memory is that of one gradient plus
+            a few parameter-sized vectors. With ``hvp="forget_hessian"`` the outer step's HVP is
+            ``s∇²g·∇φ`` as ``(∇g(y + h∇φ) − ∇g(y))/h`` (five gradients per outer step; the cosine's
+            curvature is dropped). ``hvp="exact"`` is refused with it (ConfigError).
+        cosine_fd_step: relative step of those two differences, as ``cosine_fd_step·(1 + ‖y‖)/‖u‖``
+            (default: ``spec.fd_step`` in float64, :data:`LOW_PRECISION_COSINE_STEP` = 1e-4 otherwise: in
+            float32 a smaller step loses the difference to rounding once the outer step differences
+            ∇φ again — measured 1.6 % error of the outer HVP at 1e-4 against 81 % at 1e-6).
     """
 
     def __init__(
@@ -405,10 +482,21 @@ class AutodiffInner:
         space: TorchSpace | None = None,
         fd_scheme: str = "central",
         shared: SharedGradient | None = None,
+        first_order: bool = False,
+        cosine_fd_step: float | None = None,
     ) -> None:
         check_choice("autodiff", autodiff, ("forward_over_reverse", "double_backward"))
         check_choice("hvp", spec.hvp, ("exact", "finite_difference", "forget_hessian"))
         check_choice("fd_scheme", fd_scheme, FD_SCHEMES)
+        if cosine_fd_step is not None:
+            check_range("cosine_fd_step", cosine_fd_step, low=0.0, low_open=True)
+        self.first_order = bool(first_order)
+        if self.first_order and spec.hvp == "exact" and spec.similarity != "none" and spec.beta != 0.0:
+            raise ConfigError(
+                "hvp: 'exact' differentiates ∇φ by autodiff, but first_order=True computes ∇φ from differences "
+                "of gradients; expected hvp='finite_difference' (or 'forget_hessian') with first_order=True"
+            )
+        self.cosine_fd_step = None if cosine_fd_step is None else float(cosine_fd_step)
         self.fd_scheme = fd_scheme
         self.shared = shared
         self.spec = spec
@@ -421,9 +509,13 @@ class AutodiffInner:
         self.has_x = has_x
         self.autodiff = autodiff
         self.f_fn, self.g_fn = f_fn, g_fn
-        self.g = TorchObjective(g_fn, has_x=has_x, hvp_mode=autodiff, fd_step=spec.fd_step, space=self.space)
+        gmode = "finite_difference" if spec.hvp == "finite_difference" or self.first_order else autodiff
+        self.g = TorchObjective(g_fn, has_x=has_x, hvp_mode=gmode, fd_step=spec.fd_step, space=self.space)
+        self.f = TorchObjective(f_fn, has_x=has_x, hvp_mode=autodiff, fd_step=spec.fd_step, space=self.space)
         mode = "finite_difference" if spec.hvp == "finite_difference" else autodiff
         self.phi = TorchObjective(self._phi_fn, has_x=has_x, hvp_mode=mode, fd_step=spec.fd_step, space=self.space)
+        kind, eps = spec.similarity, spec.eps
+        self._sim_grad = torch.func.grad(lambda a, b: similarity_value(a, b, kind, eps), argnums=(0, 1))
 
     def _phi_fn(self, x: Any, y: Any, batch: Batch, fg: list[Tensor] | None = None) -> Tensor:
         s, spec = self.sign, self.spec
@@ -463,10 +555,73 @@ class AutodiffInner:
             gx, gy = self.g.grad(x, y, batch=batch)
             sp = self.space
             return (None if gx is None else sp.scale(gx, self.sign), sp.scale(gy, self.sign))
+        if self.first_order:
+            return self._fo_grad(x, y, batch)
         return self.phi.grad(x, y, batch=batch)
+
+    def _fo_grad(self, x: TorchVec | None, y: TorchVec, batch: Batch, fg: Pair | None = None,
+                 keep: list[Pair] | None = None) -> Pair:
+        """∇φ from plain gradients only (``first_order``); ``fg``: ∇f(y) if already known (read, never
+        written); ``keep``: a list that receives a copy of ∇g(y). Ordered for memory: while each shifted
+        gradient is taken, only ∇g(y), ∇f(y) and the shifted point are alive besides it (the cosine's
+        weights u_a, u_b are recomputed rather than kept), and the result accumulates in place into the
+        fresh ∇g(y)."""
+        s, beta = self.sign, self.beta
+        gg = self.g.grad(x, y, batch=batch)
+        if keep is not None:
+            keep.append((None if gg[0] is None else _clone(gg[0]), _clone(gg[1])))
+        if fg is None:
+            fg = self.f.grad(x, y, batch=batch)
+        # β·(−s)·(∇g(y + t u_a) − ∇g(y))/t
+        ya, ta = self._shift(y, self._weights(gg, fg, 0))
+        dg = self.g.grad(x, ya, batch=batch)
+        del ya
+        for d, g0 in zip(dg, gg, strict=True):
+            if d is not None and g0 is not None:
+                ds = _flat(d)
+                torch._foreach_sub_(ds, _flat(g0))
+                torch._foreach_mul_(ds, -s * beta / ta)
+        yb, tb = self._shift(y, self._weights(gg, fg, 1))  # before ∇g(y) is overwritten
+        out = (gg[0], gg[1])
+        for d, o in zip(dg, out, strict=True):  # out = s∇g + the g term
+            if d is not None and o is not None:
+                torch._foreach_mul_(_flat(o), s)
+                torch._foreach_add_(_flat(o), _flat(d))
+        del dg
+        # + β(∇f(y + t u_b) − ∇f(y))/t
+        df = self.f.grad(x, yb, batch=batch)
+        del yb
+        for d, f0, o in zip(df, fg, out, strict=True):
+            if d is not None and f0 is not None and o is not None:
+                ds = _flat(d)
+                torch._foreach_sub_(ds, _flat(f0))
+                torch._foreach_mul_(ds, beta / tb)
+                torch._foreach_add_(_flat(o), ds)
+        return out
+
+    def _weights(self, gg: Pair, fg: Pair, which: int) -> Any:
+        """``u_a`` (``which=0``) or ``u_b`` of ``∇sim(a, b)``, ``a = −s∇g``, ``b = ∇f`` (detached), by the
+        closed form of :func:`similarity_weight` (one parameter-sized result, no other temporary)."""
+        s = self.sign
+        a, b = _flat(_detach(gg[1])), _flat(_detach(fg[1]))
+        # with a = −s∇g: ∂sim/∂a at (−s·g, b) from the quantities of (g, b): ⟨a,b⟩ = −s⟨g,b⟩, ‖a‖ = ‖g‖
+        u = similarity_weight(a, b, self.spec.similarity, self.spec.eps, which, a_sign=-s)
+        return _unflat(gg[1], u)
+
+    def _shift(self, y: TorchVec, u: TorchVec) -> tuple[Any, Tensor]:
+        """``(y + t u, t)`` with ``t = cosine_fd_step·(1 + ‖y‖)/‖u‖`` (the caller passes ``u`` as a temporary,
+        so only the shifted point stays alive)."""
+        sp = self.space
+        nu = sp.norm(u)
+        step = self.cosine_fd_step
+        if step is None:  # measured on the tiny GPT-2 in float32 (docs/performance.md, Run D)
+            step = self.spec.fd_step if _flat(y)[0].dtype == torch.float64 else LOW_PRECISION_COSINE_STEP
+        t = step * (1.0 + sp.norm(y)) / torch.where(nu > 0, nu, torch.ones_like(nu))
+        return sp.axpy(t, u, y), t
 
     def hvp(self, x: TorchVec | None, y: TorchVec, v: TorchVec, *, batch: Batch = None) -> Pair:
         if self.spec.hvp == "forget_hessian" or not self.active:
+            # (β = 0 with hvp="finite_difference": self.g differences its gradient; before, this was exact)
             hx, hy = self.g.hvp(x, y, v, batch=batch)
             sp = self.space
             return (None if hx is None else sp.scale(hx, self.sign), sp.scale(hy, self.sign))
@@ -483,62 +638,125 @@ class AutodiffInner:
         ``create_graph=True`` and the HVP is one more reverse pass through ⟨∇_y φ, stop_grad(∇_y φ)⟩
         (4 reverse passes instead of 3 + 4, bitwise the same result); when the outer objective has just
         taken ∇f at the same point on the same batch (:class:`SharedGradient`), that graph is reused too.
+        With β = 0 (no similarity term) the same holds for ∇φ = s∇g and its HVP (one graph of g).
         With ``hvp="finite_difference"`` and ``fd_scheme="forward"``: ∇φ(y), then one more ∇φ at
-        ``y + h∇φ``. Otherwise: ``grad`` then ``hvp``.
+        ``y + h∇φ`` (with ``first_order``, both from plain gradients; ∇f(y) is the outer objective's).
+        Otherwise: ``grad`` then ``hvp``.
         """
         shared = self.shared
         fg: list[Tensor] | None = None
         leaves: list[Tensor] | None = None
+        use = self._sharing()
         if shared is not None:
-            shared.enabled = True  # from now on the outer objective keeps its gradient's graph for us
+            # from now on the outer objective keeps its gradient (graph or values) for us, or nothing
+            shared.enabled = bool(use)
+            shared.keep_graph = use == "graph"
             shared.composite = self.third_order
-            hit = shared.take(x, y, batch, composite=self.third_order)
+            hit = shared.take(x, y, batch, composite=self.third_order, graph=use == "graph") if use else None
             if hit is not None:
                 leaves, fg = hit
-        if self.active and self.spec.hvp == "finite_difference" and self.fd_scheme == "forward":
+        forward = self.spec.hvp == "finite_difference" and self.fd_scheme == "forward"
+        if self.active and self.first_order:
+            fgp: Pair | None = None if fg is None else (None, _unflat(y, [t.detach() for t in fg]))
+            if self.spec.hvp == "forget_hessian":
+                # ∇²φ ≈ s∇²g (the cosine's curvature dropped), s∇²g·∇φ as (∇g(y + h∇φ) − ∇g(y))/h
+                kept: list[Pair] = []
+                gp = self._fo_grad(x, y, batch, fgp, keep=kept)
+                h = self.phi._fd_step(y, gp[1])
+                g2 = self.g.grad(x, self.space.axpy(h, gp[1], y), batch=batch)
+                for new, old in zip(g2, kept[0], strict=True):
+                    if new is not None and old is not None:
+                        torch._foreach_sub_(_flat(new), _flat(old))
+                        torch._foreach_mul_(_flat(new), self.sign / h)
+                return gp, g2
+            gp = self._fo_grad(x, y, batch, fgp)
+            if forward:
+                return gp, self._forward_difference(x, y, gp, batch)
+            return gp, self.hvp(x, y, gp[1], batch=batch)
+        if not self.active:
+            if self.spec.hvp == "finite_difference" and forward:
+                gp = self.grad(x, y, batch=batch)
+                return gp, self._forward_difference(x, y, gp, batch)
+            if self.spec.hvp != "finite_difference" and self.autodiff == "double_backward":
+                return self._grad_and_hvp_db(self.g, x, y, batch, self.sign)
+            gp = self.grad(x, y, batch=batch)
+            return gp, self.hvp(x, y, gp[1], batch=batch)
+        if forward:
             if leaves is not None and fg is not None and not self.has_x and self.autodiff == "double_backward":
                 with torch.enable_grad():  # ∇φ(y) on the shared leaves, reusing ∇f's graph
                     out = _check_out(self._phi_fn(None, _unflat(y, leaves), batch, fg), "objective")
                     g1 = self.phi._fill(torch.autograd.grad(out, leaves, allow_unused=True), leaves)
-                gp: Pair = (None, _unflat(y, g1))
+                gp = (None, _unflat(y, g1))
             else:
                 gp = self.grad(x, y, batch=batch)
             return gp, self._forward_difference(x, y, gp, batch)
-        if not (self.active and self.spec.hvp == "exact" and self.autodiff == "double_backward"):
+        if not (self.spec.hvp == "exact" and self.autodiff == "double_backward"):
             gp = self.grad(x, y, batch=batch)
             return gp, self.hvp(x, y, gp[1], batch=batch)
-        ph = self.phi
+        with composite_norms():
+            return self._grad_and_hvp_db(self.phi, x, y, batch, 1.0, leaves, fg)
+
+    def _sharing(self) -> str:
+        """What :meth:`grad_and_hvp` takes from the outer objective's gradient: ``graph`` (∇f's graph, for
+        the autodiff ∇φ), ``values`` (∇f itself, for the first-order ∇φ) or nothing (β = 0: φ has no ∇f;
+        central differences and forward-over-reverse evaluate ∇φ elsewhere)."""
+        if not self.active or self.has_x:
+            return ""
+        if self.first_order:
+            return "values"
+        if self.spec.hvp == "forget_hessian":
+            return ""
+        if self.autodiff != "double_backward":
+            return ""
+        if self.spec.hvp == "exact" or self.fd_scheme == "forward":
+            return "graph"
+        return ""
+
+    def _grad_and_hvp_db(
+        self, obj: TorchObjective, x: TorchVec | None, y: TorchVec, batch: Batch, scale: float,
+        leaves: list[Tensor] | None = None, fg: list[Tensor] | None = None,
+    ) -> tuple[Pair, Pair]:
+        """``scale·(∇h, ∇²h∇h)`` of ``obj`` from one double-backward graph (``leaves``/``fg``: a shared ∇f)."""
         if leaves is None or self.has_x:
-            xl, yl, lx, ly = ph._leaves(x, y)
+            xl, yl, lx, ly = obj._leaves(x, y)
             fg = None
         else:
             xl, lx, ly = None, [], leaves
             yl = _unflat(y, ly)
         n = len(lx)
-        with torch.enable_grad(), composite_norms():
-            out = _check_out(self._phi_fn(xl if self.has_x else None, yl, batch, fg), "objective")
-            g = ph._fill(torch.autograd.grad(out, lx + ly, create_graph=True, allow_unused=True), lx + ly)
+        with torch.enable_grad():
+            if obj is self.phi:
+                out = _check_out(self._phi_fn(xl if self.has_x else None, yl, batch, fg), "objective")
+            else:
+                out = obj._eval(xl, yl, batch)
+            g = obj._fill(torch.autograd.grad(out, lx + ly, create_graph=True, allow_unused=True), lx + ly)
             v = [t.detach() for t in g]
             s = _vdot(tuple(g[n:]), tuple(v[n:]))
+            del g, out  # the second reverse pass frees the graph
             if not s.requires_grad:
                 h = [torch.zeros_like(t) for t in lx + ly]
             else:
-                h = ph._fill(torch.autograd.grad(s, lx + ly, allow_unused=True), lx + ly)
+                h = obj._fill(torch.autograd.grad(s, lx + ly, allow_unused=True), lx + ly)
+        if scale != 1.0:  # ∇(s h) = s∇h and ∇²(s h)·∇(s h) = s²∇²h∇h
+            v = [t * scale for t in v]
+            h = [t * (scale * scale) for t in h]
         grad = (_unflat(x, v[:n]) if self.has_x else None, _unflat(y, v[n:]))
         hv = (_unflat(x, h[:n]) if self.has_x else None, _unflat(y, h[n:]))
         return grad, hv
 
     def _forward_difference(self, x: TorchVec | None, y: TorchVec, gp: Pair, batch: Batch) -> Pair:
-        """``(∇φ(y + h v) − ∇φ(y))/h`` along ``v = ∇_y φ(y)`` (``gp``), h as the central scheme's step."""
+        """``(∇φ(y + h v) − ∇φ(y))/h`` along ``v = ∇_y φ(y)`` (``gp``), h as the central scheme's step;
+        computed in place in the fresh ∇φ(y + h v)."""
         sp = self.space
         v = gp[1]
         h = self.phi._fd_step(y, v)
         g2 = self.grad(x, sp.axpy(h, v, y), batch=batch)
         inv = 1.0 / h
-        return (
-            None if gp[0] is None else sp.scale(sp.sub(g2[0], gp[0]), inv),
-            sp.scale(sp.sub(g2[1], gp[1]), inv),
-        )
+        for new, old in zip(g2, gp, strict=True):
+            if new is not None and old is not None:
+                torch._foreach_sub_(_flat(new), _flat(old))
+                torch._foreach_mul_(_flat(new), inv)
+        return g2
 
 
 class SharedGradient:
@@ -554,6 +772,7 @@ class SharedGradient:
 
     def __init__(self) -> None:
         self.enabled = False
+        self.keep_graph = True  # False: keep ∇f's values only (first-order φ)
         self.composite = False  # build ∇f's graph with composite normalization layers (third order follows)
         self._entry: tuple[Any, list[Tensor], list[int], bool, list[Tensor], list[Tensor]] | None = None
         self.hits = 0
@@ -574,12 +793,15 @@ class SharedGradient:
         self._entry = None
 
     def take(
-        self, x: TorchVec | None, y: TorchVec, batch: Batch, *, composite: bool = False
+        self, x: TorchVec | None, y: TorchVec, batch: Batch, *, composite: bool = False, graph: bool = True
     ) -> tuple[list[Tensor], list[Tensor]] | None:
         """The entry for this point and batch, or ``None``; with ``composite`` only a graph built with
-        composite normalization layers matches (a third derivative will be taken through it)."""
+        composite normalization layers matches (a third derivative will be taken through it); with
+        ``graph`` only an entry that holds a graph (not just values)."""
         e, self._entry = self._entry, None
         if e is None or x is not None or e[0] is not batch or (composite and not e[3]):
+            return None
+        if graph and not any(t.requires_grad for t in e[5]):
             return None
         ys, vs = self._key(y)
         if len(ys) != len(e[1]) or any(a is not b for a, b in zip(ys, e[1], strict=True)) or vs != e[2]:
@@ -696,6 +918,8 @@ def autodiff_inner_factory(
     space: TorchSpace | None = None,
     fd_scheme: str = "central",
     shared: SharedGradient | None = None,
+    first_order: bool = False,
+    cosine_fd_step: float | None = None,
 ) -> Callable[[Any], AutodiffInner]:
     """The ``inner_factory`` hook of :class:`~ofmu_opt.problem.bilevel.BilevelProblem` for torch functions.
 
@@ -712,6 +936,6 @@ def autodiff_inner_factory(
 
     def factory(spec: Any) -> AutodiffInner:
         return AutodiffInner(f_fn, g_fn, spec, has_x=has_x, autodiff=autodiff, space=space, fd_scheme=fd_scheme,
-                             shared=shared)
+                             shared=shared, first_order=first_order, cosine_fd_step=cosine_fd_step)
 
     return factory

@@ -197,6 +197,11 @@ class ModuleObjective(TorchObjective):
 
     def grad(self, x: TorchVec | None, y: TorchVec, *, batch: Batch = None) -> Pair:
         sh = self.shared
+        if sh is not None and sh.enabled and self.accumulation == 1 and x is None and not sh.keep_graph:
+            # a first-order φ at this point reuses the gradient's values
+            gp = TorchObjective.grad(self, x, y, batch=batch)
+            sh.put(y, batch, [], list(_flat_like(gp[1])))
+            return gp
         if sh is not None and sh.enabled and self.accumulation == 1 and x is None:
             # keep the graph: the inner objective's next exact outer step at this point reuses it
             _, _, _, ly = self._leaves(None, y)
@@ -213,6 +218,10 @@ class ModuleObjective(TorchObjective):
 
     def tvp(self, x: TorchVec | None, y: TorchVec, u: TorchVec, v: TorchVec, *, batch: Batch = None) -> Pair:
         return self._acc_pair(lambda b: TorchObjective.tvp(self, x, y, u, v, batch=b), batch)
+
+
+def _flat_like(v: Any) -> tuple[Tensor, ...]:
+    return (v,) if isinstance(v, Tensor) else tuple(v)
 
 
 def _unflat_like(like: Any, items: list[Tensor]) -> Any:
@@ -303,6 +312,8 @@ def module_problem(
     fd_scheme: str = "central",
     share_outer_grad: bool = True,
     autocast: str | None = None,
+    first_order: bool = False,
+    cosine_fd_step: float | None = None,
 ) -> ModuleProblem:
     """Build the unlearning bi-level problem of ``model``.
 
@@ -333,6 +344,11 @@ def module_problem(
             ``accumulation=1``.
         autocast: ``None`` or ``"bfloat16"``: evaluate both losses under ``torch.autocast`` in bfloat16
             (parameters and the solver's vectors stay in their dtype).
+        first_order: no second-order autodiff in φ: the cosine's Hessian-vector products inside ∇φ are
+            forward differences of plain gradients (with ``hvp="finite_difference"`` and
+            ``fd_scheme="forward"`` the whole outer step takes first derivatives only; see
+            :class:`~ofmu_opt.backends.torch_autodiff.AutodiffInner`). Needs ``accumulation=1``.
+        cosine_fd_step: relative step of those differences (default: the solver's ``fd_step``).
 
     Raises:
         ConfigError: bad options, or no parameter selected.
@@ -347,6 +363,9 @@ def module_problem(
     if autodiff not in AUTODIFF_MODES[:2]:
         raise ConfigError(f"autodiff: expected 'double_backward' or 'forward_over_reverse', received {autodiff!r}")
     check_choice("fd_scheme", fd_scheme, FD_SCHEMES)
+    if first_order and accumulation != 1:
+        raise ConfigError(f"first_order: needs accumulation=1 (the composed φ of micro-batches takes autodiff "
+                          f"HVPs), received accumulation={accumulation}")
     if autocast not in (None, "bfloat16"):
         raise ConfigError(f"autocast: expected None or 'bfloat16', received {autocast!r}")
     names, tensors = select_params(model, params)
@@ -396,7 +415,8 @@ def module_problem(
                         default_batch=default_batch, shared=shared)
     factory = (composed_inner_factory(f, g, space=sp) if accumulation > 1
                else autodiff_inner_factory(f_fn, g_fn, has_x=False, autodiff=autodiff, space=sp,
-                                           fd_scheme=fd_scheme, shared=shared))
+                                           fd_scheme=fd_scheme, shared=shared, first_order=first_order,
+                                           cosine_fd_step=cosine_fd_step))
     problem = BilevelProblem(f, g, sp, "max", has_x=False, name=name, inner_factory=factory)
     y0 = tuple(t.detach().clone() for t in tensors)
     return ModuleProblem(problem, y0, names, model, fsrc, rsrc)
