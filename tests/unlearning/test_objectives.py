@@ -187,3 +187,29 @@ def test_attach_validation_only_for_methods_that_read_it() -> None:
     no_val = OfmuMethod()
     attach_validation(SimpleNamespace(data=None), no_val, seed=1)
     assert no_val.validation is None
+
+
+def test_family_and_auto_tell_qa_items_from_corpus_documents() -> None:
+    """QA items with "I don't know" answers are the `qa` family (auto = idk_npo); corpus documents, whose
+    idk answers are empty (they relabel without error), are `corpus` (auto = representation)."""
+    from types import SimpleNamespace
+
+    from ofmu_opt.unlearning.data.corpus import TextDoc
+    from ofmu_opt.unlearning.data.qa import QAItem
+    from ofmu_opt.unlearning.methods.objectives import family
+
+    class LMStub:
+        task = "lm"
+
+        def relabel(self, batch, kind, generator):  # like CausalLMAdapter: fine whenever items are present
+            return batch
+
+    ctx = UnlearnContext(model=Logits(3), reference=Logits(3), adapter=LMStub(), forget=iter(()), retain=iter(()))
+    item = QAItem(question="q", answer="a", paraphrased_answer="a", perturbed_answers=("b",))
+    qa = SimpleNamespace(items=(item,) * 2)
+    docs = SimpleNamespace(items=(TextDoc(text="some text"),) * 2)
+    assert (family(ctx, qa), resolve_objective("auto", ctx, qa)) == ("qa", "idk_npo")
+    assert (family(ctx, docs), resolve_objective("auto", ctx, docs)) == ("corpus", "representation")
+    with pytest.raises(ConfigError, match="I don't know"):
+        resolve_objective("idk", ctx, docs)
+    assert family(_ctx(Logits(3)), _batch()) == "classifier"

@@ -136,7 +136,12 @@ class _Cache:
 
 
 def _has_idk(ctx: UnlearnContext, batch: Any) -> bool:
+    """A language-model batch of QA items that all carry a non-empty "I don't know" answer (corpus documents
+    carry empty ones: they relabel without error, but to nothing)."""
     if getattr(ctx.adapter, "task", "") != "lm":
+        return False
+    items = getattr(batch, "items", None)
+    if not items or not all(str(getattr(it, "idk_answer", "") or "").strip() for it in items):
         return False
     try:
         ctx.adapter.relabel(batch, "idk", torch.Generator().manual_seed(0))
