@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,16 +148,22 @@ def test_cpu_peak_memory_orders_allocations() -> None:
 def test_step_cost_benchmark_writes_ratios(tmp_path: Path) -> None:
     from benchmarks.bench_step_cost import main
 
-    code = main(["--out", str(tmp_path), "--models", "digits_cnn", "--modes", "exact_db,forget_hessian",
+    modes = ["exact_db", "forget_hessian", "first_order", "exact_db_beta0"]
+    code = main(["--out", str(tmp_path), "--models", "digits_cnn", "--modes", ",".join(modes),
                  "--repeats", "1", "--inner-steps", "1", "--digits-batch", "8"])
     assert code == 0
     data = json.loads((tmp_path / "step_cost.json").read_text())
     assert {"machine", "settings", "rows"} <= set(data)
     rows = {r["hvp mode"]: r for r in data["rows"]}
-    assert set(rows) == {"exact_db", "forget_hessian"}
+    assert set(rows) == set(modes)
     for r in rows.values():
         assert r["status"] == "ok"
-        assert r["outer/graddiff"] > 0 and r["mem outer/graddiff"] > 0
+        assert r["outer/graddiff"] > 0 and r["mem outer/graddiff"] > 0 and r["inner/graddiff"] > 0
+    assert rows["exact_db"]["hvp_rel_err"] == 0.0 and rows["exact_db_beta0"]["hvp_rel_err"] == 0.0
+    # an approximation of the exact product (on this ReLU network a poor one: docs/performance.md, Run D)
+    assert math.isfinite(rows["first_order"]["hvp_rel_err"]) and rows["first_order"]["hvp_rel_err"] > 0.0
+    cases = set(data["results"][0]["median_s"])
+    assert {"inner[double_backward]", "inner[first_order]", "inner[beta0]"} <= cases
     assert (tmp_path / "step_cost.md").read_text().startswith("# step_cost")
 
 
