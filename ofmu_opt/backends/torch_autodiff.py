@@ -677,8 +677,9 @@ class AutodiffInner:
             if self.spec.hvp == "finite_difference" and forward:
                 gp = self.grad(x, y, batch=batch)
                 return gp, self._forward_difference(x, y, gp, batch)
-            if self.spec.hvp != "finite_difference" and self.autodiff == "double_backward":
-                return self._grad_and_hvp_db(self.g, x, y, batch, self.sign)
+            if self.spec.hvp == "exact" or (self.spec.hvp == "forget_hessian" and not self.first_order):
+                if self.autodiff == "double_backward":
+                    return self._grad_and_hvp_db(self.g, x, y, batch, self.sign)
             gp = self.grad(x, y, batch=batch)
             return gp, self.hvp(x, y, gp[1], batch=batch)
         if forward:
