@@ -256,23 +256,26 @@ def _quadratic(M: np.ndarray, q: np.ndarray, c0: float, nx: int) -> FunctionObje
     )
 
 
-# Problems the presets do not solve from the library's start, with what was measured (solver_for_reference, 60 s cap,
-# solver at commits 593aa55..6ebb2e7): each stays in the registry (its optimum is verified), marked not applicable.
-# Three are the local-minimum traps the problems are known for: a local method that stops there is not wrong, but
-# it has not found the bi-level optimum.
+# Problems the presets do not solve from the library's start, with what was measured (solver_for_reference, solver at
+# the commits named in docs/references.md): each stays in the registry (its optimum is verified), marked not applicable.
+# Four are local-minimum traps (h(x) = F(x, y*(x)) has several local minima; the problems do not declare
+# local_is_global): a local method that stops there is not wrong, and the run says so (status "stationary").
 _UNSOLVED: dict[str, str] = {
-    "ClarkWesterberg1990a": "local-minimum trap: gpbgd/vpbgd/ofmu converge to the local minimum x = 3, y = 5 (F = 9, "
-                            "distance 0.89) from the library's start (x0, y0) = (1, 1)",
-    "LamparielloSagratella2017Ex35": "local-minimum trap: gpbgd/vpbgd/ofmu converge to the local minimum x = 0, y = 1 "
-                                     "(F = 1, distance 1.0) from the library's start x0 = 1",
-    "AnandalinghamWhite1990": "local-minimum trap: gpbgd/vpbgd/ofmu converge to the local minimum x = 0, y = 5 "
-                              "(F = −15, distance 0.88) from the library's start x0 = 1",
-    "Bard1988Ex1": "not solved: gpbgd/vpbgd run to max_time with x drifting out of [1, 5], where the lower level is "
-                   "feasible (x between 23 and 259 after 60 s over repeated runs); ofmu stalls at x = 2.83 (distance "
-                   "1.84). The solver's constrained lower level assumes feasibility for every x; an x-box [1, 5] did "
-                   "not help (measured)",
-    "Outrata1990Ex1a": "solved, but slowly: gpbgd converges after 97 s (22,046 rounds, distance 1.2e-6); within a "
-                       "60 s cap gpbgd/vpbgd reach 8.9e-5 and ofmu 9.2e-5 (feasible), still running. Marked not "
+    "ClarkWesterberg1990a": "local-minimum trap: gpbgd/vpbgd/ofmu stop 'stationary' at the local minimum x = 3, y = 5 "
+                            "(F = 9, distance 0.89) from the library's start (x0, y0) = (1, 1), and from every start "
+                            "measured, x* itself included (docs/solver_options.md, Multi-start)",
+    "LamparielloSagratella2017Ex35": "local-minimum trap: gpbgd/vpbgd/ofmu stop 'stationary' at the local minimum "
+                                     "x = 0, y = 1 (F = 1, distance 1.0) from the library's start (1, 1); started "
+                                     "from the lower-level solution y0 = y*(x0) = 0 they reach x* (2.4e-10)",
+    "AnandalinghamWhite1990": "local-minimum trap: gpbgd/vpbgd/ofmu stop 'stationary' at the local minimum x = 0, "
+                              "y = 5 (F = −15, distance 0.88) from the library's start x0 = 1",
+    "Bard1988Ex1": "local-minimum trap and a degenerate optimum: from the library's start x0 = 4 (in the basin of the "
+                   "local minimum x = 5, F = 25) the iterates stay in [1, 5], where the lower level is feasible, and "
+                   "move to x ≈ 1.1, but the first penalty level does not settle within the budget (residual "
+                   "oscillating between 1e-2 and 50 over 2,700 rounds): at x* = 1 the lower level's feasible set "
+                   "is the single point y = 0 (Slater's condition, which BLOCC assumes, fails)",
+    "Outrata1990Ex1a": "solved, but slowly: gpbgd converges to 1.1e-6 after 8,997 rounds (129 s on the loaded shared "
+                       "machine; each round runs the lower level's primal-dual loop about 85 steps, twice). Marked not "
                        "applicable to keep the harness's default runs short",
 }
 
