@@ -53,7 +53,6 @@ def test_trap_problems_end_stationary_at_a_local_minimum_never_converged(pid: st
     # which local minimum the penalty path reaches depends on the preset (measured: gpbgd reaches the global one on
     # both, ofmu the local x = 0 on Ex35); whichever it is, the run cannot certify it and says "stationary"
     assert res.status is Status.STATIONARY and not res.success, res.message
-    d = ref.data["qp"]
     assert min(abs(res.x[0] - m) for m in LOCAL_MINIMA[pid]) < 1e-4, res.x
     assert max(res.feasibility.values()) <= 1e-6
 
