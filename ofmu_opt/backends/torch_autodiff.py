@@ -182,9 +182,11 @@ def similarity_weight(
     :func:`similarity_value`'s guarded norm is there); ``abs`` multiplies by sign(c), ``squared`` by 2c;
     everything is 0 where ``D = 0``. The result is one new vector; scalars stay tensors (no host sync).
     """
-    dot = torch.stack([(u.float() * w.float()).sum() if u.dtype in _LOW else (u * w).sum()
-                       for u, w in zip(a, b, strict=True)]).sum() * a_sign
-    na, nb = _vnorm(tuple(a)), _vnorm(tuple(b))
+    up = a[0].dtype in _LOW
+    dot = torch.stack([torch.vdot(u.reshape(-1).float(), w.reshape(-1).float()) if up
+                       else torch.vdot(u.reshape(-1), w.reshape(-1)) for u, w in zip(a, b, strict=True)]).sum() * a_sign
+    na = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([t.float() for t in a] if up else a)))
+    nb = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([t.float() for t in b] if up else b)))
     d = na * nb + torch.full_like(na, eps)
     ok = d > 0
     dd = torch.where(ok, d, torch.ones_like(d))
