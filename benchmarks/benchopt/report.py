@@ -89,8 +89,8 @@ def plot(rows_by_dtype: dict[str, list[dict[str, Any]]], out: Path) -> None:
 
     fig, axes = plt.subplots(1, len(rows_by_dtype), figsize=(6.5 * len(rows_by_dtype), 4.5), squeeze=False)
     names = sorted({r["solver"] for rows in rows_by_dtype.values() for r in rows})
-    cmap = plt.get_cmap("tab10")
-    color = {n: cmap(i % 10) for i, n in enumerate(names)}  # one colour per solver in every panel
+    cmap = plt.get_cmap("tab20")
+    color = {n: cmap(i % 20) for i, n in enumerate(names)}  # one colour per solver in every panel
     for ax, (dtype, rows) in zip(axes[0], rows_by_dtype.items(), strict=True):
         for r in rows:
             if r["curve"] is None:
