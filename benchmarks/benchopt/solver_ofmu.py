@@ -12,12 +12,16 @@ benchmark: from a checkout of benchmark_bilevel,
 (``benchmarks/benchopt/run_simulated.sh`` is the full command used for docs/performance.md). The
 benchmark hands the solver two jax functions ``f(inner_var, outer_var, start, batch_size)`` (means over
 ``batch_size`` consecutive samples from ``start``) and the numbers of samples. The plug-in turns them into
-ofmu_opt oracles (value, gradient and Hessian-vector product, each one jitted jax call) on numpy arrays of
-the oracle's dtype (float32 unless ``JAX_ENABLE_X64=1``), so the solvers see exactly the precision the
-benchmark runs in. The benchmark's ``inner_var`` is ofmu_opt's ``y`` and its ``outer_var`` is ``x``.
+ofmu_opt oracles on numpy arrays of the oracle's dtype (float32 unless ``JAX_ENABLE_X64=1``), so the solvers
+see exactly the precision the benchmark runs in. With ``fused=True`` (default) full-batch oracles come from
+:class:`benchmarks.benchopt.fused.FusedOracles`: one jitted call per point returns ``f``'s value and gradient,
+``g``'s value and gradient and ``∇²g ∇_y g``, cached by point; ``fused=False`` makes every oracle its own jitted
+call. The benchmark's ``inner_var`` is ofmu_opt's ``y`` and its ``outer_var`` is ``x``.
 
-Presets (parameter ``preset``): ``gpbgd``, ``vpbgd``, ``ofmu`` (β = 0: the benchmark's problem has no
-similarity term) at their defaults, plus the stochastic solvers of :mod:`ofmu_opt.core.stochastic` on
+Parameter ``preset``: the penalty presets ``gpbgd``, ``vpbgd``, ``ofmu`` (β = 0: the benchmark's problem has
+no similarity term) at their defaults except ``level_tol`` (the continuation's level tolerance, ``None`` =
+the preset's default); ``implicit`` (:class:`~ofmu_opt.core.comparison.ImplicitDiff` with Newton-CG inner
+solves and L-BFGS on x: not a penalty preset); the stochastic solvers of :mod:`ofmu_opt.core.stochastic` on
 mini-batches of ``batch_size``: ``saba`` and ``soba`` (our implementations, for comparison with the
 benchmark's own) and ``gpbgd_saga`` (G-PBGD on SAGA variance-reduced oracles). Every round calls benchopt's
 callback; a ``False`` from it ends the run through the solvers' StopIteration protocol.
