@@ -175,3 +175,33 @@ def test_jax_bundles_agree_with_the_per_oracle_jax_adapter() -> None:
     # mini-batches go to the per-oracle adapter given for them
     fb = FusedOracles(jax_bundles(f_out, f_in, n, n), ref_f, ref_g).objectives()[0]
     np.testing.assert_allclose(fb.value(x, y, batch=slice(2, 5)), ref_f.value(x, y, batch=slice(2, 5)), **tol)
+
+
+def test_report_names_every_plug_in_configuration_apart() -> None:
+    from benchmarks.benchopt.report import _short
+
+    names = {
+        _short("ofmu_opt[batch_size=64,fused=True,level_tol=None,preset=gpbgd,step=0.1]"),
+        _short("ofmu_opt[batch_size=64,fused=True,level_tol=0.001,preset=gpbgd,step=0.1]"),
+        _short("ofmu_opt[batch_size=64,fused=False,level_tol=None,preset=gpbgd,step=0.1]"),
+        _short("ofmu_opt[batch_size=64,fused=True,level_tol=None,preset=implicit,step=0.1]"),
+        _short("SABA[batch_size=64,eval_freq=128]"),
+    }
+    assert names == {"ofmu_opt gpbgd", "ofmu_opt gpbgd (level_tol=0.001)", "ofmu_opt gpbgd (unfused)",
+                     "ofmu_opt implicit", "SABA"}
+
+
+def test_plug_in_evaluates_every_round_first_then_every_tenth_more() -> None:
+    pytest.importorskip("benchopt")
+    pytest.importorskip("jax")
+    from benchmarks.benchopt.solver_ofmu import Solver, make_solver
+
+    seq = [1]
+    while seq[-1] < 1000:
+        seq.append(Solver.get_next(seq[-1]))
+    assert seq[:10] == list(range(1, 11))
+    assert all(1 < b / a <= 1.1 + 1e-9 or b == a + 1 for a, b in zip(seq, seq[1:], strict=False))
+    assert len(seq) < 70  # ~10 % steps: a run of 1000 rounds is evaluated at fewer than 70 points
+    with pytest.raises(ValueError, match="preset"):
+        make_solver("nope", None, 8, 8, 4, 0.1)
+    assert make_solver("gpbgd", 1e-3, 8, 8, 4, 0.1).level_tol == 1e-3
