@@ -249,9 +249,8 @@ class OfmuConfig(ObjectiveConfig):
         """This config with the unset options (``None``; ``objective="auto"``) taken from ``FAMILY_DEFAULTS[family]``.
 
         Example:
-            >>> c = OfmuConfig().resolved("qa")
-            >>> (c.objective, c.inner_steps, c.penalty) == (FAMILY_DEFAULTS["qa"]["objective"],
-            ...     FAMILY_DEFAULTS["qa"]["inner_steps"], FAMILY_DEFAULTS["qa"]["penalty"])
+            >>> c, qa = OfmuConfig().resolved("qa"), FAMILY_DEFAULTS["qa"]
+            >>> (c.objective, c.inner_steps, c.penalty) == tuple(qa[k] for k in ("objective", "inner_steps", "penalty"))
             True
             >>> OfmuConfig(inner_steps=3, objective="idk").resolved("qa").inner_steps
             3
