@@ -169,6 +169,11 @@ def test_calibrated_objective_gets_the_validation_split_through_the_cli(tmp_path
     assert len(msgs) == 1
     assert int(re.search(r"\((\d+) examples\)", msgs[0]).group(1)) > 0  # type: ignore[union-attr]
     assert (tmp_path / "run" / "DIGITS_SUMMARY.json").is_file()
+    import json
+
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())  # OFMU's own gradient-evaluation count
+    assert rec["grad_evals"] == rec["grad_evals_method"] + rec["grad_evals_diagnostics"]
+    assert rec["grad_evals_method"] >= 2 * rec["grad_evals_per_round"] >= 2 * 3
 
 
 def test_attach_validation_only_for_methods_that_read_it() -> None:
