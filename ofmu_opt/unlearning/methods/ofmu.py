@@ -63,7 +63,7 @@ from .base import MethodResult, StepLoop, UnlearnContext
 from .contract import ObjectiveConfig
 from .objectives import family, make_objective, resolve_objective
 
-__all__ = ["OfmuConfig", "OfmuMethod"]
+__all__ = ["FAMILY_DEFAULTS", "OfmuConfig", "OfmuMethod", "ReversePassCounter"]
 
 log = logging.getLogger(__name__)
 
