@@ -261,19 +261,19 @@ def _quadratic(M: np.ndarray, q: np.ndarray, c0: float, nx: int) -> FunctionObje
 # Four are local-minimum traps (h(x) = F(x, y*(x)) has several local minima; the problems do not declare
 # local_is_global): a local method that stops there is not wrong, and the run says so (status "stationary").
 _UNSOLVED: dict[str, str] = {
-    "ClarkWesterberg1990a": "local-minimum trap: gpbgd/vpbgd/ofmu stop 'stationary' at the local minimum x = 3, y = 5 "
-                            "(F = 9, distance 0.89) from the library's start (x0, y0) = (1, 1), and from every start "
-                            "measured, x* itself included (docs/solver_options.md, Multi-start)",
-    "LamparielloSagratella2017Ex35": "local-minimum trap: gpbgd/vpbgd/ofmu stop 'stationary' at the local minimum "
-                                     "x = 0, y = 1 (F = 1, distance 1.0) from the library's start (1, 1); started "
-                                     "from the lower-level solution y0 = y*(x0) = 0 they reach x* (2.4e-10)",
+    "ClarkWesterberg1990a": "local-minimum trap (h has local minima at x = 1, 3, 4.4): from the library's start "
+                            "(1, 1) gpbgd/vpbgd/ofmu stop 'stationary' at the global x = 1 (distance 5e-7, 37 s "
+                            "gpbgd on the loaded machine); with sigma = rho (before 2026-12-02) they stopped at the "
+                            "local x = 3 (distance 0.89). Slow, and nothing certifies the point",
+    "LamparielloSagratella2017Ex35": "local-minimum trap (h has local minima at x = 0 and 0.8): from the library's "
+                                     "start (1, 1) gpbgd/vpbgd stop 'stationary' at the global x = 0.8 (1e-6), ofmu at "
+                                     "the local x = 0 (distance 1.0)",
     "AnandalinghamWhite1990": "local-minimum trap: gpbgd/vpbgd/ofmu stop 'stationary' at the local minimum x = 0, "
                               "y = 5 (F = −15, distance 0.88) from the library's start x0 = 1",
-    "Bard1988Ex1": "local-minimum trap and a degenerate optimum: from the library's start x0 = 4 (in the basin of the "
-                   "local minimum x = 5, F = 25) the iterates stay in [1, 5], where the lower level is feasible, and "
-                   "move to x ≈ 1.1, but the first penalty level does not settle within the budget (residual "
-                   "oscillating between 1e-2 and 50 over 2,700 rounds): at x* = 1 the lower level's feasible set "
-                   "is the single point y = 0 (Slater's condition, which BLOCC assumes, fails)",
+    "Bard1988Ex1": "local-minimum trap (h has local minima at x = 1 and x = 5; the library's start x0 = 4 lies in the "
+                   "basin of x = 5 for h, not for the penalty path): gpbgd/vpbgd/ofmu stop 'stationary' at the global "
+                   "x* = 1 (distance 7e-12, 12 s gpbgd on the loaded machine), where the lower level's feasible set is "
+                   "the single point y = 0. Slow, and nothing certifies the point",
     "Outrata1990Ex1a": "solved, but slowly: gpbgd converges to 1.1e-6 after 8,997 rounds (129 s on the loaded shared "
                        "machine; each round runs the lower level's primal-dual loop about 85 steps, twice). Marked not "
                        "applicable to keep the harness's default runs short",
