@@ -413,6 +413,51 @@ def lm_grad_norms(split: str = "forget05") -> dict[str, dict[str, float]]:
     return out
 
 
+def validate(split: str, seed: int, candidates: Sequence[str], out: Path, test: bool = False) -> list[dict[str, Any]]:
+    """Score OFMU option sets on the TinyTOFU **validation** split (what the default was chosen on).
+
+    Each candidate is ``"name=value,name=value"`` (OFMU options; ``method=npo`` runs that method instead).
+    A run unlearns the validation forget authors and reports (forget quality, model utility) against the
+    validation retain model, as ``ofmu bench`` scores its search; ``test=True`` also runs the reported
+    split (only to check a choice already made). Appends one JSON line per candidate to
+    ``out/validation.jsonl``.
+    """
+    import torch
+
+    from ofmu_opt._config import config_from_dict
+    from ofmu_opt.unlearning.benchmarks import get_benchmark
+    from ofmu_opt.unlearning.benchmarks.base import RunHooks
+    from ofmu_opt.unlearning.benchmarks.tofu_setup import validation_score
+    from ofmu_opt.unlearning.methods.registry import get_method
+    from ofmu_opt.unlearning.runner import RunConfig
+
+    torch.set_num_threads(1)
+    bench = get_benchmark("tinytofu")
+    cfg = RunConfig(command="bench", benchmark="tinytofu", split=split, quick=True, methods="ofmu", quiet=True)
+    exp = bench.experiment(cfg, seed)
+    prep = bench.prepare(exp, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for cand in candidates:
+        opts = dict(kv.split("=", 1) for kv in cand.split(",") if kv)
+        spec = get_method(opts.pop("method", "ofmu"))
+        mc = config_from_dict(spec.config_cls, {**bench.method_defaults(exp, cfg), **opts}, prefix=f"{spec.name}.")
+        rec: dict[str, Any] = {"split": split, "seed": seed, "method": spec.name, "opts": opts}
+        for sp in ("val", "test") if test else ("val",):
+            res, model = bench.run_method(prep, spec.method_cls(mc), seed=seed, split=sp, hooks=RunHooks())
+            ev = bench.evaluate(prep, model, split=sp)
+            if sp == "val":
+                score, fq, mu = validation_score(ev, prep.val_logs)
+                rec.update(val_fq=fq, val_mu=mu, score=score, grad_evals=res.info.get("grad_evals"))
+            else:
+                rec.update(test_fq=ev["forget_quality"]["agg_value"], test_mu=ev["model_utility"]["agg_value"])
+        rows.append(rec)
+        with (out / "validation.jsonl").open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), flush=True)
+    return rows
+
+
 METRIC_COLUMNS = {
     "digits": ["UA", "RA", "TA", "MIA", "avg_gap", "RTE", "passes"],
     "tofu": ["forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "RTE", "passes"],
@@ -475,7 +520,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--plots", default="", help="folder for the Pareto plots (default: --out)")
     p.add_argument("--grad-norms", action="store_true", help="measure ‖∇Φ(θ0)‖ per objective on digits and exit")
+    p.add_argument("--validate", nargs="+", metavar="OPTIONS",
+                   help="score OFMU option sets ('name=value,...') on the TinyTOFU validation split and exit")
+    p.add_argument("--val-split", default="forget05")
+    p.add_argument("--val-seed", type=int, default=0)
+    p.add_argument("--val-test", action="store_true", help="with --validate: also run the test split")
     args = p.parse_args(argv)
+    if args.validate:
+        validate(args.val_split, args.val_seed, args.validate, Path(args.out), test=args.val_test)
+        return 0
     if args.grad_norms:
         res: dict[str, Any] = {sc: grad_norms(sc) for sc in ("class:3", "random10")}
         res["tinytofu_forget05"] = lm_grad_norms("forget05")
