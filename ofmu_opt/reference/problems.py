@@ -274,9 +274,10 @@ _UNSOLVED: dict[str, str] = {
                    "basin of x = 5 for h, not for the penalty path): gpbgd/vpbgd/ofmu stop 'stationary' at the global "
                    "x* = 1 (distance 7e-12, 12 s gpbgd on the loaded machine), where the lower level's feasible set is "
                    "the single point y = 0. Slow, and nothing certifies the point",
-    "Outrata1990Ex1a": "solved, but slowly: gpbgd converges to 1.1e-6 after 9,704 rounds (57 s on the shared machine at "
-                       "load 4; each round runs the lower level's primal-dual loop about 85 steps, twice; 97 s and "
-                       "22,046 rounds before 2026-12-02). Marked not applicable to keep the harness's default runs short",
+    "Outrata1990Ex1a": "solved, but slowly: gpbgd converges to 1.1e-6 after 9,704 rounds (57 s on the shared machine "
+                       "at load 4; each round runs the lower level's primal-dual loop about 85 steps, twice; 97 s "
+                       "and 22,046 rounds before 2026-12-02). Marked not applicable to keep the harness's default "
+                       "runs short",
 }
 
 
