@@ -3,8 +3,10 @@
 The outer objective is multiplied by ``sf`` and the inner one by ``sg`` for factors in 1e-2 … 1e2 (one at a
 time; scaling an objective leaves the bi-level solution unchanged, but moves every curvature the solver sees).
 Each run gets a wall-clock budget; the table records status, rounds and the relative distance to the known
-solution, and flags the one outcome that must never happen: ``numerical_error`` at a diverged point, or
-``converged`` farther than the reference's tolerance.
+solution, and flags the outcomes that must never happen: ``numerical_error`` (not named: the loop names a diverged
+point ``diverged``), or ``converged`` farther than the reference's tolerance. ``stationary`` is a named outcome: a
+stationary point on a problem that does not declare ``local_is_global`` (the local-minimum traps). Results of the
+last run: docs/solver_options.md, "The rescaling matrix".
 
 Run:  python benchmarks/bench_robust_defaults.py [--max-time 30] [--ids P3,QOFMU] [--out results.json]
 """
