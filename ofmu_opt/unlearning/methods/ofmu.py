@@ -248,7 +248,7 @@ class OfmuConfig(ObjectiveConfig):
     def resolved(self, family: str) -> OfmuConfig:
         """This config with the unset options (``None``; ``objective="auto"``) taken from ``FAMILY_DEFAULTS[family]``.
 
-        Example:
+        Examples:
             >>> c, qa = OfmuConfig().resolved("qa"), FAMILY_DEFAULTS["qa"]
             >>> (c.objective, c.inner_steps, c.penalty) == tuple(qa[k] for k in ("objective", "inner_steps", "penalty"))
             True
