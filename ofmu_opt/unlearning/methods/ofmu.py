@@ -135,6 +135,13 @@ class OfmuConfig(ObjectiveConfig):
         beta: weight β of the similarity term.
         sim_eps: ε of the cosine's denominator.
         hvp: ``exact`` | ``finite_difference`` | ``forget_hessian``.
+        fd_step: relative step of the finite-difference HVPs (the solver's ``fd_step``; model-dependent:
+            docs/performance.md Run D).
+        fd_scheme: ``central`` | ``forward`` finite differences of the outer HVP (``forward`` reuses ∇Φ̃).
+        first_order: every Hessian-vector product (the cosine's and the outer one) as a forward difference
+            of plain gradients, no second-order graph (needs ``hvp`` ``finite_difference`` or
+            ``forget_hessian`` and ``accumulation=1``; lowest memory, see docs/performance.md Run D).
+        cosine_fd_step: step of ``first_order``'s cosine differences (``None``: ``fd_step``).
         base: ``inner`` (the paper) | ``outer`` | ``extragradient``.
         penalty_type: ``stationarity`` | ``value_gap`` | ``weighted_sum`` | ``none`` (see the module docstring).
         inner_steps: T, inner ascent steps per round (``None``: the family default, :data:`FAMILY_DEFAULTS`).
@@ -162,6 +169,10 @@ class OfmuConfig(ObjectiveConfig):
     beta: float = 0.1
     sim_eps: float = 1e-8
     hvp: str = "exact"
+    fd_step: float = 1e-6
+    fd_scheme: str = "central"
+    first_order: bool = False
+    cosine_fd_step: float | None = None
     base: str = "inner"
     penalty_type: str = "stationarity"
     inner_steps: int | None = None
@@ -201,6 +212,15 @@ class OfmuConfig(ObjectiveConfig):
         check_range("beta", self.beta, low=0.0)
         check_range("sim_eps", self.sim_eps, low=0.0)
         check_choice("hvp", self.hvp, S.HVP_MODES)
+        check_range("fd_step", self.fd_step, low=0.0, low_open=True)
+        check_choice("fd_scheme", self.fd_scheme, ("central", "forward"))
+        if self.cosine_fd_step is not None:
+            check_range("cosine_fd_step", self.cosine_fd_step, low=0.0, low_open=True)
+        if self.first_order and (self.hvp == "exact" or self.accumulation != 1):
+            raise ConfigError(
+                "first_order: expected hvp='finite_difference' or 'forget_hessian' and accumulation=1, received "
+                f"hvp={self.hvp!r}, accumulation={self.accumulation}"
+            )
         check_choice("base", self.base, ("inner", "outer", "extragradient"))
         check_choice("penalty_type", self.penalty_type, PENALTY_TYPES)
         for name in ("inner_steps", "ramp_steps", "accumulation"):
@@ -292,7 +312,7 @@ class OfmuConfig(ObjectiveConfig):
         return S.ofmu(
             penalty_type="stationarity" if ptype == "none" else ptype,
             similarity=self.similarity, beta=self.beta, sim_eps=self.sim_eps,
-            hvp=self.hvp, base="outer" if ptype == "weighted_sum" else self.base,
+            hvp=self.hvp, fd_step=self.fd_step, base="outer" if ptype == "weighted_sum" else self.base,
             inner_steps=self.effective_inner_steps, inner_lr=self.inner_lr, inner_rule=self.inner_rule,
             outer_lr=self.lr, outer_rule=self.optimizer,
             penalty=self.rho0 * unit, schedule=self.schedule, penalty_growth=self.penalty_growth,
@@ -398,6 +418,7 @@ class OfmuMethod:
             mp = module_problem(
                 model, objective, None, None, retain_loss=retain_nll, params=c.params, accumulation=c.accumulation,
                 autodiff=c.autodiff, default_batch=first[1], name="ofmu-unlearning",
+                fd_scheme=c.fd_scheme, first_order=c.first_order, cosine_fd_step=c.cosine_fd_step,
             )
             problem = mp.problem
             sp = problem.space
