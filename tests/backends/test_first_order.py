@@ -19,13 +19,6 @@ from ofmu_opt.errors import ConfigError
 D = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class _Net(nn.Module):
     def __init__(self) -> None:

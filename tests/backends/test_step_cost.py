@@ -21,14 +21,6 @@ from ofmu_opt.core import solver as S
 from ofmu_opt.core.inner import InnerSpec
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _ofmu(**kw: Any) -> S.PenaltySolver:
     """The OFMU preset as one plain round per update (no line search, the paper's penalty schedule): the
     reverse-pass counts below are those of one outer step."""

@@ -40,14 +40,6 @@ SHAPE = TinyGPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=96)
 T = PromptTemplate()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """One torch thread: tiny models on a shared 2-core machine run several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tok() -> Any:
