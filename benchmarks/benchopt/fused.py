@@ -141,40 +141,35 @@ class FusedOracles:
         return self._ro(hx), self._ro(hy)
 
     # ------------------------------------------------------------------ objectives
+    def _fh(self, x: Arr, y: Arr, v: Arr) -> PairOut:
+        self._tick("hvp_outer")
+        hx, hy = self.b.hvp_outer(x, y, v)
+        return self._ro(hx), self._ro(hy)
+
     def objectives(self) -> tuple[FunctionObjective, FunctionObjective]:
         """``(outer f, inner g)`` as ofmu_opt objectives."""
+        return (_objective(self._f, self._fh, self.batched_outer),
+                _objective(self._g, self._gh, self.batched_inner))
 
-        def fval(x: Arr, y: Arr, b: Any) -> float:
-            return self._f(x, y)[0] if b is None else self.batched_outer.value(x, y, batch=b)
 
-        def fgrad(x: Arr, y: Arr, b: Any) -> PairOut:
-            if b is not None:
-                return self.batched_outer.grad(x, y, batch=b)  # type: ignore[no-any-return]
-            _, gx, gy = self._f(x, y)
-            return gx, gy
+def _objective(full: Callable[[Arr, Arr], tuple[float, Arr, Arr]], full_hvp: Callable[[Arr, Arr, Arr], PairOut],
+               batched: Any) -> FunctionObjective:
+    """A :class:`FunctionObjective` whose full-batch calls (``batch is None``) go to ``full`` (value and gradient)
+    and ``full_hvp``, and whose mini-batch calls go to the ``batched`` objective."""
 
-        def fhvp(x: Arr, y: Arr, v: Arr, b: Any) -> PairOut:
-            if b is not None:
-                return self.batched_outer.hvp(x, y, v, batch=b)  # type: ignore[no-any-return]
-            self._tick("hvp_outer")
-            hx, hy = self.b.hvp_outer(x, y, v)
-            return self._ro(hx), self._ro(hy)
+    def value(x: Arr, y: Arr, b: Any) -> float:
+        return full(x, y)[0] if b is None else batched.value(x, y, batch=b)
 
-        def gval(x: Arr, y: Arr, b: Any) -> float:
-            return self._g(x, y)[0] if b is None else self.batched_inner.value(x, y, batch=b)
+    def grad(x: Arr, y: Arr, b: Any) -> PairOut:
+        if b is not None:
+            return batched.grad(x, y, batch=b)  # type: ignore[no-any-return]
+        _, gx, gy = full(x, y)
+        return gx, gy
 
-        def ggrad(x: Arr, y: Arr, b: Any) -> PairOut:
-            if b is not None:
-                return self.batched_inner.grad(x, y, batch=b)  # type: ignore[no-any-return]
-            _, gx, gy = self._g(x, y)
-            return gx, gy
+    def hvp(x: Arr, y: Arr, v: Arr, b: Any) -> PairOut:
+        return full_hvp(x, y, v) if b is None else batched.hvp(x, y, v, batch=b)
 
-        def ghvp(x: Arr, y: Arr, v: Arr, b: Any) -> PairOut:
-            if b is not None:
-                return self.batched_inner.hvp(x, y, v, batch=b)  # type: ignore[no-any-return]
-            return self._gh(x, y, v)
-
-        return FunctionObjective(fval, fgrad, fhvp), FunctionObjective(gval, ggrad, ghvp)
+    return FunctionObjective(value, grad, hvp)
 
 
 def jax_bundles(f_outer: Callable[..., Any], f_inner: Callable[..., Any], n_outer: int, n_inner: int) -> Bundles:

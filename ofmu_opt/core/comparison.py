@@ -43,13 +43,15 @@ from .loop import run_solver
 from .pair import paxpy, pdot, pfinite, pnorm
 from .result import BilevelResult, IntermediateResult
 from .solver import dtype_eps
+from .steps import Lbfgs, LbfgsState
 
 __all__ = ["Bome", "F2sa", "ImplicitDiff"]
 
 
 class CompState(NamedTuple):
     """State of a comparison solver (same fields every round). ``z``: BOME's/F2SA's inner iterate,
-    ImplicitDiff's adjoint ``v``; ``memory``: ImplicitDiff's L-BFGS pairs (:class:`LbfgsMemory`) or ``None``."""
+    ImplicitDiff's adjoint ``v``; ``memory``: ImplicitDiff's L-BFGS state on ``(None, x)``
+    (:class:`~ofmu_opt.core.steps.LbfgsState`) or ``None``."""
 
     x: Vec | None
     y: Vec
@@ -62,14 +64,6 @@ class CompState(NamedTuple):
     scale: float
     terminal: str
     memory: Any = None
-
-
-class LbfgsMemory(NamedTuple):
-    """ImplicitDiff's L-BFGS memory on x: curvature pairs ``(s, d)``, the last point and its hypergradient."""
-
-    pairs: tuple[tuple[Vec, Vec], ...]
-    x: Vec
-    grad: Vec
 
 
 class Res(NamedTuple):
@@ -364,15 +358,24 @@ class ImplicitDiff(_Base):
         return y
 
     def _adjoint(self, problem: BilevelProblem, g: InnerObjective, state: CompState, x: Vec, y: Vec, batch: Batch,
-                 ) -> tuple[Vec, Vec, Vec | None]:
-        """``(∇_x f, hypergradient, v)`` at ``(x, y)``; ``v`` is ``None`` on non-positive curvature."""
+                 ) -> tuple[Vec, Vec | None]:
+        """``(hypergradient, v)`` at ``(x, y)``; ``v`` is ``None`` on non-positive curvature."""
         sp = problem.space
         fx, fy = problem.outer.grad(x, y, batch=batch)
         v = self._cg(problem, g, x, y, fy, batch, state.z if self.inner_solver == "cg" else None)
         if v is None:
-            return fx, fx, None
+            return fx, None
         hx, _ = g.hvp(x, y, v, batch=batch)
-        return fx, sp.sub(fx, hx), v
+        return sp.sub(fx, hx), v
+
+    def _hypergradient(self, problem: BilevelProblem, g: InnerObjective, state: CompState, x: Vec, batch: Batch,
+                       ) -> tuple[Vec, Vec, Vec] | None:
+        """``(y*(x), hypergradient, v)`` from the warm start ``state.y``; ``None`` on non-positive inner curvature."""
+        y = self._inner_solve(problem, g, x, state.y, batch)
+        if y is None:
+            return None
+        hyper, v = self._adjoint(problem, g, state, x, y, batch)
+        return None if v is None else (y, hyper, v)
 
     def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
         if self.outer_rule == "lbfgs":
@@ -383,12 +386,10 @@ class ImplicitDiff(_Base):
         t_next = (1 + math.sqrt(1 + 4 * state.t * state.t)) / 2 if self.outer_rule == "nesterov" else 1.0
         mom = (state.t - 1) / t_next if self.outer_rule == "nesterov" else 0.0
         x = cur[0] if mom == 0.0 else sp.axpy(mom, sp.sub(cur[0], state.prev[0]), cur[0])
-        y = self._inner_solve(problem, g, x, state.y, batch)
-        if y is None:
+        got = self._hypergradient(problem, g, state, x, batch)
+        if got is None:
             return state._replace(terminal="not_convex", nit=state.nit + 1)
-        _, hyper, v = self._adjoint(problem, g, state, x, y, batch)
-        if v is None:
-            return state._replace(terminal="not_convex", nit=state.nit + 1)
+        y, hyper, v = got
         hn = sp.to_float(sp.norm(hyper))
         x_new = sp.axpy(-self.lr, hyper, x)
         if not (math.isfinite(hn) and sp.all_finite(x_new) and sp.all_finite(y)):
@@ -402,34 +403,14 @@ class ImplicitDiff(_Base):
         return CompState(x_new, y, z, 0.0, state.nit + 1, cur, t, Res(hn, gyn), scale,
                          "converged" if hn <= self.tol * scale else "", state.memory)
 
-    def _direction(self, problem: BilevelProblem, mem: LbfgsMemory, grad: Vec) -> Vec:
-        """``−H grad`` by the L-BFGS two-loop recursion over ``mem.pairs`` (``−grad`` without pairs)."""
-        sp = problem.space
-        q = grad
-        alphas = []
-        for s_k, d_k in reversed(mem.pairs):
-            rho = 1.0 / sp.to_float(sp.dot(d_k, s_k))
-            a = rho * sp.to_float(sp.dot(s_k, q))
-            alphas.append((a, rho))
-            q = sp.axpy(-a, d_k, q)
-        if mem.pairs:
-            s_k, d_k = mem.pairs[-1]
-            q = sp.scale(q, sp.to_float(sp.dot(s_k, d_k)) / sp.to_float(sp.dot(d_k, d_k)))
-        for (s_k, d_k), (a, rho) in zip(mem.pairs, reversed(alphas), strict=True):
-            b = rho * sp.to_float(sp.dot(d_k, q))
-            q = sp.axpy(a - b, s_k, q)
-        return sp.scale(q, -1.0)
-
     def _lbfgs_update(self, problem: BilevelProblem, state: CompState, batch: Batch) -> CompState:
         sp = problem.space
         g = _plain_inner(problem)
         x = state.x
-        y = self._inner_solve(problem, g, x, state.y, batch)  # one gradient when the last trial already solved it
-        if y is None:
+        got = self._hypergradient(problem, g, state, x, batch)  # one inner gradient when the last trial solved it
+        if got is None:
             return state._replace(terminal="not_convex", nit=state.nit + 1)
-        _, hyper, v = self._adjoint(problem, g, state, x, y, batch)
-        if v is None:
-            return state._replace(terminal="not_convex", nit=state.nit + 1)
+        y, hyper, v = got
         hn = sp.to_float(sp.norm(hyper))
         if not (math.isfinite(hn) and sp.all_finite(y)):
             return state._replace(terminal="numerical_error", nit=state.nit + 1)
@@ -438,17 +419,14 @@ class ImplicitDiff(_Base):
         if hn <= self.tol * scale:
             return CompState(x, y, v, 0.0, state.nit + 1, (state.x, state.y), 1.0, Res(hn, gyn), scale, "converged",
                              state.memory)
-        mem = state.memory if isinstance(state.memory, LbfgsMemory) else LbfgsMemory((), x, hyper)
-        s_k, d_k = sp.sub(x, mem.x), sp.sub(hyper, mem.grad)
-        sd = sp.to_float(sp.dot(s_k, d_k))
-        pairs = mem.pairs
-        if sd > 1e-12 * math.sqrt(max(sp.to_float(sp.dot(s_k, s_k)) * sp.to_float(sp.dot(d_k, d_k)), 0.0)):
-            pairs = (*pairs, (s_k, d_k))[-self.lbfgs_memory:]
-        mem = LbfgsMemory(pairs, x, hyper)
-        d = self._direction(problem, mem, hyper)
+        # the package's L-BFGS rule on the pair (None, x): x is the only variable of the hyperobjective
+        rule = Lbfgs(self.lbfgs_memory)
+        mem = state.memory if isinstance(state.memory, LbfgsState) else LbfgsState(0, (), (None, x), (None, hyper))
+        mem = rule.observe(sp, (None, x), (None, hyper), mem)
+        d = rule.direction(sp, (None, hyper), mem)[1]
         gd = sp.to_float(sp.dot(hyper, d))
         if not gd < 0.0:  # stale curvature: restart from the negative hypergradient
-            mem = LbfgsMemory((), x, hyper)
+            mem = LbfgsState(0, (), (None, x), (None, hyper))
             d, gd = sp.scale(hyper, -1.0), -hn * hn
         fval = sp.to_float(problem.outer.value(x, y, batch=batch))
         eps = dtype_eps(x)

@@ -156,6 +156,17 @@ class _LowerLevel:
         y = np.asarray(self.y.value)
         return y, self.d.F(x, y)
 
+    def h(self, x: np.ndarray) -> float | None:
+        """``h(x) = F(x, y*(x))``, or ``None`` where the lower level is infeasible or the upper-level constraints
+        fail at the response."""
+        got = self.respond(x)
+        if got is None:
+            return None
+        y, F = got
+        if self.d.UA.shape[0] and np.any(self.d.ul_slack(x, y) < -1e-9):
+            return None
+        return F
+
 
 def lower_level_solution(d: QPBilevelData, x: np.ndarray) -> np.ndarray:
     """The lower-level solution at ``x`` by cvxpy (optimistic selection when it is not unique).
@@ -192,11 +203,8 @@ def grid_check(
     best_x, best_F, count = None, np.inf, 0
     for xs in itertools.product(*axes):
         x = np.array(xs)
-        got = ll.respond(x)
-        if got is None:
-            continue
-        y, F = got
-        if d.UA.shape[0] and np.any(d.ul_slack(x, y) < -1e-9):
+        F = ll.h(x)
+        if F is None:
             continue
         count += 1
         if F < best_F:
@@ -219,14 +227,9 @@ def grid_local_minima(
     ll = _LowerLevel(d)
     H = np.full((points,) * d.nx, np.inf)
     for idx in itertools.product(range(points), repeat=d.nx):
-        x = np.array([axes[k][i] for k, i in enumerate(idx)])
-        got = ll.respond(x)
-        if got is None:
-            continue
-        y, F = got
-        if d.UA.shape[0] and np.any(d.ul_slack(x, y) < -1e-9):
-            continue
-        H[idx] = F
+        F = ll.h(np.array([axes[k][i] for k, i in enumerate(idx)]))
+        if F is not None:
+            H[idx] = F
     out: list[tuple[np.ndarray, float]] = []
     seen: set[tuple[int, ...]] = set()
     for idx in itertools.product(range(points), repeat=d.nx):
