@@ -12,7 +12,11 @@ r"""Comparison solvers implemented from their papers, on the same problems, orac
   :math:`\nabla_x f - \nabla^2_{xy} g\,v` (the accuracy reference). With ``inner_solver="cg"`` the inner
   problem is solved by Newton steps whose systems CG solves through HVPs, and the adjoint CG starts from the
   previous round's ``v``; ``outer_rule="lbfgs"`` takes L-BFGS steps on :math:`h(x) = f(x, y^*(x))` with an
-  Armijo line search (every trial point gets its inner solve, which the next round reuses).
+  Armijo line search (every trial point gets its inner solve, which the next round reuses). With
+  ``inner_solver="dense"`` (small inner problems) the inner Hessian blocks :math:`\nabla^2_{yy} g` and
+  :math:`\nabla^2_{xy} g` are formed densely at each point — from the inner objective's optional ``hessian``
+  oracle, else from ``dy`` HVPs along unit vectors — and the Newton steps and the adjoint system are solved by a
+  Cholesky factorization instead of CG: one oracle call per point instead of one HVP per CG iteration.
 
 All minimize the inner objective in its minimization form (``sense="max"`` is handled by a sign), use
 the problem's HVP oracle where they need one, and return a :class:`~ofmu_opt.core.result.BilevelResult`. They
@@ -36,8 +40,9 @@ from typing import Any, Literal, NamedTuple
 
 from .._config import check_choice, check_range, config_to_dict
 from .._typing import Batch, Pair, Vec
-from ..errors import ConfigError, ProblemSpecError
+from ..errors import ConfigError, OracleError, ProblemSpecError
 from ..problem.bilevel import BilevelProblem
+from ..problem.oracles import has_hessian
 from .inner import InnerObjective, InnerSpec, make_inner
 from .loop import run_solver
 from .pair import paxpy, pdot, pfinite, pnorm
@@ -45,13 +50,18 @@ from .result import BilevelResult, IntermediateResult
 from .solver import dtype_eps
 from .steps import Lbfgs, LbfgsState
 
-__all__ = ["Bome", "F2sa", "ImplicitDiff"]
+__all__ = ["DENSE_MAX_DIM", "Bome", "F2sa", "ImplicitDiff"]
+
+DENSE_MAX_DIM = 200
+"""Default cap on the inner dimension ``dy`` of ``ImplicitDiff(inner_solver="dense")``: the factorization runs on
+the host in pure Python (the core imports no array library), ``dy³/6`` multiply-adds per point."""
 
 
 class CompState(NamedTuple):
     """State of a comparison solver (same fields every round). ``z``: BOME's/F2SA's inner iterate,
     ImplicitDiff's adjoint ``v``; ``memory``: ImplicitDiff's L-BFGS state on ``(None, x)``
-    (:class:`~ofmu_opt.core.steps.LbfgsState`) or ``None``."""
+    (:class:`~ofmu_opt.core.steps.LbfgsState`) or ``None``; ``hessian``: the dense variant's last factorized
+    inner Hessian (:class:`DenseHessian`, reused when asked again at the same point) or ``None``."""
 
     x: Vec | None
     y: Vec
@@ -64,6 +74,7 @@ class CompState(NamedTuple):
     scale: float
     terminal: str
     memory: Any = None
+    hessian: Any = None
 
 
 class Res(NamedTuple):
@@ -71,8 +82,85 @@ class Res(NamedTuple):
     inner: float
 
 
-def _plain_inner(problem: BilevelProblem) -> InnerObjective:
+def plain_inner(problem: BilevelProblem) -> InnerObjective:
+    """The problem's inner objective in minimization form, without a similarity term (the comparison and
+    stochastic solvers' lower level)."""
     return make_inner(problem, InnerSpec("none", 0.0, 0.0, "forget_hessian", 1e-6, problem.sign))
+
+
+# ------------------------------------------------------------------ dense linear algebra on host floats
+# (the core imports no array library; these run on Python floats for the small systems of the dense variant)
+
+
+class _Stop(Exception):
+    """Ends an ImplicitDiff round with a terminal status (``not_convex``, ``numerical_error``)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _cholesky(a: list[list[float]], tiny: float) -> list[list[float]] | None:
+    """Lower Cholesky factor of the symmetric matrix ``a`` (rows); ``None`` when a pivot is ``<= tiny`` (not
+    positive definite to the precision given)."""
+    n = len(a)
+    low: list[list[float]] = [[0.0] * n for _ in range(n)]
+    for j in range(n):
+        lj = low[j]
+        s = a[j][j] - sum(v * v for v in lj[:j])
+        if not s > tiny:
+            return None
+        d = math.sqrt(s)
+        lj[j] = d
+        for i in range(j + 1, n):
+            li = low[i]
+            li[j] = (a[i][j] - sum(p * q for p, q in zip(li[:j], lj[:j], strict=True))) / d
+    return low
+
+
+def _cho_solve(low: list[list[float]], b: list[float]) -> list[float]:
+    """``x`` with ``L Lᵀ x = b``."""
+    n = len(b)
+    z = [0.0] * n
+    for i in range(n):
+        li = low[i]
+        z[i] = (b[i] - sum(li[k] * z[k] for k in range(i))) / li[i]
+    x = [0.0] * n
+    for i in range(n - 1, -1, -1):
+        x[i] = (z[i] - sum(low[k][i] * x[k] for k in range(i + 1, n))) / low[i][i]
+    return x
+
+
+class DenseHessian(NamedTuple):
+    """The dense variant's inner Hessian at the point ``(x, y)`` (the objects themselves: reuse is by identity).
+
+    ``chol``: lower Cholesky factor of ``∇²_yy g`` (minimization form, symmetric part); ``cross``: the rows of
+    ``∇²_xy g`` (``dx × dy``), ``None`` when the problem has no x."""
+
+    x: Any
+    y: Any
+    chol: list[list[float]]
+    cross: list[list[float]] | None
+
+
+def _from_host(problem: BilevelProblem) -> Callable[[list[float], Vec], Vec]:
+    fn = getattr(problem.space, "from_host", None)
+    if not callable(fn):
+        raise ConfigError(
+            f"ImplicitDiff(inner_solver='dense'): the vector space {problem.space.name!r} has no from_host(values, "
+            "like) method, which the dense solves need to return host results as vectors; use inner_solver='cg'"
+        )
+    return fn  # type: ignore[no-any-return]
+
+
+def _host_rows(sp: Any, block: Any, rows: int, cols: int, what: str) -> list[list[float]]:
+    try:
+        flat = sp.to_host(block)
+    except (TypeError, ValueError) as exc:
+        raise OracleError(f"{what}: cannot read its entries as real numbers ({exc})") from exc
+    if len(flat) != rows * cols:
+        raise OracleError(f"{what} has {len(flat)} entries, expected {rows} × {cols} = {rows * cols}")
+    return [flat[i * cols:(i + 1) * cols] for i in range(rows)]
 
 
 def _check_common(obj: Any) -> None:
@@ -159,7 +247,7 @@ class Bome(_Base):
 
     def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
         sp = problem.space
-        g = _plain_inner(problem)
+        g = plain_inner(problem)
         x, y = state.x, state.y
         yT = _gd(problem, lambda v: g.grad(x, v, batch=batch)[1], y, self.inner_lr, self.inner_steps)
         gxy = g.grad(x, y, batch=batch)
@@ -218,7 +306,7 @@ class F2sa(_Base):
 
     def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
         sp = problem.space
-        g = _plain_inner(problem)
+        g = plain_inner(problem)
         x, lam = state.x, state.penalty
         z = _gd(problem, lambda v: g.grad(x, v, batch=batch)[1], state.z, self.inner_lr, self.inner_steps)
         step_y = self.inner_lr / (1.0 + lam)
@@ -255,31 +343,45 @@ class ImplicitDiff(_Base):
         lr: outer step on x (the first trial step of ``lbfgs`` before it has curvature pairs).
         outer_rule: ``sgd``, ``nesterov`` (accelerated, with gradient restart) or ``lbfgs`` (L-BFGS on
             ``h(x) = f(x, y*(x))`` with Armijo backtracking; full-batch oracles).
-        inner_solver: ``gd`` (gradient steps of ``inner_lr``) or ``cg`` (Newton steps, each system solved by
-            CG through HVPs; exact in one step on a quadratic inner problem). ``cg`` also warm-starts the adjoint
-            CG from the previous round's ``v``.
+        inner_solver: ``gd`` (gradient steps of ``inner_lr``), ``cg`` (Newton steps, each system solved by
+            CG through HVPs; exact in one step on a quadratic inner problem; the adjoint CG is warm-started from
+            the previous round's ``v``) or ``dense`` (the same Newton steps and the adjoint solved exactly with a
+            Cholesky factorization of the dense inner Hessian, for small ``y``: see below).
         inner_lr: inner gradient step (≈ 1/L of the inner problem; ``gd`` only).
         inner_steps: at least this many inner steps per round (warm-started; ``gd`` only).
-        inner_tol: and until ``‖∇_y g‖ ≤ inner_tol`` (at most ``inner_maxiter`` steps; ``cg``: raised to
-            ``100·eps`` of the oracles' dtype, and it also stops when a Newton step no longer halves ``‖∇_y g‖``).
+        inner_tol: and until ``‖∇_y g‖ ≤ inner_tol`` (at most ``inner_maxiter`` steps; ``cg`` and ``dense``:
+            raised to ``100·eps`` of the oracles' dtype, and it also stops when a Newton step no longer halves
+            ``‖∇_y g‖``).
         cg_iters: conjugate-gradient iterations for ``∇²_yy g v = ∇_y f`` (and per Newton step).
         cg_tol: relative residual at which CG stops (raised to ``10·eps`` of the oracles' dtype).
+        dense_max_dim: ``dense`` only: the largest inner dimension ``dy`` accepted (a larger one is a
+            :class:`~ofmu_opt.errors.ConfigError` when the run starts).
         lbfgs_memory: curvature pairs kept by ``lbfgs``.
         tol: stop when ``‖hypergradient‖ ≤ tol·max(1, first norm)``.
 
-    A non-positive curvature met by CG (the inner Hessian is not positive definite at the iterate) ends the
-    run with status ``not_convex`` instead of raising.
+    ``inner_solver="dense"``: at each point where a Newton step or the adjoint needs it, the inner Hessian blocks
+    ``∇²_yy g`` (``dy × dy``) and ``∇²_xy g`` (``dx × dy``) come from the inner objective's optional ``hessian``
+    oracle (one call, counted as ``g_hessian``), or, when it has none, from ``dy`` HVP calls along the unit
+    vectors. The symmetric part of ``∇²_yy g`` is factorized by Cholesky on host floats (float64, whatever the
+    oracles' dtype); a Newton step, the adjoint ``v`` and ``∇²_xy g v`` are then host solves and products. The
+    factorization is kept with its point and reused when the same point is asked again. Needs a vector space with
+    ``from_host`` (numpy, torch). Costs ``dy³/6`` multiply-adds in Python per point, hence ``dense_max_dim``.
+
+    A non-positive curvature (CG meets ``pᵀHp ≤ 0``; the dense factorization meets a pivot ``≤ dy·eps·max
+    diag``: the inner Hessian is not positive definite at the iterate) ends the run with status ``not_convex``
+    instead of raising; a non-finite dense Hessian ends it with ``numerical_error``.
     """
 
     lr: float = 0.1
     outer_rule: Literal["sgd", "nesterov", "lbfgs"] = "sgd"
-    inner_solver: Literal["gd", "cg"] = "gd"
+    inner_solver: Literal["gd", "cg", "dense"] = "gd"
     inner_lr: float = 0.1
     inner_steps: int = 1
     inner_tol: float = 1e-10
     inner_maxiter: int = 10_000
     cg_iters: int = 100
     cg_tol: float = 1e-12
+    dense_max_dim: int = DENSE_MAX_DIM
     lbfgs_memory: int = 10
     tol: float = 1e-8
     maxiter: int = 10_000
@@ -288,10 +390,10 @@ class ImplicitDiff(_Base):
     def __post_init__(self) -> None:
         _check_common(self)
         check_choice("outer_rule", self.outer_rule, ("sgd", "nesterov", "lbfgs"))
-        check_choice("inner_solver", self.inner_solver, ("gd", "cg"))
+        check_choice("inner_solver", self.inner_solver, ("gd", "cg", "dense"))
         for name in ("lr", "inner_lr", "inner_tol", "cg_tol"):
             check_range(name, getattr(self, name), low=0.0, low_open=True)
-        for name in ("cg_iters", "inner_maxiter", "lbfgs_memory"):
+        for name in ("cg_iters", "inner_maxiter", "lbfgs_memory", "dense_max_dim"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, received {v!r}")
@@ -300,10 +402,73 @@ class ImplicitDiff(_Base):
         if not problem.has_x:
             raise ProblemSpecError("ImplicitDiff: the problem has no outer variable x, so there is no hypergradient")
         state = self._init(problem, x0, y0, 0.0)
-        if self.inner_solver == "cg":
-            state = state._replace(z=problem.space.zeros_like(y0))  # the adjoint's warm start
+        if self.inner_solver == "dense":
+            _from_host(problem)
+            dy = len(problem.space.to_host(y0))
+            if dy > self.dense_max_dim:
+                raise ConfigError(
+                    f"ImplicitDiff(inner_solver='dense'): the inner variable y has {dy} entries, above "
+                    f"dense_max_dim={self.dense_max_dim} (a dense inner Hessian has dy² entries and its "
+                    "factorization costs dy³/6 host operations per point); use inner_solver='cg' or raise "
+                    "dense_max_dim"
+                )
+        if self.inner_solver in ("cg", "dense"):
+            state = state._replace(z=problem.space.zeros_like(y0))  # the adjoint's warm start (cg)
         return state
 
+    # ------------------------------------------------------------------ dense inner Hessian
+    def _dense_hessian(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, batch: Batch,
+                       memo: list[DenseHessian | None]) -> DenseHessian:
+        """The factorized inner Hessian at ``(x, y)`` (``memo[0]`` when it holds this very point).
+
+        Raises:
+            _Stop: ``not_convex`` (not positive definite), ``numerical_error`` (a non-finite entry).
+        """
+        last = memo[0]
+        if last is not None and last.x is x and last.y is y:
+            return last
+        sp = problem.space
+        ylist = sp.to_host(y)
+        dy = len(ylist)
+        dx = len(sp.to_host(x))
+        inner = problem.inner
+        if has_hessian(inner) and problem.inner_factory is None:
+            cb, yb = inner.hessian(x, y, batch=batch)  # type: ignore[attr-defined]
+            s = problem.sign
+            hyy = _host_rows(sp, yb, dy, dy, "inner.hessian: y block")
+            cross = _host_rows(sp, cb, dx, dy, "inner.hessian: mixed block")
+            if s != 1.0:
+                hyy = [[s * v for v in row] for row in hyy]
+                cross = [[s * v for v in row] for row in cross]
+        else:  # dy HVPs along the unit vectors: column j of both blocks
+            from_host = _from_host(problem)
+            cols_y: list[list[float]] = []
+            cols_x: list[list[float]] = []
+            for j in range(dy):
+                e = [0.0] * dy
+                e[j] = 1.0
+                hx, hy = g.hvp(x, y, from_host(e, y), batch=batch)
+                cols_y.append(sp.to_host(hy))
+                cols_x.append([0.0] * dx if hx is None else sp.to_host(hx))
+            hyy = [[cols_y[j][i] for j in range(dy)] for i in range(dy)]
+            cross = [[cols_x[j][i] for j in range(dy)] for i in range(dx)]
+        if not all(math.isfinite(v) for row in hyy for v in row) or not all(
+                math.isfinite(v) for row in cross for v in row):
+            raise _Stop("numerical_error")
+        sym = [[0.5 * (hyy[i][j] + hyy[j][i]) for j in range(dy)] for i in range(dy)]
+        tiny = dy * dtype_eps(y) * max(max(abs(sym[i][i]) for i in range(dy)), 1e-300)
+        low = _cholesky(sym, tiny)
+        if low is None:
+            raise _Stop("not_convex")  # the inner Hessian is not positive definite here: no implicit hypergradient
+        hess = DenseHessian(x, y, low, cross)
+        memo[0] = hess
+        return hess
+
+    def _dense_solve(self, problem: BilevelProblem, hess: DenseHessian, b: Vec) -> Vec:
+        """``(∇²_yy g)⁻¹ b`` as a vector like ``b``."""
+        return _from_host(problem)(_cho_solve(hess.chol, problem.space.to_host(b)), b)
+
+    # ------------------------------------------------------------------ CG
     def _cg(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, b: Vec, batch: Batch,
             v0: Vec | None = None) -> Vec | None:
         """CG on ``∇²_yy g(x, y) v = b`` from ``v0`` (zero when ``None``); ``None`` on non-positive curvature."""
@@ -333,8 +498,10 @@ class ImplicitDiff(_Base):
             rr = rr_new
         return v
 
-    def _inner_solve(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, batch: Batch) -> Vec | None:
-        """The inner solution at ``x`` from ``y`` (``gd`` or Newton-CG); ``None`` on non-positive curvature."""
+    def _inner_solve(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, batch: Batch,
+                     memo: list[DenseHessian | None]) -> Vec | None:
+        """The inner solution at ``x`` from ``y`` (``gd``, Newton-CG or dense Newton); ``None`` on non-positive
+        curvature met by CG (the dense variant raises :class:`_Stop`)."""
         sp = problem.space
         if self.inner_solver == "gd":
             for k in range(self.inner_maxiter):
@@ -350,7 +517,10 @@ class ImplicitDiff(_Base):
             gn = sp.to_float(sp.norm(gy))
             if gn <= floor or not gn < 0.5 * prev:
                 break  # solved, or at the round-off floor (a Newton step no longer halves the gradient)
-            d = self._cg(problem, g, x, y, gy, batch)
+            if self.inner_solver == "dense":
+                d: Vec | None = self._dense_solve(problem, self._dense_hessian(problem, g, x, y, batch, memo), gy)
+            else:
+                d = self._cg(problem, g, x, y, gy, batch)
             if d is None:
                 return None
             y = sp.axpy(-1.0, d, y)
@@ -358,10 +528,16 @@ class ImplicitDiff(_Base):
         return y
 
     def _adjoint(self, problem: BilevelProblem, g: InnerObjective, state: CompState, x: Vec, y: Vec, batch: Batch,
-                 ) -> tuple[Vec, Vec | None]:
-        """``(hypergradient, v)`` at ``(x, y)``; ``v`` is ``None`` on non-positive curvature."""
+                 memo: list[DenseHessian | None]) -> tuple[Vec, Vec | None]:
+        """``(hypergradient, v)`` at ``(x, y)``; ``v`` is ``None`` on non-positive curvature met by CG."""
         sp = problem.space
         fx, fy = problem.outer.grad(x, y, batch=batch)
+        if self.inner_solver == "dense":
+            hess = self._dense_hessian(problem, g, x, y, batch, memo)
+            vh = _cho_solve(hess.chol, sp.to_host(fy))
+            cv = [sum(c * w for c, w in zip(row, vh, strict=True)) for row in hess.cross or ()]
+            from_host = _from_host(problem)
+            return sp.sub(fx, from_host(cv, fx)), from_host(vh, fy)
         v = self._cg(problem, g, x, y, fy, batch, state.z if self.inner_solver == "cg" else None)
         if v is None:
             return fx, None
@@ -369,24 +545,35 @@ class ImplicitDiff(_Base):
         return sp.sub(fx, hx), v
 
     def _hypergradient(self, problem: BilevelProblem, g: InnerObjective, state: CompState, x: Vec, batch: Batch,
-                       ) -> tuple[Vec, Vec, Vec] | None:
-        """``(y*(x), hypergradient, v)`` from the warm start ``state.y``; ``None`` on non-positive inner curvature."""
-        y = self._inner_solve(problem, g, x, state.y, batch)
+                       memo: list[DenseHessian | None]) -> tuple[Vec, Vec, Vec] | None:
+        """``(y*(x), hypergradient, v)`` from the warm start ``state.y``; ``None`` on non-positive inner curvature
+        met by CG (the dense variant raises :class:`_Stop`)."""
+        y = self._inner_solve(problem, g, x, state.y, batch, memo)
         if y is None:
             return None
-        hyper, v = self._adjoint(problem, g, state, x, y, batch)
+        hyper, v = self._adjoint(problem, g, state, x, y, batch, memo)
         return None if v is None else (y, hyper, v)
 
     def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
-        if self.outer_rule == "lbfgs":
-            return self._lbfgs_update(problem, state, batch)
+        memo: list[DenseHessian | None] = [state.hessian]
+        try:
+            if self.outer_rule == "lbfgs":
+                new = self._lbfgs_update(problem, state, batch, memo)
+            else:
+                new = self._first_order_update(problem, state, batch, memo)
+        except _Stop as stop:
+            return state._replace(terminal=stop.status, nit=state.nit + 1)
+        return new._replace(hessian=memo[0]) if self.inner_solver == "dense" else new
+
+    def _first_order_update(self, problem: BilevelProblem, state: CompState, batch: Batch,
+                            memo: list[DenseHessian | None]) -> CompState:
         sp = problem.space
-        g = _plain_inner(problem)
+        g = plain_inner(problem)
         cur = (state.x, state.y)
         t_next = (1 + math.sqrt(1 + 4 * state.t * state.t)) / 2 if self.outer_rule == "nesterov" else 1.0
         mom = (state.t - 1) / t_next if self.outer_rule == "nesterov" else 0.0
         x = cur[0] if mom == 0.0 else sp.axpy(mom, sp.sub(cur[0], state.prev[0]), cur[0])
-        got = self._hypergradient(problem, g, state, x, batch)
+        got = self._hypergradient(problem, g, state, x, batch, memo)
         if got is None:
             return state._replace(terminal="not_convex", nit=state.nit + 1)
         y, hyper, v = got
@@ -399,15 +586,17 @@ class ImplicitDiff(_Base):
             t = 1.0  # gradient restart
         scale = state.scale if math.isfinite(state.scale) else max(1.0, hn)
         gyn = sp.to_float(sp.norm(g.grad(x, y, batch=batch)[1]))
-        z = v if self.inner_solver == "cg" else y
+        z = v if self.inner_solver in ("cg", "dense") else y
         return CompState(x_new, y, z, 0.0, state.nit + 1, cur, t, Res(hn, gyn), scale,
                          "converged" if hn <= self.tol * scale else "", state.memory)
 
-    def _lbfgs_update(self, problem: BilevelProblem, state: CompState, batch: Batch) -> CompState:
+    def _lbfgs_update(self, problem: BilevelProblem, state: CompState, batch: Batch,
+                      memo: list[DenseHessian | None]) -> CompState:
         sp = problem.space
-        g = _plain_inner(problem)
+        g = plain_inner(problem)
         x = state.x
-        got = self._hypergradient(problem, g, state, x, batch)  # one inner gradient when the last trial solved it
+        # one inner gradient when the last trial solved it
+        got = self._hypergradient(problem, g, state, x, batch, memo)
         if got is None:
             return state._replace(terminal="not_convex", nit=state.nit + 1)
         y, hyper, v = got
@@ -434,7 +623,10 @@ class ImplicitDiff(_Base):
         x_new, y_new = x, y
         for _ in range(40):
             xt = sp.axpy(t, d, x)
-            yt = self._inner_solve(problem, g, xt, y, batch)
+            try:
+                yt = self._inner_solve(problem, g, xt, y, batch, memo)
+            except _Stop:
+                yt = None  # a trial where the inner problem is not strongly convex (or not finite): shorter step
             if yt is None:
                 t *= 0.5
                 continue

@@ -44,7 +44,7 @@ from .._typing import Batch, Pair, Vec
 from ..errors import ConfigError, ProblemSpecError
 from ..problem.bilevel import BilevelProblem
 from ..problem.space import VectorSpace
-from .inner import InnerObjective, InnerSpec, make_inner
+from .comparison import plain_inner
 from .loop import run_solver
 from .pair import pfinite
 from .result import BilevelResult, IntermediateResult
@@ -351,10 +351,6 @@ class SbState(NamedTuple):
     tables: Any
 
 
-def _plain_inner(problem: BilevelProblem) -> InnerObjective:
-    return make_inner(problem, InnerSpec("none", 0.0, 0.0, "forget_hessian", 1e-6, problem.sign))
-
-
 @dataclass(frozen=True)
 class _SbBase:
     step: float = 0.1
@@ -392,7 +388,7 @@ class _SbBase:
     def init_state(self, problem: BilevelProblem, x0: Vec | None, y0: Vec) -> SbState:
         if problem.has_x != (x0 is not None):
             raise ProblemSpecError("x0: expected a starting point exactly when the problem has an outer variable x")
-        _plain_inner(problem)
+        plain_inner(problem)
         si, so = self._samplers()
         nan = math.nan
         tables = {"gy": SagaTable.empty(si.n_batches), "hv": (SagaTable.empty(si.n_batches),) * 2,
@@ -408,7 +404,7 @@ class _SbBase:
 
     def update(self, problem: BilevelProblem, state: SbState, *, batch: Batch = None) -> SbState:
         sp = problem.space
-        g = _plain_inner(problem)
+        g = plain_inner(problem)
         si, so = self._samplers()
         ki, ko = si.index_at(state.nit), so.index_at(state.nit)
         bi = None if si.n_batches == 1 else si.batch(ki)

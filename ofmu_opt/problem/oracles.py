@@ -7,7 +7,11 @@ An objective ``h(x, y)`` is seen through its oracles:
 - optional ``hvp(x, y, v, *, batch=None) -> ∇_{(x,y)} <∇_y h, v>``: the Hessian rows of the y block
   applied to a y-vector ``v`` (one mixed block and one y block);
 - optional ``tvp(x, y, u, v, *, batch=None) -> ∇_{(x,y)} (uᵀ ∇²_yy h v)``: third derivatives, needed only
-  by the exact Hessian of the similarity-aware inner objective (zero for quadratics).
+  by the exact Hessian of the similarity-aware inner objective (zero for quadratics);
+- optional ``hessian(x, y, *, batch=None) -> (∇²_xy h, ∇²_yy h)``: the dense Hessian rows of the y block, a
+  ``dx × dy`` mixed block (``None`` when x is absent) and the ``dy × dy`` y block, each a 2-D array of the
+  backend (entries row-major through the space's ``to_host``); for small ``y`` only (used by
+  ``ImplicitDiff(inner_solver="dense")``, which assembles it from ``dy`` HVPs when it is absent).
 
 Every oracle call a solver makes goes through :class:`CountingObjective`, which also checks what the
 oracle returned: a value must be a real scalar, a gradient/HVP block a real array (numpy) or floating
@@ -42,6 +46,7 @@ __all__ = [
     "check_scalar",
     "check_torch_loss",
     "describe_value",
+    "has_hessian",
     "has_hvp",
     "has_tvp",
 ]
@@ -58,6 +63,11 @@ class Objective(Protocol):
 def has_hvp(obj: object) -> bool:
     """Whether ``obj`` provides a usable ``hvp`` oracle."""
     return callable(getattr(obj, "hvp", None)) and getattr(obj, "hvp_available", True)
+
+
+def has_hessian(obj: object) -> bool:
+    """Whether ``obj`` provides a usable dense ``hessian`` oracle."""
+    return callable(getattr(obj, "hessian", None)) and getattr(obj, "hessian_available", True)
 
 
 def has_tvp(obj: object) -> bool:
@@ -320,6 +330,7 @@ class CountingObjective:
         self._counter = counter
         self.hvp_available = has_hvp(inner)
         self.tvp_available = has_tvp(inner)
+        self.hessian_available = has_hessian(inner)
 
     @property
     def wrapped(self) -> Objective:
@@ -354,3 +365,31 @@ class CountingObjective:
         self._counter.tick(f"{self._label}_tvp")
         got = self._call("tvp", self._inner.tvp, x, y, u, v, batch=batch)  # type: ignore[attr-defined]
         return check_pair(got, x, y, f"{self._name}.tvp", allow_none=True)
+
+    def hessian(self, x: Vec | None, y: Vec, *, batch: Batch = None) -> Pair:
+        """The dense ``(mixed, y)`` Hessian blocks (counted as ``<label>_hessian``); each block must be a real 2-D
+        array or floating tensor (the solver checks its size against the point)."""
+        self._counter.tick(f"{self._label}_hessian")
+        got = self._call("hessian", self._inner.hessian, x, y, batch=batch)  # type: ignore[attr-defined]
+        what = f"{self._name}.hessian"
+        if not (isinstance(got, tuple | list) and len(got) == 2):
+            raise OracleError(f"{what}: expected a pair (mixed block, y block), received {describe_value(got)}")
+        for part, block in (("mixed", got[0]), ("y", got[1])):
+            if block is None and (part == "y" or x is not None):
+                raise OracleError(f"{what}: the {part} block is None")
+            if block is not None:
+                _check_matrix(block, f"{what}: {part} block")
+        return got[0], got[1]
+
+
+def _check_matrix(block: Any, what: str) -> None:
+    """A dense Hessian block must be a real 2-D numpy array or a 2-D floating tensor (other vector types: not
+    complex)."""
+    if _is_ndarray(block):
+        if block.dtype.kind not in "fiu" or block.ndim != 2:
+            raise OracleError(f"{what}: expected a real 2-D array, received {describe_value(block)}")
+    elif _is_tensor(block):
+        if not block.is_floating_point() or block.dim() != 2:
+            raise OracleError(f"{what}: expected a 2-D floating tensor, received {describe_value(block)}")
+    elif isinstance(block, complex | str | bytes) or block is None:
+        raise OracleError(f"{what}: expected a 2-D array, received {describe_value(block)}")

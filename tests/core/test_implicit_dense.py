@@ -1,0 +1,289 @@
+"""ImplicitDiff(inner_solver="dense"): dense inner Hessian, Cholesky Newton steps and adjoint.
+
+Reference: the cg variant (Newton-CG through HVPs) on the same problems; on a quadratic inner problem both solve
+every linear system to round-off, so their iterates agree to round-off.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ofmu_opt.backends.numpy_backend import NumpySpace
+from ofmu_opt.core.comparison import DenseHessian, ImplicitDiff
+from ofmu_opt.core.result import Status
+from ofmu_opt.errors import ConfigError, OracleError
+from ofmu_opt.problem.bilevel import BilevelProblem
+from ofmu_opt.problem.oracles import CallCounter, CountingObjective, FunctionObjective
+from ofmu_opt.reference import get_reference
+from ofmu_opt.reference.problems import make_p3
+from ofmu_opt.testing import (
+    check_deterministic,
+    check_run_equals_manual_loop,
+    check_solves_reference,
+    check_state_structure,
+    check_stop_iteration,
+)
+
+
+class _Space(NumpySpace):
+    """NumpySpace with ``from_host`` (the dense solves' way back from host floats)."""
+
+    def from_host(self, values, like):
+        return np.asarray(values, dtype=like.dtype).reshape(like.shape)
+
+
+SP = _Space() if not hasattr(NumpySpace, "from_host") else NumpySpace()
+
+
+class _WithHessian:
+    """An objective with a dense ``hessian`` oracle next to value/grad/hvp."""
+
+    def __init__(self, base, hessian):
+        self.base, self._hessian = base, hessian
+        self.calls = 0
+
+    def value(self, x, y, *, batch=None):
+        return self.base.value(x, y, batch=batch)
+
+    def grad(self, x, y, *, batch=None):
+        return self.base.grad(x, y, batch=batch)
+
+    def hvp(self, x, y, v, *, batch=None):
+        return self.base.hvp(x, y, v, batch=batch)
+
+    def hessian(self, x, y, *, batch=None):
+        self.calls += 1
+        return self._hessian(x, y)
+
+
+def _p3_like(seed=0, nx=3, ny=5, hessian=False, space=SP):
+    ref = make_p3(seed, nx, ny)
+    inner = ref.problem.inner
+    if hessian:
+        Q, C = ref.data["Q"], ref.data["C"]
+        inner = _WithHessian(inner, lambda x, y: (C.copy(), Q.copy()))
+    return ref, dataclasses.replace(ref.problem, inner=inner, space=space)
+
+
+def _softplus_problem(sense="min", hessian=True):
+    """A non-quadratic, strongly convex lower level: g = ½yᵀQy + xᵀCy + Σ softplus(y) (negated for sense="max");
+    f = ½‖y − t‖² + ½‖x‖²."""
+    rng = np.random.default_rng(7)
+    nx, ny = 3, 4
+    A = rng.standard_normal((ny, ny))
+    Q = A @ A.T / ny + 0.5 * np.eye(ny)
+    C = rng.standard_normal((nx, ny))
+    t = rng.standard_normal(ny)
+    s = 1.0 if sense == "min" else -1.0
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    base = FunctionObjective(
+        value_fn=lambda x, y, _b: s * float(0.5 * y @ Q @ y + x @ C @ y + np.sum(np.logaddexp(0.0, y))),
+        grad_fn=lambda x, y, _b: (s * (C @ y), s * (Q @ y + C.T @ x + sig(y))),
+        hvp_fn=lambda x, y, v, _b: (s * (C @ v), s * (Q @ v + sig(y) * (1 - sig(y)) * v)),
+    )
+    inner = base if not hessian else _WithHessian(
+        base, lambda x, y: (s * C, s * (Q + np.diag(sig(y) * (1 - sig(y))))))
+    outer = FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * np.sum((y - t) ** 2) + 0.5 * x @ x),
+        grad_fn=lambda x, y, _b: (x.copy(), y - t),
+        hvp_fn=lambda x, y, v, _b: (np.zeros(nx), v.copy()),
+    )
+    return BilevelProblem(outer, inner, SP, sense, has_x=True, name="softplus"), np.ones(nx), np.zeros(ny)
+
+
+def _trajectory(solver, problem, x0, y0, rounds):
+    st = solver.init_state(problem, x0, y0)
+    out = []
+    for _ in range(rounds):
+        st = solver.update(problem, st)
+        out.append((st.x.copy(), st.y.copy(), st.terminal))
+        if st.terminal:
+            break
+    return out
+
+
+@pytest.mark.parametrize("rule", ["lbfgs", "nesterov"])
+@pytest.mark.parametrize(("seed", "nx", "ny"), [(0, 3, 5), (1, 4, 8)])
+def test_dense_iterates_match_cg_on_p3(rule, seed, nx, ny):
+    ref, prob = _p3_like(seed, nx, ny)
+    kw = {"outer_rule": rule, "tol": 1e-10, "lr": 0.2}
+    cg = _trajectory(ImplicitDiff(inner_solver="cg", **kw), prob, ref.x0, ref.y0, 12)
+    dense = _trajectory(ImplicitDiff(inner_solver="dense", **kw), prob, ref.x0, ref.y0, 12)
+    assert len(cg) == len(dense) >= 5
+    for (xc, yc, tc), (xd, yd, td) in zip(cg, dense, strict=True):
+        assert tc == td
+        np.testing.assert_allclose(xd, xc, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(yd, yc, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("pid", ["P3", "P9"])
+def test_dense_answer_equals_cg_on_references(pid):
+    """P3 and P9 share P3's strongly convex lower level; ImplicitDiff solves the bi-level problem on both (P9's
+    own target is the penalized point, which no implicit method aims at), so both variants land on P3's x*."""
+    ref = get_reference(pid)
+    prob = dataclasses.replace(ref.problem, space=SP)
+    a = ImplicitDiff(inner_solver="cg", outer_rule="lbfgs", tol=1e-10).run(prob, ref.x0, ref.y0)
+    b = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-10).run(prob, ref.x0, ref.y0)
+    p3 = get_reference("P3")
+    assert a.status is b.status is Status.CONVERGED
+    assert a.nit == b.nit
+    assert p3.distance(b.x, b.y) < 1e-9
+    np.testing.assert_allclose(b.x, a.x, atol=1e-10)
+
+
+def test_dense_matches_cg_on_a_non_quadratic_lower_level():
+    prob, x0, y0 = _softplus_problem()
+    a = ImplicitDiff(inner_solver="cg", outer_rule="lbfgs", tol=1e-10).run(prob, x0, y0)
+    b = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-10).run(prob, x0, y0)
+    # the problem does not declare local_is_global: a met stopping test is reported as "stationary"
+    assert a.status is b.status is Status.STATIONARY and a.nit == b.nit
+    np.testing.assert_allclose(b.x, a.x, atol=1e-8)
+    np.testing.assert_allclose(b.y, a.y, atol=1e-8)
+    # the answer is a stationary point of h(x) = f(x, y*(x)): central differences of h through a tight inner solve
+    g = prob.inner
+
+    def ystar(x):
+        y = b.y.copy()
+        for _ in range(50):
+            y = y - np.linalg.solve(g.hessian(x, y)[1], g.grad(x, y)[1])
+        return y
+
+    def h(x):
+        return prob.outer.value(x, ystar(x))
+
+    e = 1e-5
+    fd = np.array([(h(b.x + e * u) - h(b.x - e * u)) / (2 * e) for u in np.eye(len(b.x))])
+    assert np.linalg.norm(fd) < 1e-7
+
+
+def test_sense_max_gives_the_same_run_as_min():
+    _, x0, y0 = _softplus_problem()
+    for hess in (True, False):
+        pmin, _, _ = _softplus_problem("min", hessian=hess)
+        pmax, _, _ = _softplus_problem("max", hessian=hess)
+        s = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-10)
+        a, b = s.run(pmin, x0, y0), s.run(pmax, x0, y0)
+        assert a.status is b.status is Status.STATIONARY and a.nit == b.nit
+        np.testing.assert_allclose(b.x, a.x, atol=1e-12)
+
+
+def test_hessian_oracle_and_hvp_assembly_agree_and_are_counted():
+    ref, with_oracle = _p3_like(hessian=True)
+    _, without = _p3_like(hessian=False)
+    s = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-10)
+    a, b = s.run(with_oracle, ref.x0, ref.y0), s.run(without, ref.x0, ref.y0)
+    assert a.success and b.success and a.nit == b.nit
+    np.testing.assert_allclose(a.x, b.x, atol=1e-12)
+    ny = len(ref.y0)
+    # one counted hessian call per dense Hessian, each replacing ny HVPs along the unit vectors; the other
+    # oracles are asked exactly as often on both paths
+    assert a.counts["g_hessian"] > 0 and "g_hvp" not in a.counts and "g_hessian" not in b.counts
+    assert b.counts["g_hvp"] == ny * a.counts["g_hessian"]
+    assert {k: v for k, v in a.counts.items() if k != "g_hessian"} == {
+        k: v for k, v in b.counts.items() if k != "g_hvp"}
+    assert with_oracle.inner.calls == a.counts["g_hessian"]
+    # fewer linear-algebra oracle calls than the cg variant, which pays one HVP per CG iteration
+    c = ImplicitDiff(inner_solver="cg", outer_rule="lbfgs", tol=1e-10).run(without, ref.x0, ref.y0)
+    assert a.counts["g_hessian"] < c.counts["g_hvp"]
+
+
+def test_a_factorization_is_reused_at_the_same_point_only():
+    ref, prob = _p3_like(hessian=True)
+    s = ImplicitDiff(inner_solver="dense")
+    g = prob.inner
+    x, y = ref.x0 + 1.0, ref.y0 + 1.0
+    memo = [None]
+    h1 = s._dense_hessian(prob, g, x, y, None, memo)
+    assert isinstance(h1, DenseHessian) and g.calls == 1
+    assert s._dense_hessian(prob, g, x, y, None, memo) is h1 and g.calls == 1
+    s._dense_hessian(prob, g, x.copy(), y, None, memo)  # equal values, another point object: a new call
+    assert g.calls == 2
+
+
+def test_dense_passes_the_harness_on_p3():
+    ref = get_reference("P3")
+    ref = dataclasses.replace(ref, problem=dataclasses.replace(ref.problem, space=SP))
+    s = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-10)
+    check_state_structure(s, ref)
+    check_run_equals_manual_loop(s, ref)
+    check_stop_iteration(s, ref)
+    check_deterministic(s, ref)
+    assert check_solves_reference(s, ref) < 1e-9
+    check_state_structure(ImplicitDiff(inner_solver="dense", outer_rule="nesterov", lr=0.2), ref)
+
+
+def test_not_positive_definite_lower_level_is_not_convex():
+    # P4: the inner Hessian diag(1, 0) is singular
+    ref = get_reference("P4")
+    res = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs").run(
+        dataclasses.replace(ref.problem, space=SP), ref.x0, ref.y0)
+    assert res.status is Status.NOT_CONVEX and res.nit == 1
+    # an indefinite lower level (a saddle in y), from the hessian oracle
+    ref3, prob = _p3_like(hessian=True)
+    Q, C = ref3.data["Q"], ref3.data["C"]
+    Qn = Q - 2 * np.linalg.eigvalsh(Q).max() * np.eye(len(Q))
+    bad = _WithHessian(prob.inner, lambda x, y: (C, Qn))
+    res = ImplicitDiff(inner_solver="dense").run(dataclasses.replace(prob, inner=bad), ref3.x0, ref3.y0 + 1.0)
+    assert res.status is Status.NOT_CONVEX
+
+
+def test_non_finite_hessian_is_numerical_error():
+    ref, prob = _p3_like()
+    C = ref.data["C"]
+    nan = _WithHessian(prob.inner, lambda x, y: (C, np.full((5, 5), np.nan)))
+    res = ImplicitDiff(inner_solver="dense").run(dataclasses.replace(prob, inner=nan), ref.x0, ref.y0 + 1.0)
+    assert res.status is Status.NUMERICAL_ERROR
+
+
+@pytest.mark.parametrize("value", [0, -3, True, 2.5])
+def test_bad_dense_max_dim(value):
+    with pytest.raises(ConfigError, match="dense_max_dim"):
+        ImplicitDiff(inner_solver="dense", dense_max_dim=value)
+
+
+def test_inner_dimension_above_the_cap_is_refused():
+    ref, prob = _p3_like(nx=2, ny=12)
+    with pytest.raises(ConfigError, match="12 entries, above dense_max_dim=10"):
+        ImplicitDiff(inner_solver="dense", dense_max_dim=10).run(prob, ref.x0, ref.y0)
+    assert ImplicitDiff(inner_solver="dense", dense_max_dim=12, maxiter=2).run(prob, ref.x0, ref.y0).nit == 2
+
+
+def test_space_without_from_host_is_refused():
+    class Bare(NumpySpace):
+        from_host = None
+
+    ref, prob = _p3_like(space=Bare())
+    with pytest.raises(ConfigError, match="from_host"):
+        ImplicitDiff(inner_solver="dense").run(prob, ref.x0, ref.y0)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "match"),
+    [
+        (lambda C, Q: (C, Q[:4, :4]), "y block has 16 entries, expected 5 × 5"),
+        (lambda C, Q: (C[:, :2], Q), "mixed block has 6 entries, expected 3 × 5"),
+        (lambda C, Q: (C, Q.astype(complex)), "y block: expected a real 2-D array"),
+        (lambda C, Q: (C, Q.ravel()), "y block: expected a real 2-D array"),
+        (lambda C, Q: (C, None), "the y block is None"),
+        (lambda C, Q: Q, "expected a pair"),
+    ],
+)
+def test_bad_hessian_oracle_output_is_an_oracle_error(blocks, match):
+    ref, prob = _p3_like()
+    Q, C = ref.data["Q"], ref.data["C"]
+    bad = _WithHessian(prob.inner, lambda x, y: blocks(C, Q))
+    with pytest.raises(OracleError, match=match):
+        ImplicitDiff(inner_solver="dense").run(dataclasses.replace(prob, inner=bad), ref.x0, ref.y0 + 1.0)
+
+
+def test_counting_objective_forwards_the_hessian_oracle():
+    ref, prob = _p3_like(hessian=True)
+    counter = CallCounter()
+    wrapped = CountingObjective(prob.inner, "g", counter)
+    assert wrapped.hessian_available
+    cross, yy = wrapped.hessian(ref.x0, ref.y0)
+    np.testing.assert_array_equal(yy, ref.data["Q"])
+    np.testing.assert_array_equal(cross, ref.data["C"])
+    assert counter.snapshot() == {"g_hessian": 1}
+    assert not CountingObjective(ref.problem.inner, "g", CallCounter()).hessian_available
