@@ -82,4 +82,18 @@ class NumpySpace:
     def to_host(self, a: np.ndarray) -> list[float]:
         return [float(v) for v in np.asarray(a).ravel()]
 
+    def from_host(self, values: list[float], like: np.ndarray) -> np.ndarray:
+        """A vector shaped and typed like ``like`` holding ``values`` (row-major): the inverse of ``to_host``.
+
+        Examples:
+            >>> sp = NumpySpace()
+            >>> sp.from_host([1.0, 2.0, 3.0, 4.0], np.zeros((2, 2), np.float32))
+            array([[1., 2.],
+                   [3., 4.]], dtype=float32)
+        """
+        like = np.asarray(like)
+        if len(values) != like.size:
+            raise ValueError(f"from_host: {len(values)} values for a vector of {like.size}")
+        return np.asarray(values, dtype=like.dtype).reshape(like.shape)
+
 

@@ -280,3 +280,18 @@ class TorchSpace:
         for t in items:
             out.extend(float(v) for v in t.detach().to("cpu", torch.float64).reshape(-1).tolist())
         return out
+
+    def from_host(self, values: list[float], like: TorchVec) -> TorchVec:
+        """A vector shaped like ``like`` (a tensor or a tuple of tensors, same dtypes and devices) holding
+        ``values`` in ``to_host``'s order: its inverse."""
+        items = (like,) if isinstance(like, Tensor) else tuple(like)
+        total = sum(t.numel() for t in items)
+        if len(values) != total:
+            raise ValueError(f"from_host: {len(values)} values for a vector of {total}")
+        out: list[Tensor] = []
+        start = 0
+        for t in items:
+            n = t.numel()
+            out.append(torch.tensor(values[start:start + n], dtype=t.dtype, device=t.device).reshape(t.shape))
+            start += n
+        return out[0] if isinstance(like, Tensor) else tuple(out)

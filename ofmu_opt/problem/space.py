@@ -3,6 +3,10 @@
 The core never imports numpy or torch. A backend provides a :class:`VectorSpace` whose operations act on
 its own vector type (a numpy array, a tuple of tensors updated with foreach kernels, a sharded tensor).
 Dot products and norms go through the space, so a distributed space can all-reduce them.
+
+Optional (duck-typed, not part of the protocol): ``from_host(values, like)``, the inverse of ``to_host``,
+which the dense implicit solver (``ImplicitDiff(inner_solver="dense")``) needs to return its host-side
+solutions as backend vectors; both built-in spaces provide it.
 """
 
 from __future__ import annotations
