@@ -2,7 +2,8 @@
 
 Every variant of every setting is one ``ofmu bench`` run with the same ``--budget`` (random candidates
 from each method's own SEARCH_SPACE, selected on validation only), the same ``--seeds`` and the same
-number of steps (the benchmark's ``--quick`` steps for every method). OFMU's ablations are OFMU with one
+number of steps (the benchmark's ``--quick`` steps for every method; the ``*_full`` digits settings use the
+benchmark's full size). OFMU's ablations are OFMU with one
 option fixed through ``--option ofmu.NAME=VALUE``: ``penalty_type=none`` (the same objective without the
 penalty), ``inner_steps=0`` (T = 0), ``beta=0`` and ``objective=ascent`` (the paper's Φ). The script
 collects each run's ``results.json`` into one study JSON, decides per setting whether OFMU is on the
@@ -48,6 +49,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "tinytofu_forget10": {"args": ["--benchmark", "tinytofu", "--split", "forget10"], "family": "tofu",
                           "baselines": ["graddiff", "npo"]},
     "tinywmdp": {"args": ["--benchmark", "tinywmdp"], "family": "wmdp", "baselines": ["rmu", "graddiff", "npo"]},
+    # the digits settings at the benchmark's full size (no --quick: 150 steps, MLP with 128 hidden units)
+    "digits_class3_full": {"args": ["--benchmark", "digits", "--scenario", "class:3"], "family": "digits",
+                           "baselines": ["graddiff", "npo", "ga"], "quick": False},
+    "digits_random10_full": {"args": ["--benchmark", "digits", "--scenario", "random10"], "family": "digits",
+                             "baselines": ["graddiff", "npo", "ga"], "quick": False},
 }
 # OFMU variants: label -> fixed options (the tuned knobs stay the method's SEARCH_SPACE)
 VARIANTS: dict[str, list[str]] = {
@@ -208,7 +214,8 @@ def run_setting(name: str, args: argparse.Namespace, variants: dict[str, list[st
                 steps = json.loads(prev.read_text()).get("steps", {}).get("ofmu")
                 opts = [f"ofmu.steps={steps}"] if steps else []
         out = base / _slug(label)
-        cmd = [*shlex.split(args.cli), "bench", *spec["args"], "--methods", method, "--quick", "--seeds",
+        size = ["--quick"] if spec.get("quick", True) else []
+        cmd = [*shlex.split(args.cli), "bench", *spec["args"], "--methods", method, *size, "--seeds",
                str(args.seeds), "--budget", str(args.budget), "--out", str(out), "-q"]
         for o in opts:
             cmd += ["--option", o]
@@ -553,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = out / "study.json"
     study: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"settings": {}}
     study["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    study["protocol"] = {"seeds": args.seeds, "budget": args.budget, "steps": "the benchmark's --quick steps",
+    study["protocol"] = {"seeds": args.seeds, "budget": args.budget,
+                         "steps": "the benchmark's --quick steps (full size for *_full settings)",
                          "selection": "each bench's validation-only selection", "variants": wanted}
     for n in names:
         study["settings"][n] = run_setting(n, args, wanted)
