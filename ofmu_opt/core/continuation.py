@@ -11,10 +11,16 @@ r"""Continuation over penalty levels as a wrapper solver.
   the level solution enters a Richardson table in :math:`h = 1/\rho` (order ``extrapolation``), and the run
   has converged when the extrapolated estimate changes by less than ``tol/2`` (relative) with the constraints
   satisfied; otherwise the next level starts, warm, at :math:`\gamma\rho`;
-- when a level is unbounded below (the iterate runs away from the level's start by a factor ``1e6``, or a
-  non-finite value appears) the level is restarted from its start at :math:`\gamma\rho` — a small penalty
+- when a level is unbounded below the level is restarted from its start at :math:`\gamma\rho` — a small penalty
   leaves the penalized objective unbounded below when the outer objective decreases faster than the penalty
-  grows; at ``penalty_max`` the run ends with status ``unbounded``;
+  grows; at ``penalty_max`` the run ends with status ``unbounded``. A level counts as unbounded when a step
+  along which the penalized objective curves downward (the round's ``curvature``, the mean second derivative
+  along the accepted step, read from the line search's values, is negative — on a quadratic level a direction of
+  negative curvature is a direction of unboundedness) leaves the iterate's norm above
+  ``1e2·max(1, ‖level start‖)``; when the norm exceeds ``1e6·max(1, ‖level start‖)`` whatever the curvature (a
+  flat direction); or when a non-finite value appears. A non-convex level whose iterates stay within that
+  radius keeps its course (measured on the references, rescaled or not: at most 10× the level start after a
+  negative-curvature step, except Outrata1990Ex1a with ``g·100``, whose first level wandered 268× away);
 - a level solved at ``penalty_max`` without convergence ends the run with status ``penalized``.
 
 ``PenaltySolver(strategy="continuation")`` (and :func:`~ofmu_opt.core.solver.with_continuation`, the
@@ -56,6 +62,9 @@ log = logging.getLogger(__name__)
 
 UNBOUNDED_FACTOR = 1e6
 """A level whose iterate moves this many times ``max(1, ‖level start‖)`` away is treated as unbounded below."""
+NEGATIVE_CURVATURE_FACTOR = 1e2
+"""A level whose iterate moves this many times ``max(1, ‖level start‖)`` away along a step on which the penalized
+objective curves downward (``PenaltyState.curvature < 0``) is treated as unbounded below."""
 STALL_ROUNDS = 50
 """Rounds without halving the level's best residual after which a low-precision level counts as solved."""
 
@@ -183,7 +192,8 @@ class Continuation:
             return self._restart_level(problem, state, new, "numerically unstable")
         if new.terminal:  # a reason the round itself names (e.g. an infeasible lower level)
             return new
-        if pnorm(sp, (new.x, new.y)) > UNBOUNDED_FACTOR * max(1.0, pnorm(sp, anchor)):
+        reach = pnorm(sp, (new.x, new.y)) / max(1.0, pnorm(sp, anchor))
+        if reach > UNBOUNDED_FACTOR or (new.curvature < 0.0 and reach > NEGATIVE_CURVATURE_FACTOR):
             return self._restart_level(problem, state, new, "unbounded")
         rho = state.penalty
         res = new.residuals

@@ -104,7 +104,9 @@ class PenaltyState(NamedTuple):
     multipliers of ``c(x, z) ≤ 0``), ``nu_feas``/``nu_outer`` (multipliers of ``c(x, y) ≤ 0`` and ``G(x, y) ≤ 0``
     in the penalized problem), ``eps`` (the oracle dtype's machine epsilon), ``anchor`` (the current level's
     start), ``best``/``stall`` (level progress), ``prev``/``prev_grad``/``step``/``theta`` (the curvature-estimated
-    step of ``adaptive_step``).
+    step of ``adaptive_step``), ``curvature`` (the mean second derivative of the penalized objective along the
+    round's step, :func:`step_curvature`; nan when the round cannot tell it from round-off;
+    :class:`~ofmu_opt.core.continuation.Continuation` reads its sign).
     """
 
     x: Vec | None
@@ -136,6 +138,7 @@ class PenaltyState(NamedTuple):
     step: float = math.nan
     theta: float = math.inf
     f_scale: float = math.nan
+    curvature: float = math.nan
 
 
 def dtype_eps(v: Any) -> float:
@@ -154,6 +157,26 @@ def dtype_eps(v: Any) -> float:
     if "bfloat16" in str(dt):
         return 2.0**-7
     return {2: 2.0**-10, 4: 2.0**-23}.get(int(getattr(dt, "itemsize", 8) or 8), 2.0**-52)
+
+
+def step_curvature(f0: float, f1: float, slope: float, length: float, eps: float) -> float:
+    """The mean second derivative of ``F`` along a step ``s`` from ``p`` (``F(p) = f0``, ``F(p + s) = f1``,
+    ``∇F(p)ᵀs = slope``, ``‖s‖ = length``): ``2 (f1 − f0 − slope) / ‖s‖²``, which is ``sᵀ∇²F s / ‖s‖²`` for a
+    quadratic and a weighted mean of it along the segment otherwise (Taylor's theorem with integral remainder).
+    Negative: ``F`` curves downward along the step, more than its linear model predicts. nan when the remainder is
+    within the round-off of the three numbers (``10·eps`` of their sizes) or the step is zero.
+
+    Examples:
+        >>> step_curvature(0.0, 0.5, 0.0, 1.0, 2.0**-52)  # F = t²/2 along a unit step: curvature 1
+        1.0
+        >>> step_curvature(1.0, 1.0 - 1e-17, 0.0, 1.0, 2.0**-52)  # round-off
+        nan
+    """
+    rem = f1 - f0 - slope
+    noise = 10.0 * eps * (abs(f0) + abs(f1) + abs(slope))
+    if not (length > 0.0 and math.isfinite(rem)) or abs(rem) <= noise:
+        return math.nan
+    return 2.0 * rem / (length * length)
 
 
 def _batches(batch: Batch, t: int) -> tuple[Batch, Batch]:
@@ -712,6 +735,7 @@ class PenaltySolver:
             lr = lr / rho
         lipschitz = state.lipschitz
         prev, prev_grad, step, theta = state.prev, state.prev_grad, state.step, state.theta
+        curvature = math.nan
         if isinstance(outer_rule, Lbfgs):
             return self._lbfgs_round(problem, state, ctx, outer_rule, frm, grad, fq, gnorm, scale, z, mu_inner,
                                      inner_rule_state, vn, viol, domain_tol)
@@ -727,16 +751,19 @@ class PenaltySolver:
                 if constrained:
                     cand = self._project(problem, paxpy(sp, -1.0 / L, grad, frm))
                     d = psub(sp, cand, frm)
-                    decrease = -(sp.to_float(pdot(sp, grad, d)) + 0.5 * L * pnorm(sp, d) ** 2)
+                    slope, length = sp.to_float(pdot(sp, grad, d)), pnorm(sp, d)
+                    decrease = -(slope + 0.5 * L * length**2)
                 else:
                     decrease = 0.5 * gnorm * gnorm / L
                     cand = paxpy(sp, -1.0 / L, grad, frm)
+                    slope, length = -gnorm * gnorm / L, gnorm / L
                 if decrease < max(1e-12, 10.0 * state.eps) * max(1.0, abs(fq)):
                     L = max(L, lipschitz)
                     break
                 fc, zc, muc = self._objective_eval(problem, ctx, cand, domain_tol)
                 if math.isfinite(fc) and fc <= fq - decrease:
                     refit = (zc, muc)
+                    curvature = step_curvature(fq, fc, slope, length, state.eps)
                     break
                 L *= 2.0
             lipschitz, lr = L, 1.0 / L
@@ -745,8 +772,11 @@ class PenaltySolver:
         elif self.adaptive_step and batch is None and self.outer_rule == "sgd" and base != "inner":
             lam = lr
             if prev is not None and prev_grad is not None and math.isfinite(step):
-                dg = pnorm(sp, psub(sp, grad, prev_grad))
-                secant = pnorm(sp, psub(sp, look, prev)) / (2.0 * dg) if dg > 0 else math.inf
+                dgrad, dp = psub(sp, grad, prev_grad), psub(sp, look, prev)
+                dg, ds = pnorm(sp, dgrad), pnorm(sp, dp)
+                secant = ds / (2.0 * dg) if dg > 0 else math.inf
+                if ds > 0:  # the secant pair's mean curvature along the previous step, sᵀΔ∇F / ‖s‖²
+                    curvature = sp.to_float(pdot(sp, dp, dgrad)) / (ds * ds)
                 lam = min(lr, math.sqrt(1.0 + theta) * step, secant)
                 lam = lam if lam > 0 else lr
             theta = lam / step if math.isfinite(step) and step > 0 else math.inf
@@ -772,7 +802,7 @@ class PenaltySolver:
             x=new[0], y=new[1], z=z, mu_inner=mu_inner, nit=state.nit + 1, outer_rule=rule_state,
             inner_rule=inner_rule_state, lipschitz=lipschitz, scale=scale, terminal="",
             residuals=Residuals(gnorm, vn, state.residuals.extrapolation, viol),
-            prev=prev, prev_grad=prev_grad, step=step, theta=theta,
+            prev=prev, prev_grad=prev_grad, step=step, theta=theta, curvature=curvature,
         )
 
     def _lbfgs_round(
@@ -790,6 +820,7 @@ class PenaltySolver:
             d, gd = pscale(sp, grad, -1.0), -gnorm * gnorm
         t = 1.0 if rs.pairs else 1.0 / state.lipschitz
         new = frm
+        curvature = math.nan
         for _ in range(60):
             decrease = -1e-4 * t * gd
             cand = paxpy(sp, t, d, frm)
@@ -799,6 +830,7 @@ class PenaltySolver:
             fc, zc, muc = self._objective_eval(problem, ctx, cand, domain_tol)
             if math.isfinite(fc) and fc <= fq - decrease:
                 new = cand
+                curvature = step_curvature(fq, fc, t * gd, t * pnorm(sp, d), state.eps)
                 if self.effective_penalty_type(problem) == "value_gap":
                     z, mu_inner = zc, muc  # the surrogate at the accepted point: the next round's warm start
                 break
@@ -809,7 +841,7 @@ class PenaltySolver:
         return state._replace(
             x=new[0], y=new[1], z=z, mu_inner=mu_inner, nit=state.nit + 1, outer_rule=rs._replace(step=rs.step + 1),
             inner_rule=inner_rule_state, lipschitz=lipschitz, scale=scale, terminal="",
-            residuals=Residuals(gnorm, vn, state.residuals.extrapolation, viol),
+            residuals=Residuals(gnorm, vn, state.residuals.extrapolation, viol), curvature=curvature,
         )
 
     def updated_multipliers(self, problem: BilevelProblem, state: PenaltyState) -> PenaltyState:
