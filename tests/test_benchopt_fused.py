@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.benchopt.fused import Bundles, FusedOracles
+from benchmarks.benchopt.fused import Bundles, FusedOracles, HessianObjective
 from ofmu_opt.backends.numpy_backend import NumpySpace
 from ofmu_opt.core.comparison import ImplicitDiff
 from ofmu_opt.core.solver import gpbgd
@@ -54,6 +54,11 @@ def _separate(h: np.ndarray, b: np.ndarray) -> FunctionObjective:
                              lambda x, y, v, _: _hvp(h, v))
 
 
+def _blocks(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(∇²_xy, ∇²_yy)`` of the quadratic (``dx × dy`` and ``dy × dy``)."""
+    return h[NY:, :NY].copy(), h[:NY, :NY].copy()
+
+
 def _numpy_bundles() -> Bundles:
     def both(x: np.ndarray, y: np.ndarray) -> tuple[object, ...]:
         ggx, ggy = _grad(HG, BG, x, y)
@@ -65,11 +70,21 @@ def _numpy_bundles() -> Bundles:
         outer=lambda x, y: (_value(HF, BF, x, y), *_grad(HF, BF, x, y)),
         hvp_inner=lambda x, y, v: _hvp(HG, v),
         hvp_outer=lambda x, y, v: _hvp(HF, v),
+        hessian_inner=lambda x, y: _blocks(HG),
+        outer_hessian=lambda x, y: (_value(HF, BF, x, y), *_grad(HF, BF, x, y), *_blocks(HG)),
     )
 
 
+class _FromHostSpace(NumpySpace):
+    """NumpySpace with ``from_host`` (the dense implicit solver's), for an ofmu_opt whose NumpySpace lacks it."""
+
+    def from_host(self, values: list[float], like: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=like.dtype).reshape(like.shape)
+
+
 def _problem(f: FunctionObjective, g: FunctionObjective) -> BilevelProblem:
-    return BilevelProblem(f, g, NumpySpace(), "min", has_x=True)
+    space = NumpySpace() if hasattr(NumpySpace, "from_host") else _FromHostSpace()
+    return BilevelProblem(f, g, space, "min", has_x=True)
 
 
 def test_fused_oracles_equal_the_separate_ones_and_the_cache_never_answers_another_vector() -> None:
@@ -113,6 +128,63 @@ def test_a_penalty_run_on_fused_oracles_has_the_same_iterates_and_one_call_per_p
     points = ref.counts["f_grad"]  # every point the stationarity penalty visits needs f's gradient
     assert fused.calls.get("both", 0) <= points
     assert sum(fused.calls.values()) < sum(ref.counts.values()) / 3
+
+
+def test_hessian_oracle_is_one_call_per_point_and_dense_mode_fuses_it_with_f() -> None:
+    rng = np.random.default_rng(4)
+    x, y, v = rng.normal(size=NX), rng.normal(size=NY), rng.normal(size=NY)
+    plain = FusedOracles(_numpy_bundles())
+    f, g = plain.objectives()
+    assert g.hessian_available and not f.hessian_available
+    g.grad(x, y)
+    cross, yy = g.hessian(x, y)
+    np.testing.assert_array_equal(cross, HG[NY:, :NY])
+    np.testing.assert_array_equal(yy, HG[:NY, :NY])
+    g.hessian(x, y)
+    f.grad(x, y)
+    assert plain.calls == {"inner": 1, "hessian_inner": 1, "outer": 1}  # the second Hessian came from the cache
+    # dense mode: f asked where g was evaluated first comes with g's Hessian blocks, in one call
+    dense = FusedOracles(_numpy_bundles(), dense=True)
+    f, g = dense.objectives()
+    np.testing.assert_array_equal(np.concatenate(g.grad(x, y)), np.concatenate(_grad(HG, BG, x, y)))
+    assert f.value(x, y) == _value(HF, BF, x, y)
+    np.testing.assert_array_equal(np.concatenate(f.grad(x, y)), np.concatenate(_grad(HF, BF, x, y)))
+    np.testing.assert_array_equal(g.hessian(x, y)[1], HG[:NY, :NY])
+    assert dense.calls == {"inner": 1, "outer_hessian": 1}
+    np.testing.assert_array_equal(np.concatenate(g.hvp(x, y, v)), np.concatenate(_hvp(HG, v)))
+    assert dense.calls["hvp_inner"] == 1  # an HVP is still a real call
+    # f first at a point: the ordinary fused bundle, and the Hessian when asked
+    x2 = x + 1.0
+    f.grad(x2, y)
+    g.hessian(x2, y)
+    assert dense.calls["both"] == 1 and dense.calls["hessian_inner"] == 1
+    with pytest.raises(ValueError, match="outer_hessian"):
+        FusedOracles(Bundles(**{k: getattr(_numpy_bundles(), k) for k in
+                                ("both", "inner", "outer", "hvp_inner", "hvp_outer")}), dense=True)
+    with pytest.raises(NotImplementedError):
+        FusedOracles(_numpy_bundles(), _separate(HF, BF), _separate(HG, BG)).objectives()[1].hessian(
+            x, y, batch=slice(0, 2))
+
+
+def test_dense_implicit_run_on_fused_oracles_has_the_same_iterates_and_one_call_per_point() -> None:
+    x0, y0 = np.zeros(NX), np.zeros(NY)
+    sep_g = HessianObjective(lambda x, y, _: _value(HG, BG, x, y), lambda x, y, _: _grad(HG, BG, x, y),
+                             lambda x, y, v, _: _hvp(HG, v), hessian_fn=lambda x, y, _: _blocks(HG))
+    solver = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-10)
+    ref = solver.run(_problem(_separate(HF, BF), sep_g), x0, y0)
+    fused = FusedOracles(_numpy_bundles(), dense=True)
+    got = solver.run(_problem(*fused.objectives()), x0, y0)
+    assert got.status.value == ref.status.value == "stationary"  # its stopping test was met
+    np.testing.assert_array_equal(got.x, ref.x)
+    np.testing.assert_array_equal(got.y, ref.y)
+    assert got.counts == ref.counts and got.counts["g_hessian"] > 0 and "g_hvp" not in got.counts
+    # every Hessian the run asked came with f's oracles at an accepted line-search candidate, except the first
+    # point's: one call per Hessian
+    assert fused.calls.get("hessian_inner", 0) + fused.calls["outer_hessian"] >= got.counts["g_hessian"]
+    assert fused.calls.get("hessian_inner", 0) <= 1 and "outer" not in fused.calls
+    cg = FusedOracles(_numpy_bundles())
+    ImplicitDiff(inner_solver="cg", outer_rule="lbfgs", tol=1e-10).run(_problem(*cg.objectives()), x0, y0)
+    assert sum(fused.calls.values()) < sum(cg.calls.values()) / 2
 
 
 def test_implicit_diff_cg_lbfgs_solves_a_quadratic_bilevel_problem_in_few_rounds() -> None:
@@ -175,6 +247,24 @@ def test_jax_bundles_agree_with_the_per_oracle_jax_adapter() -> None:
     # mini-batches go to the per-oracle adapter given for them
     fb = FusedOracles(jax_bundles(f_out, f_in, n, n), ref_f, ref_g).objectives()[0]
     np.testing.assert_allclose(fb.value(x, y, batch=slice(2, 5)), ref_f.value(x, y, batch=slice(2, 5)), **tol)
+    # the dense bundle: its values and gradients equal the adapter's, its Hessian blocks equal HVPs along the unit
+    # vectors (column j of both blocks)
+    dense = FusedOracles(jax_bundles(f_out, f_in, n, n), dense=True)
+    fd, gd = dense.objectives()
+    np.testing.assert_allclose(gd.value(x, y), ref_g.value(x, y), **tol)
+    np.testing.assert_allclose(fd.grad(x, y)[0], ref_f.grad(x, y)[0], **tol)
+    np.testing.assert_allclose(fd.value(x, y), ref_f.value(x, y), **tol)
+    at_x = gd.hessian(x, y)
+    assert dense.calls == {"inner": 1, "outer_hessian": 1}
+    x2 = x + 1
+    at_x2 = gd.hessian(x2, y)
+    assert dense.calls["hessian_inner"] == 1
+    for blocks, xx in ((at_x, x), (at_x2, x2)):
+        assert blocks[0].shape == (NX, NY) and blocks[1].shape == (NY, NY)
+        for j, e in enumerate(np.eye(NY, dtype=dt)):
+            hx, hy = ref_g.hvp(xx, y, e)
+            np.testing.assert_allclose(blocks[0][:, j], hx, **tol)
+            np.testing.assert_allclose(blocks[1][:, j], hy, **tol)
 
 
 def test_report_names_every_plug_in_configuration_apart() -> None:
@@ -185,10 +275,11 @@ def test_report_names_every_plug_in_configuration_apart() -> None:
         _short("ofmu_opt[batch_size=64,fused=True,level_tol=0.001,preset=gpbgd,step=0.1]"),
         _short("ofmu_opt[batch_size=64,fused=False,level_tol=None,preset=gpbgd,step=0.1]"),
         _short("ofmu_opt[batch_size=64,fused=True,level_tol=None,preset=implicit,step=0.1]"),
+        _short("ofmu_opt[batch_size=64,fused=True,level_tol=None,preset=implicit_dense,step=0.1]"),
         _short("SABA[batch_size=64,eval_freq=128]"),
     }
     assert names == {"ofmu_opt gpbgd", "ofmu_opt gpbgd (level_tol=0.001)", "ofmu_opt gpbgd (unfused)",
-                     "ofmu_opt implicit", "SABA"}
+                     "ofmu_opt implicit", "ofmu_opt implicit (dense)", "SABA"}
 
 
 def test_plug_in_evaluates_every_round_first_then_every_tenth_more() -> None:
@@ -205,3 +296,4 @@ def test_plug_in_evaluates_every_round_first_then_every_tenth_more() -> None:
     with pytest.raises(ValueError, match="preset"):
         make_solver("nope", None, 8, 8, 4, 0.1)
     assert make_solver("gpbgd", 1e-3, 8, 8, 4, 0.1).level_tol == 1e-3
+    assert make_solver("implicit_dense", None, 8, 8, 4, 0.1).inner_solver == "dense"

@@ -50,7 +50,7 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
     import numpy as np
 
     from benchmarks.benchopt.fused import Bundles, FusedOracles, jax_bundles, jax_objective
-    from ofmu_opt.backends.numpy_backend import NumpySpace
+    from benchmarks.benchopt.solver_ofmu import make_solver, numpy_space
     from ofmu_opt.problem.bilevel import BilevelProblem
 
     f_in, n_in, d_in, _ = data["pb_inner"]
@@ -64,8 +64,8 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
     if config.get("fused", True):
         b = jax_bundles(f_out, f_in, n_out, n_in)
         b = Bundles(**{k: _Timed(getattr(b, k), clock, k) for k in ("both", "inner", "outer", "hvp_inner",
-                                                                     "hvp_outer")})
-        fused = FusedOracles(b, outer, inner)
+                                                                     "hvp_outer", "hessian_inner", "outer_hessian")})
+        fused = FusedOracles(b, outer, inner, dense=config["preset"] == "implicit_dense")
         outer, inner = fused.objectives()
     else:
         from ofmu_opt.problem.oracles import FunctionObjective
@@ -76,9 +76,7 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
                                      _Timed(lambda x, y, v, b: obj.hvp(x, y, v, batch=b), clock, tag + "_hvp"))
 
         outer, inner = timed(outer, "f"), timed(inner, "g")
-    problem = BilevelProblem(outer, inner, NumpySpace(), "min", has_x=True, name="benchopt-simulated")
-    from benchmarks.benchopt.solver_ofmu import make_solver
-
+    problem = BilevelProblem(outer, inner, numpy_space(), "min", has_x=True, name="benchopt-simulated")
     solver = make_solver(config["preset"], config.get("level_tol"), n_in, n_out, 64, 0.1)
     # compile outside the timed part: every bundle / oracle once
     for _ in range(2):
@@ -87,6 +85,9 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
                 getattr(fused.b, name)(x0, y0)
             fused.b.hvp_inner(x0, y0, y0)
             fused.b.hvp_outer(x0, y0, y0)
+            assert fused.b.hessian_inner is not None and fused.b.outer_hessian is not None
+            fused.b.hessian_inner(x0, y0)
+            fused.b.outer_hessian(x0, y0)
         for obj in (outer, inner):
             obj.value(x0 + 1, y0 + 1)
             obj.grad(x0 + 1, y0 + 1)
@@ -124,6 +125,7 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
 CONFIGS = [
     {"preset": "gpbgd"}, {"preset": "gpbgd", "fused": False}, {"preset": "ofmu"}, {"preset": "vpbgd"},
     {"preset": "gpbgd", "level_tol": 1e-3}, {"preset": "ofmu", "level_tol": 1e-3}, {"preset": "implicit"},
+    {"preset": "implicit_dense"},
 ]
 
 
@@ -132,10 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("bench", type=Path, help="a checkout of benchmark_bilevel")
     p.add_argument("--max-time", type=float, default=30.0)
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON lines")
+    p.add_argument("--preset", action="append", default=None,
+                   help="only the configurations of this preset (repeatable; default: all)")
     a = p.parse_args(argv)
     data = load_dataset(a.bench)
     rows = []
     for config in CONFIGS:
+        if a.preset and config["preset"] not in a.preset:
+            continue
         row = measure(data, config, a.max_time)
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -11,7 +11,12 @@ each one call that returns everything a round needs at a point:
   at a point;
 - ``inner(x, y)``: ``g`` value and gradient — on the first ``g`` oracle at a point (inner loops);
 - ``outer(x, y)``: ``f`` value and gradient — when ``g`` was already evaluated there;
-- ``hvp_inner`` / ``hvp_outer``: a Hessian-vector product along any other vector (e.g. a CG direction).
+- ``hvp_inner`` / ``hvp_outer``: a Hessian-vector product along any other vector (e.g. a CG direction);
+- ``hessian_inner(x, y)``: ``g``'s dense Hessian blocks ``∇²_xy g`` (``dx × dy``) and ``∇²_yy g`` (``dy × dy``),
+  the inner objective's ``hessian`` oracle (for ``ImplicitDiff(inner_solver="dense")``);
+- ``outer_hessian(x, y)``: ``f`` value and gradient with ``g``'s Hessian blocks. With ``dense=True`` it replaces
+  ``outer`` (the first ``f`` oracle at a point where ``g`` was already evaluated: the dense implicit solver's line
+  search candidate, whose Hessian the next round's adjoint asks for if the candidate is accepted).
 
 Results are cached for the last few points, keyed by the exact bytes of ``(x, y)``; a cached
 ``∇²g v`` is returned only when ``v`` equals the cached ``∇_y g`` exactly. Every value returned is what the
@@ -49,6 +54,9 @@ class Bundles:
         outer: ``(x, y) -> (fv, fgx, fgy)``.
         hvp_inner: ``(x, y, v) -> (hx, hy)`` for ``g``.
         hvp_outer: ``(x, y, v) -> (hx, hy)`` for ``f``.
+        hessian_inner: optional ``(x, y) -> (hxy, hyy)``, ``g``'s Hessian blocks ``hxy = ∇²_xy g`` (``dx × dy``)
+            and ``hyy = ∇²_yy g`` (``dy × dy``); without it the inner objective has no ``hessian`` oracle.
+        outer_hessian: optional ``(x, y) -> (fv, fgx, fgy, hxy, hyy)``.
     """
 
     both: Callable[[Arr, Arr], tuple[Any, ...]]
@@ -56,6 +64,8 @@ class Bundles:
     outer: Callable[[Arr, Arr], tuple[Any, ...]]
     hvp_inner: Callable[[Arr, Arr, Arr], PairOut]
     hvp_outer: Callable[[Arr, Arr, Arr], PairOut]
+    hessian_inner: Callable[[Arr, Arr], PairOut] | None = None
+    outer_hessian: Callable[[Arr, Arr], tuple[Any, ...]] | None = None
 
 
 class FusedOracles:
@@ -65,13 +75,18 @@ class FusedOracles:
         bundles: the fused full-batch calls.
         batched_outer, batched_inner: the objectives used for mini-batch calls (``batch`` not ``None``).
         cache_size: how many recent points are remembered.
+        dense: serve ``f`` with ``g``'s Hessian blocks (``outer_hessian``) where ``g`` was evaluated first (for the
+            dense implicit solver); ``False``: the Hessian only when asked (``hessian_inner``).
 
     ``calls`` counts the bundle calls by name (for tests and for the cost accounting in the docs).
     """
 
     def __init__(self, bundles: Bundles, batched_outer: Any = None, batched_inner: Any = None,
-                 cache_size: int = 8) -> None:
+                 cache_size: int = 8, dense: bool = False) -> None:
+        if dense and bundles.outer_hessian is None:
+            raise ValueError("dense=True needs an outer_hessian bundle")
         self.b = bundles
+        self.dense = dense
         self.batched_outer = batched_outer
         self.batched_inner = batched_inner
         self.cache_size = cache_size
@@ -116,7 +131,13 @@ class FusedOracles:
     def _f(self, x: Arr, y: Arr) -> tuple[float, Arr, Arr]:
         e = self._entry(x, y)
         if "f" not in e:
-            if "g" in e:
+            if self.dense and "g" in e and "H" not in e:
+                assert self.b.outer_hessian is not None
+                self._tick("outer_hessian")
+                fv, fgx, fgy, hxy, hyy = self.b.outer_hessian(x, y)
+                e["f"] = (float(fv), self._ro(fgx), self._ro(fgy))
+                e["H"] = (self._ro(hxy), self._ro(hyy))
+            elif "g" in e:
                 self._tick("outer")
                 fv, fgx, fgy = self.b.outer(x, y)
                 e["f"] = (float(fv), self._ro(fgx), self._ro(fgy))
@@ -140,6 +161,15 @@ class FusedOracles:
         hx, hy = self.b.hvp_inner(x, y, v)
         return self._ro(hx), self._ro(hy)
 
+    def _hess(self, x: Arr, y: Arr) -> PairOut:
+        e = self._entry(x, y)
+        if "H" not in e:
+            assert self.b.hessian_inner is not None
+            self._tick("hessian_inner")
+            hxy, hyy = self.b.hessian_inner(x, y)
+            e["H"] = (self._ro(hxy), self._ro(hyy))
+        return e["H"]  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ objectives
     def _fh(self, x: Arr, y: Arr, v: Arr) -> PairOut:
         self._tick("hvp_outer")
@@ -148,14 +178,33 @@ class FusedOracles:
 
     def objectives(self) -> tuple[FunctionObjective, FunctionObjective]:
         """``(outer f, inner g)`` as ofmu_opt objectives."""
+        hess = self._hess if self.b.hessian_inner is not None else None
         return (_objective(self._f, self._fh, self.batched_outer),
-                _objective(self._g, self._gh, self.batched_inner))
+                _objective(self._g, self._gh, self.batched_inner, hess))
+
+
+@dataclass(frozen=True)
+class HessianObjective(FunctionObjective):
+    """A :class:`~ofmu_opt.problem.oracles.FunctionObjective` with the optional dense ``hessian`` oracle
+    ``(x, y, batch) -> (∇²_xy h, ∇²_yy h)``."""
+
+    hessian_fn: Callable[[Any, Any, Any], PairOut] | None = None
+
+    @property
+    def hessian_available(self) -> bool:
+        return self.hessian_fn is not None
+
+    def hessian(self, x: Arr, y: Arr, *, batch: Any = None) -> PairOut:
+        if self.hessian_fn is None:
+            raise NotImplementedError("this objective has no hessian oracle")
+        return self.hessian_fn(x, y, batch)
 
 
 def _objective(full: Callable[[Arr, Arr], tuple[float, Arr, Arr]], full_hvp: Callable[[Arr, Arr, Arr], PairOut],
-               batched: Any) -> FunctionObjective:
-    """A :class:`FunctionObjective` whose full-batch calls (``batch is None``) go to ``full`` (value and gradient)
-    and ``full_hvp``, and whose mini-batch calls go to the ``batched`` objective."""
+               batched: Any, full_hessian: Callable[[Arr, Arr], PairOut] | None = None) -> HessianObjective:
+    """A :class:`HessianObjective` whose full-batch calls (``batch is None``) go to ``full`` (value and gradient),
+    ``full_hvp`` and ``full_hessian`` (``None``: no hessian oracle), and whose mini-batch calls go to the ``batched``
+    objective (which serves no dense Hessian)."""
 
     def value(x: Arr, y: Arr, b: Any) -> float:
         return full(x, y)[0] if b is None else batched.value(x, y, batch=b)
@@ -169,7 +218,13 @@ def _objective(full: Callable[[Arr, Arr], tuple[float, Arr, Arr]], full_hvp: Cal
     def hvp(x: Arr, y: Arr, v: Arr, b: Any) -> PairOut:
         return full_hvp(x, y, v) if b is None else batched.hvp(x, y, v, batch=b)
 
-    return FunctionObjective(value, grad, hvp)
+    def hessian(x: Arr, y: Arr, b: Any) -> PairOut:
+        if b is not None:
+            raise NotImplementedError("the plug-in serves the dense Hessian for full batches only")
+        assert full_hessian is not None
+        return full_hessian(x, y)
+
+    return HessianObjective(value, grad, hvp, hessian_fn=None if full_hessian is None else hessian)
 
 
 def jax_bundles(f_outer: Callable[..., Any], f_inner: Callable[..., Any], n_outer: int, n_inner: int) -> Bundles:
@@ -211,11 +266,24 @@ def jax_bundles(f_outer: Callable[..., Any], f_inner: Callable[..., Any], n_oute
         fv, (fgy, fgx) = vg_out(y, x)
         return fv, fgx, fgy
 
+    def hessian_inner(x: Any, y: Any) -> tuple[Any, Any]:
+        # both blocks from one linearization of ∇_y g, pulled back along the dy unit vectors (dy vectorized
+        # reverse passes; measured faster here than dy + dx forward passes, jacfwd, or jax.hessian)
+        dy, dx = y.size, x.size
+        _, vjp = jax.vjp(jax.grad(fi, argnums=0), y, x)
+        hy, hx = jax.vmap(vjp)(jax.numpy.eye(dy, dtype=y.dtype).reshape(dy, *y.shape))
+        return hx.reshape(dy, dx).T, hy.reshape(dy, dy)
+
+    def outer_hessian(x: Any, y: Any) -> tuple[Any, ...]:
+        fv, (fgy, fgx) = vg_out(y, x)
+        return (fv, fgx, fgy, *hessian_inner(x, y))
+
     jit = jax.jit
     return Bundles(
         both=_numpy_out(jit(both)), inner=_numpy_out(jit(inner)), outer=_numpy_out(jit(outer)),
         hvp_inner=_numpy_out(jit(lambda x, y, v: hvp_of(fi, x, y, v))),
         hvp_outer=_numpy_out(jit(lambda x, y, v: hvp_of(fo, x, y, v))),
+        hessian_inner=_numpy_out(jit(hessian_inner)), outer_hessian=_numpy_out(jit(outer_hessian)),
     )
 
 

@@ -24,7 +24,10 @@ def _short(name: str) -> str:
     if m:
         lt = re.search(r"level_tol=([0-9.e+-]+)", name)
         unfused = re.search(r"fused=False", name)
-        return f"ofmu_opt {m.group(1)}" + (f" (level_tol={lt.group(1)})" if lt else "") + (
+        preset = m.group(1)
+        if preset.endswith("_dense"):
+            preset = preset.removesuffix("_dense") + " (dense)"
+        return f"ofmu_opt {preset}" + (f" (level_tol={lt.group(1)})" if lt else "") + (
             " (unfused)" if unfused else "")
     return name.split("[")[0]
 

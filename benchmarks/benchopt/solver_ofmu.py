@@ -21,7 +21,10 @@ call. The benchmark's ``inner_var`` is ofmu_opt's ``y`` and its ``outer_var`` is
 Parameter ``preset``: the penalty presets ``gpbgd``, ``vpbgd``, ``ofmu`` (β = 0: the benchmark's problem has
 no similarity term) at their defaults except ``level_tol`` (the continuation's level tolerance, ``None`` =
 the preset's default); ``implicit`` (:class:`~ofmu_opt.core.comparison.ImplicitDiff` with Newton-CG inner
-solves and L-BFGS on x: not a penalty preset); the stochastic solvers of :mod:`ofmu_opt.core.stochastic` on
+solves and L-BFGS on x: not a penalty preset); ``implicit_dense`` (the same with
+``inner_solver="dense"``: Newton steps and adjoint by a Cholesky factorization of the dense inner Hessian, which
+the fused oracles serve with the gradients in one jitted call per point; benchopt entry ``implicit (dense)``); the
+stochastic solvers of :mod:`ofmu_opt.core.stochastic` on
 mini-batches of ``batch_size``: ``saba`` and ``soba`` (our implementations, for comparison with the
 benchmark's own) and ``gpbgd_saga`` (G-PBGD on SAGA variance-reduced oracles). Every round calls benchopt's
 callback; a ``False`` from it ends the run through the solvers' StopIteration protocol.
@@ -58,6 +61,9 @@ def make_solver(preset, level_tol, n_inner, n_outer, batch_size, step):
         # not a penalty preset: implicit differentiation (inner and adjoint systems by CG through HVPs, L-BFGS on
         # x), ofmu_opt's accuracy reference
         return ImplicitDiff(inner_solver="cg", outer_rule="lbfgs", tol=1e-30, maxiter=big)
+    if preset == "implicit_dense":
+        # the same with dense inner Hessians (small dy): one Hessian oracle per point instead of one HVP per CG step
+        return ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-30, maxiter=big)
     sizes = dict(inner_samples=n_inner, outer_samples=n_outer, batch_size=batch_size)
     if preset == "saba":
         return Saba(step=step, maxiter=big, tol=1e-30, **sizes)
@@ -66,7 +72,21 @@ def make_solver(preset, level_tol, n_inner, n_outer, batch_size, step):
     if preset == "gpbgd_saga":
         base = gpbgd(strategy="paper", penalty=10.0, outer_lr=step, maxiter=big, tol=1e-30)
         return VarianceReduced(base, **sizes)
-    raise ValueError(f"preset: expected gpbgd, vpbgd, ofmu, implicit, saba, soba or gpbgd_saga, received {preset!r}")
+    raise ValueError(
+        f"preset: expected gpbgd, vpbgd, ofmu, implicit, implicit_dense, saba, soba or gpbgd_saga, received {preset!r}")
+
+
+def numpy_space():
+    """The numpy vector space, with ``from_host`` (which the dense implicit solver needs) added when the installed
+    ofmu_opt's NumpySpace lacks it."""
+    if hasattr(NumpySpace, "from_host"):
+        return NumpySpace()
+
+    class _Space(NumpySpace):
+        def from_host(self, values, like):
+            return np.asarray(values, dtype=like.dtype).reshape(like.shape)
+
+    return _Space()
 
 
 class Solver(BaseSolver):
@@ -95,11 +115,12 @@ class Solver(BaseSolver):
         self.fused_oracles = None
         if self.fused:
             self.fused_oracles = FusedOracles(
-                jax_bundles(f_outer, f_inner, n_outer_samples, n_inner_samples), outer, inner)
+                jax_bundles(f_outer, f_inner, n_outer_samples, n_inner_samples), outer, inner,
+                dense=self.preset == "implicit_dense")
             outer, inner = self.fused_oracles.objectives()
         # not declared local_is_global: the plug-in also runs on the benchmark's non-quadratic datasets, so a run
         # that meets its stopping test reports "stationary" (benchopt itself ignores the status)
-        self.problem = BilevelProblem(outer, inner, NumpySpace(), "min", has_x=True, name="benchopt-simulated")
+        self.problem = BilevelProblem(outer, inner, numpy_space(), "min", has_x=True, name="benchopt-simulated")
         self.solver = self._make_solver()
         # compile every jitted oracle once outside the timed run (every fused bundle, and the per-oracle calls)
         if self.fused_oracles is not None:
@@ -109,6 +130,9 @@ class Solver(BaseSolver):
             bnd.outer(self.x0, self.y0)
             bnd.hvp_inner(self.x0, self.y0, self.y0)
             bnd.hvp_outer(self.x0, self.y0, self.y0)
+            bnd.hessian_inner(self.x0, self.y0)
+            bnd.outer_hessian(self.x0, self.y0)
+            self.problem.inner.hessian(self.x0, self.y0)
         for obj in (self.problem.outer, self.problem.inner):
             obj.value(self.x0, self.y0)
             obj.grad(self.x0, self.y0)

@@ -356,6 +356,13 @@ class ImplicitDiff(_Base):
         cg_tol: relative residual at which CG stops (raised to ``10·eps`` of the oracles' dtype).
         dense_max_dim: ``dense`` only: the largest inner dimension ``dy`` accepted (a larger one is a
             :class:`~ofmu_opt.errors.ConfigError` when the run starts).
+        hessian_reuse: ``dense`` only: an inner solve's first Newton step uses the last factorized Hessian (taken
+            at an earlier point, e.g. the previous round's adjoint; exact when the inner problem is quadratic in y)
+            and is retaken with a fresh Hessian if it does not halve ``‖∇_y g‖``; later steps use fresh Hessians.
+            With ``lbfgs`` a line-search trial's inner solve also starts from the implicit-function predictor
+            ``y − H⁻¹(∇_y g + ∇²_yx g Δx)`` built from the adjoint's factorization (one gradient call fewer per trial
+            on a quadratic inner problem). ``False``: a fresh Hessian at every Newton step, trials start from ``y``.
+            The adjoint always uses the Hessian at its own point.
         lbfgs_memory: curvature pairs kept by ``lbfgs``.
         tol: stop when ``‖hypergradient‖ ≤ tol·max(1, first norm)``.
 
@@ -364,7 +371,9 @@ class ImplicitDiff(_Base):
     oracle (one call, counted as ``g_hessian``), or, when it has none, from ``dy`` HVP calls along the unit
     vectors. The symmetric part of ``∇²_yy g`` is factorized by Cholesky on host floats (float64, whatever the
     oracles' dtype); a Newton step, the adjoint ``v`` and ``∇²_xy g v`` are then host solves and products. The
-    factorization is kept with its point and reused when the same point is asked again. Needs a vector space with
+    factorization is kept with its point: the adjoint reuses it at that same point, and (``hessian_reuse``) the next
+    inner solve's first Newton step starts from it, kept only if it halves ``‖∇_y g‖``, so on a quadratic inner
+    problem a round forms one Hessian (at the adjoint's point). Needs a vector space with
     ``from_host`` (numpy, torch). Costs ``dy³/6`` multiply-adds in Python per point, hence ``dense_max_dim``.
 
     A non-positive curvature (CG meets ``pᵀHp ≤ 0``; the dense factorization meets a pivot ``≤ dy·eps·max
@@ -382,6 +391,7 @@ class ImplicitDiff(_Base):
     cg_iters: int = 100
     cg_tol: float = 1e-12
     dense_max_dim: int = DENSE_MAX_DIM
+    hessian_reuse: bool = True
     lbfgs_memory: int = 10
     tol: float = 1e-8
     maxiter: int = 10_000
@@ -397,6 +407,8 @@ class ImplicitDiff(_Base):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, received {v!r}")
+        if not isinstance(self.hessian_reuse, bool):
+            raise ConfigError(f"hessian_reuse: expected True or False, received {self.hessian_reuse!r}")
 
     def init_state(self, problem: BilevelProblem, x0: Vec | None, y0: Vec) -> CompState:
         if not problem.has_x:
@@ -510,6 +522,8 @@ class ImplicitDiff(_Base):
                     break
                 y = sp.axpy(-self.inner_lr, gy, y)
             return y
+        if self.inner_solver == "dense":
+            return self._dense_newton(problem, g, x, y, batch, memo)
         prev = math.inf
         floor = max(self.inner_tol, 100.0 * dtype_eps(y))
         for _ in range(self.inner_maxiter):
@@ -517,15 +531,58 @@ class ImplicitDiff(_Base):
             gn = sp.to_float(sp.norm(gy))
             if gn <= floor or not gn < 0.5 * prev:
                 break  # solved, or at the round-off floor (a Newton step no longer halves the gradient)
-            if self.inner_solver == "dense":
-                d: Vec | None = self._dense_solve(problem, self._dense_hessian(problem, g, x, y, batch, memo), gy)
-            else:
-                d = self._cg(problem, g, x, y, gy, batch)
+            d = self._cg(problem, g, x, y, gy, batch)
             if d is None:
                 return None
             y = sp.axpy(-1.0, d, y)
             prev = gn
         return y
+
+    def _dense_newton(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, batch: Batch,
+                      memo: list[DenseHessian | None]) -> Vec:
+        """Newton steps on the inner problem with dense Cholesky solves. With ``hessian_reuse`` the first step uses
+        the last factorization (``memo[0]``, taken at an earlier point: a chord step); if it does not halve
+        ``‖∇_y g‖`` it is undone and retaken with the Hessian of its own point. Every later step uses the Hessian of
+        its own point, and such a step that no longer halves ``‖∇_y g‖`` ends the solve (the round-off floor), as in
+        the cg variant."""
+        sp = problem.space
+        floor = max(self.inner_tol, 100.0 * dtype_eps(y))
+        hess = memo[0] if self.hessian_reuse else None
+        prev: tuple[Vec, Vec, float] | None = None  # the point before the last step, its gradient and norm
+        fresh = False
+        for _ in range(self.inner_maxiter):
+            gy = g.grad(x, y, batch=batch)[1]
+            gn = sp.to_float(sp.norm(gy))
+            if gn <= floor:
+                break
+            if prev is not None and not gn < 0.5 * prev[2]:
+                if fresh:
+                    break  # a Newton step with the Hessian of its own point no longer halves: round-off floor
+                y, gy, gn = prev  # the reused factorization did not help: retake the step with a fresh Hessian
+            if prev is not None or hess is None:
+                hess = self._dense_hessian(problem, g, x, y, batch, memo)
+            fresh = hess.x is x and hess.y is y
+            prev = (y, gy, gn)
+            y = sp.axpy(-1.0, self._dense_solve(problem, hess, gy), y)
+        return y
+
+    def _predictor(self, problem: BilevelProblem, memo: list[DenseHessian | None], x: Vec, y: Vec, gy: Vec,
+                   d: Vec) -> Callable[[float], Vec] | None:
+        """``dense`` with ``hessian_reuse``: the start of the inner solve at ``x + t·d``, one Newton step from
+        ``(x, y)`` with the gradient and Hessian linearized there, ``y − H⁻¹(∇_y g + t·∇²_yx g d)`` (the
+        implicit-function predictor; exact on an inner problem quadratic in ``(x, y)``), using the adjoint's
+        factorization at this very point; ``None`` when that factorization is not at hand."""
+        hess = memo[0]
+        if not (self.inner_solver == "dense" and self.hessian_reuse and hess is not None and hess.x is x
+                and hess.y is y and hess.cross is not None):
+            return None
+        sp = problem.space
+        dh = sp.to_host(d)
+        a = _cho_solve(hess.chol, sp.to_host(gy))
+        b = _cho_solve(hess.chol, [sum(row[j] * di for row, di in zip(hess.cross, dh, strict=True))
+                                   for j in range(len(a))])
+        from_host = _from_host(problem)
+        return lambda t: sp.sub(y, from_host([ai + t * bi for ai, bi in zip(a, b, strict=True)], y))
 
     def _adjoint(self, problem: BilevelProblem, g: InnerObjective, state: CompState, x: Vec, y: Vec, batch: Batch,
                  memo: list[DenseHessian | None]) -> tuple[Vec, Vec | None]:
@@ -604,7 +661,8 @@ class ImplicitDiff(_Base):
         if not (math.isfinite(hn) and sp.all_finite(y)):
             return state._replace(terminal="numerical_error", nit=state.nit + 1)
         scale = state.scale if math.isfinite(state.scale) else max(1.0, hn)
-        gyn = sp.to_float(sp.norm(g.grad(x, y, batch=batch)[1]))
+        gy = g.grad(x, y, batch=batch)[1]
+        gyn = sp.to_float(sp.norm(gy))
         if hn <= self.tol * scale:
             return CompState(x, y, v, 0.0, state.nit + 1, (state.x, state.y), 1.0, Res(hn, gyn), scale, "converged",
                              state.memory)
@@ -621,10 +679,11 @@ class ImplicitDiff(_Base):
         eps = dtype_eps(x)
         t = 1.0 if mem.pairs else self.lr
         x_new, y_new = x, y
+        predict = self._predictor(problem, memo, x, y, gy, d)
         for _ in range(40):
             xt = sp.axpy(t, d, x)
             try:
-                yt = self._inner_solve(problem, g, xt, y, batch, memo)
+                yt = self._inner_solve(problem, g, xt, y if predict is None else predict(t), batch, memo)
             except _Stop:
                 yt = None  # a trial where the inner problem is not strongly convex (or not finite): shorter step
             if yt is None:

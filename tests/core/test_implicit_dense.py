@@ -188,6 +188,54 @@ def test_hessian_oracle_and_hvp_assembly_agree_and_are_counted():
     assert a.counts["g_hessian"] < c.counts["g_hvp"]
 
 
+def test_hessian_reuse_forms_one_hessian_per_round_on_a_quadratic_and_keeps_the_iterates():
+    ref, prob = _p3_like(hessian=True)
+    kw = {"inner_solver": "dense", "outer_rule": "lbfgs", "tol": 1e-10}
+    reuse = ImplicitDiff(**kw).run(prob, ref.x0, ref.y0)
+    fresh = ImplicitDiff(hessian_reuse=False, **kw).run(prob, ref.x0, ref.y0)
+    assert reuse.success and fresh.success and reuse.nit == fresh.nit
+    np.testing.assert_allclose(reuse.x, fresh.x, atol=1e-12)
+    # a quadratic inner problem: the adjoint's Hessian also serves the next round's Newton steps exactly, so one
+    # Hessian per round (the adjoint's) plus the first Newton step's; without reuse every Newton step forms its own
+    assert reuse.counts["g_hessian"] == reuse.nit + 1
+    assert fresh.counts["g_hessian"] > reuse.counts["g_hessian"] + reuse.nit // 2
+    # line-search trials start from the implicit-function predictor, which is exact here: the trial's first
+    # gradient already meets the inner tolerance, one gradient call fewer per round after the first
+    assert reuse.counts["g_grad"] == fresh.counts["g_grad"] - (reuse.nit - 1)
+    assert {k: reuse.counts[k] for k in ("f_grad", "f_value")} == {k: fresh.counts[k] for k in ("f_grad", "f_value")}
+
+
+def test_hessian_reuse_on_a_non_quadratic_lower_level_reaches_the_same_answer():
+    prob, x0, y0 = _softplus_problem()
+    kw = {"inner_solver": "dense", "outer_rule": "lbfgs", "tol": 1e-10}
+    reuse = ImplicitDiff(**kw).run(prob, x0, y0)
+    fresh = ImplicitDiff(hessian_reuse=False, **kw).run(prob, x0, y0)
+    assert reuse.status is fresh.status is Status.STATIONARY
+    np.testing.assert_allclose(reuse.x, fresh.x, atol=1e-8)
+    np.testing.assert_allclose(reuse.y, fresh.y, atol=1e-8)
+    # the inner solutions are as tight as with fresh Newton steps (the check undoes chord steps that stall)
+    assert np.linalg.norm(prob.inner.grad(reuse.x, reuse.y)[1]) < 1e-10
+    assert reuse.counts["g_hessian"] < fresh.counts["g_hessian"]
+
+
+def test_a_stalling_reused_factorization_is_replaced():
+    """A chord step from a badly wrong factorization (100·I, from some other point) that does not halve the
+    gradient is undone and retaken with the Hessian of its own point."""
+    prob, x0, y0 = _softplus_problem()
+    s = ImplicitDiff(inner_solver="dense")
+    g = prob.inner
+    n = len(y0)
+    wrong = DenseHessian(x0.copy(), y0.copy(), [[10.0 * (i == j) for j in range(n)] for i in range(n)],
+                         [[0.0] * n for _ in x0])
+    y = s._dense_newton(prob, g, x0, y0 - 3.0, None, [wrong])
+    assert np.linalg.norm(g.grad(x0, y)[1]) < 1e-10
+    assert g.calls >= 1  # fresh Hessians were formed
+    # and without the check a chord iteration with 100·I would need hundreds of steps: the solve took few
+    counted = ImplicitDiff(inner_solver="dense", inner_maxiter=8)
+    y8 = counted._dense_newton(prob, g, x0, y0 - 3.0, None, [wrong])
+    assert np.linalg.norm(g.grad(x0, y8)[1]) < 1e-10
+
+
 def test_a_factorization_is_reused_at_the_same_point_only():
     ref, prob = _p3_like(hessian=True)
     s = ImplicitDiff(inner_solver="dense")
@@ -240,6 +288,12 @@ def test_non_finite_hessian_is_numerical_error():
 def test_bad_dense_max_dim(value):
     with pytest.raises(ConfigError, match="dense_max_dim"):
         ImplicitDiff(inner_solver="dense", dense_max_dim=value)
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_bad_hessian_reuse(value):
+    with pytest.raises(ConfigError, match="hessian_reuse"):
+        ImplicitDiff(inner_solver="dense", hessian_reuse=value)
 
 
 def test_inner_dimension_above_the_cap_is_refused():
