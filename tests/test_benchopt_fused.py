@@ -75,16 +75,8 @@ def _numpy_bundles() -> Bundles:
     )
 
 
-class _FromHostSpace(NumpySpace):
-    """NumpySpace with ``from_host`` (the dense implicit solver's), for an ofmu_opt whose NumpySpace lacks it."""
-
-    def from_host(self, values: list[float], like: np.ndarray) -> np.ndarray:
-        return np.asarray(values, dtype=like.dtype).reshape(like.shape)
-
-
 def _problem(f: FunctionObjective, g: FunctionObjective) -> BilevelProblem:
-    space = NumpySpace() if hasattr(NumpySpace, "from_host") else _FromHostSpace()
-    return BilevelProblem(f, g, space, "min", has_x=True)
+    return BilevelProblem(f, g, NumpySpace(), "min", has_x=True)
 
 
 def test_fused_oracles_equal_the_separate_ones_and_the_cache_never_answers_another_vector() -> None:

@@ -50,7 +50,8 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
     import numpy as np
 
     from benchmarks.benchopt.fused import Bundles, FusedOracles, jax_bundles, jax_objective
-    from benchmarks.benchopt.solver_ofmu import make_solver, numpy_space
+    from benchmarks.benchopt.solver_ofmu import make_solver
+    from ofmu_opt.backends.numpy_backend import NumpySpace
     from ofmu_opt.problem.bilevel import BilevelProblem
 
     f_in, n_in, d_in, _ = data["pb_inner"]
@@ -76,7 +77,7 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
                                      _Timed(lambda x, y, v, b: obj.hvp(x, y, v, batch=b), clock, tag + "_hvp"))
 
         outer, inner = timed(outer, "f"), timed(inner, "g")
-    problem = BilevelProblem(outer, inner, numpy_space(), "min", has_x=True, name="benchopt-simulated")
+    problem = BilevelProblem(outer, inner, NumpySpace(), "min", has_x=True, name="benchopt-simulated")
     solver = make_solver(config["preset"], config.get("level_tol"), n_in, n_out, 64, 0.1)
     # compile outside the timed part: every bundle / oracle once
     for _ in range(2):

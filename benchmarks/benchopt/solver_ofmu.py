@@ -76,19 +76,6 @@ def make_solver(preset, level_tol, n_inner, n_outer, batch_size, step):
         f"preset: expected gpbgd, vpbgd, ofmu, implicit, implicit_dense, saba, soba or gpbgd_saga, received {preset!r}")
 
 
-def numpy_space():
-    """The numpy vector space, with ``from_host`` (which the dense implicit solver needs) added when the installed
-    ofmu_opt's NumpySpace lacks it."""
-    if hasattr(NumpySpace, "from_host"):
-        return NumpySpace()
-
-    class _Space(NumpySpace):
-        def from_host(self, values, like):
-            return np.asarray(values, dtype=like.dtype).reshape(like.shape)
-
-    return _Space()
-
-
 class Solver(BaseSolver):
     """ofmu_opt (penalty-based bi-level solvers; SOBA/SABA reimplemented from Dagréou et al. 2022)."""
 
@@ -120,7 +107,7 @@ class Solver(BaseSolver):
             outer, inner = self.fused_oracles.objectives()
         # not declared local_is_global: the plug-in also runs on the benchmark's non-quadratic datasets, so a run
         # that meets its stopping test reports "stationary" (benchopt itself ignores the status)
-        self.problem = BilevelProblem(outer, inner, numpy_space(), "min", has_x=True, name="benchopt-simulated")
+        self.problem = BilevelProblem(outer, inner, NumpySpace(), "min", has_x=True, name="benchopt-simulated")
         self.solver = self._make_solver()
         # compile every jitted oracle once outside the timed run (every fused bundle, and the per-oracle calls)
         if self.fused_oracles is not None:

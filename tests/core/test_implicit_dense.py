@@ -25,15 +25,7 @@ from ofmu_opt.testing import (
     check_stop_iteration,
 )
 
-
-class _Space(NumpySpace):
-    """NumpySpace with ``from_host`` (the dense solves' way back from host floats)."""
-
-    def from_host(self, values, like):
-        return np.asarray(values, dtype=like.dtype).reshape(like.shape)
-
-
-SP = _Space() if not hasattr(NumpySpace, "from_host") else NumpySpace()
+SP = NumpySpace()
 
 
 class _WithHessian:
