@@ -103,7 +103,7 @@ class FusedOracles:
         self.calls[name] = self.calls.get(name, 0) + 1
 
     def _entry(self, x: Arr, y: Arr) -> dict[str, Any]:
-        key = x.tobytes() + b"|" + y.tobytes() + str(x.dtype).encode()
+        key = x.tobytes() + b"|" + y.tobytes() + x.dtype.char.encode()
         e = self._cache.get(key)
         if e is None:
             e = {}
