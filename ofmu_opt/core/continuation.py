@@ -63,8 +63,12 @@ log = logging.getLogger(__name__)
 UNBOUNDED_FACTOR = 1e6
 """A level whose iterate moves this many times ``max(1, ‖level start‖)`` away is treated as unbounded below."""
 NEGATIVE_CURVATURE_FACTOR = 1e2
-"""A level whose iterate moves this many times ``max(1, ‖level start‖)`` away along a step on which the penalized
-objective curves downward (``PenaltyState.curvature < 0``) is treated as unbounded below."""
+"""A level whose iterate norm exceeds this many times ``max(1, ‖level start‖)`` after ``OUTWARD_STEPS`` consecutive
+steps that each moved outward (raised the norm) along negative curvature of the penalized objective
+(``PenaltyState.curvature < 0``) is treated as unbounded below."""
+OUTWARD_STEPS = 2
+"""Consecutive outward negative-curvature steps that, beyond ``NEGATIVE_CURVATURE_FACTOR``, make a level unbounded
+(one such step is not enough: a single long line-search step can land in a far but bounded basin)."""
 STALL_ROUNDS = 50
 """Rounds without halving the level's best residual after which a low-precision level counts as solved."""
 
@@ -180,7 +184,7 @@ class Continuation:
         return state._replace(
             x=anchor[0], y=anchor[1], z=anchor[1], penalty=next_rho, nit=new.nit, level_iter=0,
             outer_rule=rule.init(problem.space, anchor), lipschitz=state.lipschitz * (next_rho / rho),
-            best=math.inf, stall=0, prev=None, prev_grad=None, step=math.nan, theta=math.inf, terminal="",
+            best=math.inf, stall=0, prev=None, prev_grad=None, step=math.nan, theta=math.inf, terminal="", outward=0,
         )
 
     def update(self, problem: BilevelProblem, state: PenaltyState, *, batch: Batch = None) -> PenaltyState:
@@ -192,8 +196,10 @@ class Continuation:
             return self._restart_level(problem, state, new, "numerically unstable")
         if new.terminal:  # a reason the round itself names (e.g. an infeasible lower level)
             return new
-        reach = pnorm(sp, (new.x, new.y)) / max(1.0, pnorm(sp, anchor))
-        if reach > UNBOUNDED_FACTOR or (new.curvature < 0.0 and reach > NEGATIVE_CURVATURE_FACTOR):
+        norm = pnorm(sp, (new.x, new.y))
+        reach = norm / max(1.0, pnorm(sp, anchor))
+        outward = state.outward + 1 if new.curvature < 0.0 and norm > pnorm(sp, (state.x, state.y)) else 0
+        if reach > UNBOUNDED_FACTOR or (outward >= OUTWARD_STEPS and reach > NEGATIVE_CURVATURE_FACTOR):
             return self._restart_level(problem, state, new, "unbounded")
         rho = state.penalty
         res = new.residuals
@@ -205,14 +211,14 @@ class Continuation:
         low_precision = new.eps > 1e-10
         stalled = low_precision and stall >= STALL_ROUNDS
         if not (gnorm <= level_tol or stalled or level_iter >= self.level_maxiter):
-            return new._replace(level_iter=level_iter, best=best, stall=stall, anchor=anchor)
+            return new._replace(level_iter=level_iter, best=best, stall=stall, anchor=anchor, outward=outward)
         if (new.nu_feas or new.nu_outer) and level_iter < self.level_maxiter:
             # a level is the saddle point of its Lagrangian: step the multipliers and keep solving the level
             # until they settle, so the level solutions stay a smooth function of 1/ρ for the extrapolation
             stepped = self.solver.updated_multipliers(problem, new)
             if self.solver.multiplier_change(new, stepped) > 1e-3 * tol:
                 rule = self.solver.step_rule(problem, state.eps)
-                return stepped._replace(level_iter=level_iter, best=math.inf, stall=0, anchor=anchor,
+                return stepped._replace(level_iter=level_iter, best=math.inf, stall=0, anchor=anchor, outward=0,
                                         outer_rule=rule.init(sp, (new.x, new.y)), prev=None, prev_grad=None,
                                         step=math.nan, theta=math.inf)
         if level_iter >= self.level_maxiter and gnorm > level_tol:
@@ -245,7 +251,7 @@ class Continuation:
             penalty=next_rho, level=state.level + 1, level_iter=0, level_h=level_h, level_row=level_row,
             estimate=estimate, residuals=res._replace(extrapolation=extrap), terminal=terminal,
             outer_rule=rule.init(sp, point), lipschitz=new.lipschitz * (next_rho / rho), anchor=point,
-            best=math.inf, stall=0, prev=None, prev_grad=None, step=math.nan, theta=math.inf,
+            best=math.inf, stall=0, prev=None, prev_grad=None, step=math.nan, theta=math.inf, outward=0,
         )
 
     def run(

@@ -105,8 +105,9 @@ class PenaltyState(NamedTuple):
     in the penalized problem), ``eps`` (the oracle dtype's machine epsilon), ``anchor`` (the current level's
     start), ``best``/``stall`` (level progress), ``prev``/``prev_grad``/``step``/``theta`` (the curvature-estimated
     step of ``adaptive_step``), ``curvature`` (the mean second derivative of the penalized objective along the
-    round's step, :func:`step_curvature`; nan when the round cannot tell it from round-off;
-    :class:`~ofmu_opt.core.continuation.Continuation` reads its sign).
+    round's step, :func:`step_curvature`; nan when the round cannot tell it from round-off) and ``outward`` (how many
+    consecutive steps of the level raised the iterate's norm along negative curvature): continuation's
+    unboundedness test (:mod:`ofmu_opt.core.continuation`).
     """
 
     x: Vec | None
@@ -139,6 +140,7 @@ class PenaltyState(NamedTuple):
     theta: float = math.inf
     f_scale: float = math.nan
     curvature: float = math.nan
+    outward: int = 0
 
 
 def dtype_eps(v: Any) -> float:
@@ -235,6 +237,8 @@ class PenaltySolver:
             ``inner_lr``. Only with full-batch oracles (``batch=None``). The presets turn it on.
         dual_lr: step of the lower-level multipliers' ascent in the primal-dual inner loop (default
             ``inner_lr``); used only with ``inner_constraints``.
+        lbfgs_memory: curvature pairs of the ``lbfgs`` outer rule (``None``: sized from the problem,
+            :func:`~ofmu_opt.core.steps.lbfgs_memory` — 50 up to 50 variables, down to 10 from 250 on).
 
     Examples:
         >>> from ofmu_opt.reference import get_reference
@@ -278,6 +282,7 @@ class PenaltySolver:
     allow_inner_base_with_x: bool = False
     adaptive_step: bool = False
     dual_lr: float | None = None
+    lbfgs_memory: int | None = None
     name: str = field(default="penalty", compare=False)
 
     def __post_init__(self) -> None:
@@ -323,6 +328,9 @@ class PenaltySolver:
         check_range("adam_eps", self.adam_eps, low=0.0, low_open=True)
         if self.dual_lr is not None:
             check_range("dual_lr", self.dual_lr, low=0.0, low_open=True)
+        if self.lbfgs_memory is not None and (isinstance(self.lbfgs_memory, bool)
+                                              or not isinstance(self.lbfgs_memory, int) or self.lbfgs_memory < 1):
+            raise ConfigError(f"lbfgs_memory: expected an integer >= 1 or None, received {self.lbfgs_memory!r}")
         if self.penalty_type == "value_gap" and self.base in ("inner", "extragradient"):
             raise ConfigError(
                 f"base: {self.base!r} cannot be combined with penalty_type='value_gap', whose inner result is "
@@ -392,7 +400,8 @@ class PenaltySolver:
 
     def step_rule(self, problem: BilevelProblem, eps: float = 2.0**-52) -> StepRule:
         """The configured outer :class:`~ofmu_opt.core.steps.StepRule` for ``problem``."""
-        return get_step_rule(self.outer_rule_for(problem, eps), b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
+        return get_step_rule(self.outer_rule_for(problem, eps), b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps,
+                             memory=self.lbfgs_memory)
 
     def inner_spec(self, problem: BilevelProblem) -> InnerSpec:
         return InnerSpec(self.similarity, self.beta, self.sim_eps, self.hvp, self.fd_step, problem.sign)

@@ -4,6 +4,7 @@ genuinely non-convex level that stays bounded keeps its outcome."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -90,3 +91,25 @@ def test_step_curvature_reads_the_sign_and_ignores_round_off() -> None:
     # float32 round-off hides a remainder that float64 resolves
     assert math.isnan(step_curvature(1.0, 1.0 - 1e-6, 0.0, 1.0, 2.0**-23))
     assert step_curvature(1.0, 1.0 - 1e-6, 0.0, 1.0, 2.0**-52) < 0
+
+
+def test_a_single_long_negative_curvature_step_into_a_bounded_basin_is_not_unbounded() -> None:
+    """Outrata1990Ex1a with g·100 (gpbgd): the first step of the first level jumps ~180x its start along negative
+    curvature into a far basin where the level then stays (before the rule, and with a one-step rule restarted at
+    every penalty up to penalty_max: status unbounded). One outward step is not evidence of unboundedness."""
+    from benchmarks.bench_robust_defaults import Scaled
+
+    ref = get_reference("Outrata1990Ex1a")
+    prob = dataclasses.replace(ref.problem, inner=Scaled(ref.problem.inner, 100.0))
+    start = math.hypot(float(np.linalg.norm(ref.x0)), float(np.linalg.norm(ref.y0)))
+    rows: list[tuple[float, float, float, int]] = []
+
+    def cb(r: IntermediateResult) -> None:
+        st = r.state
+        rows.append((st.penalty, math.hypot(float(np.linalg.norm(st.x)), float(np.linalg.norm(st.y))), st.curvature,
+                     st.outward))
+
+    oo.gpbgd(maxiter=12).run(prob, ref.x0, ref.y0, callback=cb)
+    _, norm, curvature, outward = rows[0]
+    assert norm > continuation.NEGATIVE_CURVATURE_FACTOR * max(1.0, start) and curvature < 0 and outward == 1
+    assert all(rho == 10.0 for rho, _, _, _ in rows)  # no restart: every round at the first penalty
