@@ -215,7 +215,9 @@ class PenaltySolver:
         ramp_steps: rounds of the linear ramp.
         scale_step_by_penalty: divide the outer step by ρ.
         strategy: ``paper`` (schedule every round) or ``continuation`` (advance ρ when a level is solved).
-        level_tol: residual that ends a continuation level (default ``1e-4·tol·max(1, ‖∇F_0‖)``).
+        level_tol: residual that ends a continuation level (default
+            ``min(1e-4·tol·max(1, ‖∇F_0‖), tol·max(1, ‖∇f_0‖))``, ``F_0``/``f_0`` the penalized/outer objective at
+            the start).
         level_maxiter: most rounds per level.
         inner_tol: if set, the inner loop continues past ``inner_steps`` until ``‖∇_y φ‖ ≤ inner_tol/ρ``
             (at most ``inner_maxiter`` steps): a penalty method's inner accuracy must scale like 1/ρ.

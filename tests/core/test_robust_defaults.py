@@ -148,17 +148,46 @@ def test_comparison_solvers_are_exported() -> None:
     assert oo.Bome is oo.core.Bome and oo.F2sa is oo.core.F2sa and oo.ImplicitDiff is oo.core.ImplicitDiff
 
 
-def test_levels_solved_only_relative_to_a_penalty_dominated_gradient_do_not_claim_convergence() -> None:
-    """P2 with g·100: the default level tolerance (relative to the first penalized gradient, which the penalty term
-    inflates) ended every level at residual ~8e-3, the levels agreed, and the run claimed convergence 1.9e-4 from the
-    solution (measured). A level must also be solved relative to ‖∇f‖ before convergence is claimed."""
+def test_levels_are_solved_to_the_accuracy_a_convergence_claim_needs() -> None:
+    """P2 with g·100: a level tolerance relative only to the first penalized gradient (which the penalty term
+    inflates) ended every level at residual ~8e-3 and the run claimed convergence 1.9e-4 from the solution; with the
+    claim guarded by tol·‖∇f‖ the run ended `penalized` instead. The default level tolerance is now capped at that
+    bound, so the levels are solved far enough for the claim: converged, 8.9e-7 from the solution in 424 rounds
+    (measured)."""
     ref = get_reference("P2")
     prob = dataclasses.replace(ref.problem, inner=Scaled(ref.problem.inner, 100.0))
     res = oo.gpbgd(penalty_max=2560.0).run(prob, ref.x0, ref.y0)
-    assert res.status is not Status.CONVERGED or ref.distance(res.x, res.y) <= ref.tol
-    assert res.status is Status.PENALIZED and "above tol·‖∇f‖" in res.message and "level_tol" in res.message
-    tight = oo.gpbgd(penalty_max=2560.0, level_tol=1e-6).run(prob, ref.x0, ref.y0)  # the remedy the message names
-    assert ref.distance(tight.x, tight.y) < ref.distance(res.x, res.y)
+    assert res.status is Status.CONVERGED and ref.distance(res.x, res.y) <= 1e-5
+
+
+def test_rank_deficient_least_squares_inner_problem_converges_at_its_default_size() -> None:
+    """examples/02 at its default size (AᵀA of rank 3 in 20 variables, eigenvalues up to ~1e3): the levels used to
+    end at residual 1.3e-5, above tol·‖∇f‖ = 4.2e-6, so no level could support a convergence claim and gpbgd ran to
+    penalty_max (`penalized` after 60,216 rounds). The solution set of the lower level is A⁺(b + Bx) + null(A); the
+    bi-level solution is a linear least-squares problem over (x, w ∈ null-space coordinates)."""
+    rng = np.random.default_rng(0)
+    n, m, k, lam = 20, 30, 5, 0.1
+    A = rng.standard_normal((m, 3)) @ rng.standard_normal((3, n))
+    B, b, t = rng.standard_normal((m, k)), rng.standard_normal(m), rng.standard_normal(n)
+    M = A.T @ A
+    inner = FunctionObjective(lambda x, y, _: 0.5 * float(np.sum((A @ y - b - B @ x) ** 2)),
+                              lambda x, y, _: (-B.T @ (A @ y - b - B @ x), A.T @ (A @ y - b - B @ x)),
+                              hvp_fn=lambda x, y, v, _: (-B.T @ (A @ v), M @ v), quadratic=True)
+    outer = FunctionObjective(lambda x, y, _: 0.5 * float(np.sum((y - t) ** 2)) + 0.5 * lam * float(x @ x),
+                              lambda x, y, _: (lam * x, y - t),
+                              hvp_fn=lambda x, y, v, _: (np.zeros_like(x), v.copy()), quadratic=True)
+    prob = BilevelProblem(outer, inner, oo.NumpySpace(), has_x=True, local_is_global=True)
+    # closed form: y = P(b + Bx) + N w with P = A⁺ and N an orthonormal basis of null(A)
+    P = np.linalg.pinv(A)
+    N = np.linalg.svd(A)[2][3:].T
+    lhs = np.block([[P @ B, N], [np.sqrt(lam) * np.eye(k), np.zeros((k, N.shape[1]))]])
+    sol = np.linalg.lstsq(lhs, np.concatenate([t - P @ b, np.zeros(k)]), rcond=None)[0]
+    x_star = sol[:k]
+    y_star = P @ (b + B @ x_star) + N @ sol[k:]
+    res = oo.gpbgd(inner_lr=1.0 / float(np.linalg.eigvalsh(M).max())).run(prob, np.zeros(k), np.zeros(n))
+    assert res.status is Status.CONVERGED, res.message
+    z, z_star = np.concatenate([res.x, res.y]), np.concatenate([x_star, y_star])
+    assert np.linalg.norm(z - z_star) / max(1.0, np.linalg.norm(z_star)) < 1e-5
 
 
 def test_lower_level_primal_dual_step_is_capped_by_the_curvature() -> None:
