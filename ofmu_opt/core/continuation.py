@@ -14,14 +14,16 @@ r"""Continuation over penalty levels as a wrapper solver.
   satisfied; otherwise the next level starts, warm, at :math:`\gamma\rho`;
 - when a level is unbounded below the level is restarted from its start at :math:`\gamma\rho` — a small penalty
   leaves the penalized objective unbounded below when the outer objective decreases faster than the penalty
-  grows; at ``penalty_max`` the run ends with status ``unbounded``. A level counts as unbounded when a step
-  along which the penalized objective curves downward (the round's ``curvature``, the mean second derivative
-  along the accepted step, read from the line search's values, is negative — on a quadratic level a direction of
-  negative curvature is a direction of unboundedness) leaves the iterate's norm above
-  ``1e2·max(1, ‖level start‖)``; when the norm exceeds ``1e6·max(1, ‖level start‖)`` whatever the curvature (a
-  flat direction); or when a non-finite value appears. A non-convex level whose iterates stay within that
-  radius keeps its course (measured on the references, rescaled or not: at most 10× the level start after a
-  negative-curvature step, except Outrata1990Ex1a with ``g·100``, whose first level wandered 268× away);
+  grows; at ``penalty_max`` the run ends with status ``unbounded``. A level counts as unbounded when two
+  consecutive steps raised the iterate's norm along negative curvature of the penalized objective (the round's
+  ``curvature``, the mean second derivative along the accepted step read from the line search's values, is
+  negative: on a quadratic level a direction of negative curvature is a direction of unboundedness) and the norm
+  exceeds ``1e2·max(1, ‖level start‖)``; when the norm exceeds ``1e6·max(1, ‖level start‖)`` whatever the
+  curvature (a flat direction); or when a non-finite value appears. One such step is not enough: a single long
+  line-search step can land in a far basin where the level is bounded (Outrata1990Ex1a with ``g·100``: 180× its
+  start in one step). A non-convex level whose iterates stay within that radius keeps its course (measured on the
+  references, rescaled or not: at most 12× the level start after a negative-curvature step, apart from that
+  Outrata cell; docs/solver_options.md, "Unbounded levels");
 - a level solved at ``penalty_max`` without convergence ends the run with status ``penalized``.
 
 ``PenaltySolver(strategy="continuation")`` (and :func:`~ofmu_opt.core.solver.with_continuation`, the
