@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,22 @@ THRESHOLD = 1e-6
 
 
 def load_dataset(bench: Path, dim_inner: int = 10, dim_outer: int = 5) -> dict[str, Any]:
+    """The benchmark's ``simulated`` dataset, generated in the current dtype: from a fresh working directory, since
+    benchmark_bilevel caches the matrices in ``./__cache__`` keyed by the PRNG key but not by the dtype."""
+    bench = bench.resolve()
     sys.path.insert(0, str(bench))
     spec = importlib.util.spec_from_file_location("bb_simulated", bench / "datasets" / "simulated.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.Dataset.get_instance(dim_inner=dim_inner, dim_outer=dim_outer).get_data()  # type: ignore[no-any-return]
+    old = os.getcwd()
+    with tempfile.TemporaryDirectory() as work:
+        os.chdir(work)
+        try:
+            spec.loader.exec_module(mod)
+            return mod.Dataset.get_instance(  # type: ignore[no-any-return]
+                dim_inner=dim_inner, dim_outer=dim_outer).get_data()
+        finally:
+            os.chdir(old)
 
 
 class _Timed:

@@ -12,6 +12,10 @@
 #   BENCHMARK_DIR  a checkout of benchopt/benchmark_bilevel
 #   OUT_DIR        where the parquet result is copied (report.py turns it into a table and a plot)
 # Needs: pip install benchopt "jax[cpu]" scikit-learn pyarrow (and ofmu_opt's own dependencies).
+# benchmark_bilevel caches the generated matrices with joblib in ./__cache__ (relative to the working directory),
+# keyed by the PRNG key but not by the dtype: a float64 run started where a float32 run has been would reuse the
+# float32-generated dataset. benchopt therefore runs from a fresh temporary directory, so each run generates the
+# dataset in its own dtype.
 set -euo pipefail  # pipefail: a failing benchopt run fails the script despite the tee
 BENCH=${1:?benchmark_bilevel directory}
 OUT=${2:?output directory}
@@ -23,6 +27,11 @@ PLUGIN="$HERE/solver_ofmu.py"
 if [ "$DTYPE" = "float64" ]; then export JAX_ENABLE_X64=1; else export JAX_ENABLE_X64=0; fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+BENCH=$(cd "$BENCH" && pwd)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
 rm -f "$BENCH/outputs/simulated_$DTYPE.parquet"  # benchopt would otherwise write simulated_$DTYPE_1.parquet
 benchopt run "$BENCH" \
   -d "simulated[dim_inner=10,dim_outer=5]" \
