@@ -257,6 +257,17 @@ def test_jax_bundles_agree_with_the_per_oracle_jax_adapter() -> None:
             hx, hy = ref_g.hvp(xx, y, e)
             np.testing.assert_allclose(blocks[0][:, j], hx, **tol)
             np.testing.assert_allclose(blocks[1][:, j], hy, **tol)
+    # f's blocks (the outer rule "newton"): one call serves hessian and hessian_xx; the mixed and y blocks equal
+    # f's HVPs along the unit vectors; f = 2·(the inner form) + x·x, so ∇²_xx f = 2·I
+    n_calls = dense.calls.get("hessian_outer", 0)
+    fxy, fyy = fd.hessian(x, y)
+    fxx = fd.hessian_xx(x, y)
+    assert dense.calls["hessian_outer"] == n_calls + 1
+    np.testing.assert_allclose(fxx, 2.0 * np.eye(NX), **tol)
+    for j, e in enumerate(np.eye(NY, dtype=dt)):
+        hx, hy = ref_f.hvp(x, y, e)
+        np.testing.assert_allclose(fxy[:, j], hx, **tol)
+        np.testing.assert_allclose(fyy[:, j], hy, **tol)
 
 
 def test_report_names_every_plug_in_configuration_apart() -> None:
@@ -268,10 +279,11 @@ def test_report_names_every_plug_in_configuration_apart() -> None:
         _short("ofmu_opt[batch_size=64,fused=False,level_tol=None,preset=gpbgd,step=0.1]"),
         _short("ofmu_opt[batch_size=64,fused=True,level_tol=None,preset=implicit,step=0.1]"),
         _short("ofmu_opt[batch_size=64,fused=True,level_tol=None,preset=implicit_dense,step=0.1]"),
+        _short("ofmu_opt[batch_size=64,fused=True,level_tol=None,preset=implicit_newton,step=0.1]"),
         _short("SABA[batch_size=64,eval_freq=128]"),
     }
     assert names == {"ofmu_opt gpbgd", "ofmu_opt gpbgd (level_tol=0.001)", "ofmu_opt gpbgd (unfused)",
-                     "ofmu_opt implicit", "ofmu_opt implicit (dense)", "SABA"}
+                     "ofmu_opt implicit", "ofmu_opt implicit (dense)", "ofmu_opt implicit (newton)", "SABA"}
 
 
 def test_plug_in_evaluates_every_round_first_then_every_tenth_more() -> None:

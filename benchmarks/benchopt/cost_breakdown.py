@@ -77,8 +77,9 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
     if config.get("fused", True):
         b = jax_bundles(f_out, f_in, n_out, n_in)
         b = Bundles(**{k: _Timed(getattr(b, k), clock, k) for k in ("both", "inner", "outer", "hvp_inner",
-                                                                     "hvp_outer", "hessian_inner", "outer_hessian")})
-        fused = FusedOracles(b, outer, inner, dense=config["preset"] == "implicit_dense")
+                                                                     "hvp_outer", "hessian_inner", "outer_hessian",
+                                                                     "hessian_outer")})
+        fused = FusedOracles(b, outer, inner, dense=config["preset"] in ("implicit_dense", "implicit_newton"))
         outer, inner = fused.objectives()
     else:
         from ofmu_opt.problem.oracles import FunctionObjective
@@ -101,6 +102,8 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
             assert fused.b.hessian_inner is not None and fused.b.outer_hessian is not None
             fused.b.hessian_inner(x0, y0)
             fused.b.outer_hessian(x0, y0)
+            if fused.b.hessian_outer is not None:
+                fused.b.hessian_outer(x0, y0)
         for obj in (outer, inner):
             obj.value(x0 + 1, y0 + 1)
             obj.grad(x0 + 1, y0 + 1)
@@ -138,7 +141,7 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
 CONFIGS = [
     {"preset": "gpbgd"}, {"preset": "gpbgd", "fused": False}, {"preset": "ofmu"}, {"preset": "vpbgd"},
     {"preset": "gpbgd", "level_tol": 1e-3}, {"preset": "ofmu", "level_tol": 1e-3}, {"preset": "implicit"},
-    {"preset": "implicit_dense"},
+    {"preset": "implicit_dense"}, {"preset": "implicit_newton"},
 ]
 
 

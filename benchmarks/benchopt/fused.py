@@ -14,6 +14,8 @@ each one call that returns everything a round needs at a point:
 - ``hvp_inner`` / ``hvp_outer``: a Hessian-vector product along any other vector (e.g. a CG direction);
 - ``hessian_inner(x, y)``: ``g``'s dense Hessian blocks ``∇²_xy g`` (``dx × dy``) and ``∇²_yy g`` (``dy × dy``),
   the inner objective's ``hessian`` oracle (for ``ImplicitDiff(inner_solver="dense")``);
+- ``hessian_outer(x, y)``: ``f``'s dense Hessian blocks ``∇²_xx f``, ``∇²_xy f``, ``∇²_yy f``, the outer
+  objective's ``hessian_xx`` and ``hessian`` oracles (for ``ImplicitDiff(outer_rule="newton")``);
 - ``outer_hessian(x, y)``: ``f`` value and gradient with ``g``'s Hessian blocks. With ``dense=True`` it replaces
   ``outer`` (the first ``f`` oracle at a point where ``g`` was already evaluated: the dense implicit solver's line
   search candidate, whose Hessian the next round's adjoint asks for if the candidate is accepted).
@@ -57,6 +59,8 @@ class Bundles:
         hessian_inner: optional ``(x, y) -> (hxy, hyy)``, ``g``'s Hessian blocks ``hxy = ∇²_xy g`` (``dx × dy``)
             and ``hyy = ∇²_yy g`` (``dy × dy``); without it the inner objective has no ``hessian`` oracle.
         outer_hessian: optional ``(x, y) -> (fv, fgx, fgy, hxy, hyy)``.
+        hessian_outer: optional ``(x, y) -> (fxx, fxy, fyy)``, ``f``'s Hessian blocks (``dx × dx``, ``dx × dy``,
+            ``dy × dy``); without it the outer objective has no ``hessian``/``hessian_xx`` oracles.
     """
 
     both: Callable[[Arr, Arr], tuple[Any, ...]]
@@ -66,6 +70,7 @@ class Bundles:
     hvp_outer: Callable[[Arr, Arr, Arr], PairOut]
     hessian_inner: Callable[[Arr, Arr], PairOut] | None = None
     outer_hessian: Callable[[Arr, Arr], tuple[Any, ...]] | None = None
+    hessian_outer: Callable[[Arr, Arr], tuple[Any, ...]] | None = None
 
 
 class FusedOracles:
@@ -170,6 +175,15 @@ class FusedOracles:
             e["H"] = (self._ro(hxy), self._ro(hyy))
         return e["H"]  # type: ignore[no-any-return]
 
+    def _fhess(self, x: Arr, y: Arr) -> tuple[Arr, Arr, Arr]:
+        e = self._entry(x, y)
+        if "F" not in e:
+            assert self.b.hessian_outer is not None
+            self._tick("hessian_outer")
+            fxx, fxy, fyy = self.b.hessian_outer(x, y)
+            e["F"] = (self._ro(fxx), self._ro(fxy), self._ro(fyy))
+        return e["F"]  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ objectives
     def _fh(self, x: Arr, y: Arr, v: Arr) -> PairOut:
         self._tick("hvp_outer")
@@ -179,8 +193,12 @@ class FusedOracles:
     def objectives(self) -> tuple[FunctionObjective, FunctionObjective]:
         """``(outer f, inner g)`` as ofmu_opt objectives."""
         hess = self._hess if self.b.hessian_inner is not None else None
-        return (_objective(self._f, self._fh, self.batched_outer),
-                _objective(self._g, self._gh, self.batched_inner, hess))
+        if self.b.hessian_outer is None:
+            outer = _objective(self._f, self._fh, self.batched_outer)
+        else:
+            outer = _objective(self._f, self._fh, self.batched_outer, lambda x, y: self._fhess(x, y)[1:],
+                               lambda x, y: self._fhess(x, y)[0])
+        return outer, _objective(self._g, self._gh, self.batched_inner, hess)
 
 
 @dataclass(frozen=True)
@@ -189,10 +207,20 @@ class HessianObjective(FunctionObjective):
     ``(x, y, batch) -> (∇²_xy h, ∇²_yy h)``."""
 
     hessian_fn: Callable[[Any, Any, Any], PairOut] | None = None
+    hessian_xx_fn: Callable[[Any, Any, Any], Arr] | None = None
 
     @property
     def hessian_available(self) -> bool:
         return self.hessian_fn is not None
+
+    @property
+    def hessian_xx_available(self) -> bool:
+        return self.hessian_xx_fn is not None
+
+    def hessian_xx(self, x: Arr, y: Arr, *, batch: Any = None) -> Arr:
+        if self.hessian_xx_fn is None:
+            raise NotImplementedError("this objective has no hessian_xx oracle")
+        return self.hessian_xx_fn(x, y, batch)
 
     def hessian(self, x: Arr, y: Arr, *, batch: Any = None) -> PairOut:
         if self.hessian_fn is None:
@@ -201,7 +229,8 @@ class HessianObjective(FunctionObjective):
 
 
 def _objective(full: Callable[[Arr, Arr], tuple[float, Arr, Arr]], full_hvp: Callable[[Arr, Arr, Arr], PairOut],
-               batched: Any, full_hessian: Callable[[Arr, Arr], PairOut] | None = None) -> HessianObjective:
+               batched: Any, full_hessian: Callable[[Arr, Arr], PairOut] | None = None,
+               full_hessian_xx: Callable[[Arr, Arr], Arr] | None = None) -> HessianObjective:
     """A :class:`HessianObjective` whose full-batch calls (``batch is None``) go to ``full`` (value and gradient),
     ``full_hvp`` and ``full_hessian`` (``None``: no hessian oracle), and whose mini-batch calls go to the ``batched``
     objective (which serves no dense Hessian)."""
@@ -224,7 +253,14 @@ def _objective(full: Callable[[Arr, Arr], tuple[float, Arr, Arr]], full_hvp: Cal
         assert full_hessian is not None
         return full_hessian(x, y)
 
-    return HessianObjective(value, grad, hvp, hessian_fn=None if full_hessian is None else hessian)
+    def hessian_xx(x: Arr, y: Arr, b: Any) -> Arr:
+        if b is not None:
+            raise NotImplementedError("the plug-in serves the dense Hessian for full batches only")
+        assert full_hessian_xx is not None
+        return full_hessian_xx(x, y)
+
+    return HessianObjective(value, grad, hvp, hessian_fn=None if full_hessian is None else hessian,
+                            hessian_xx_fn=None if full_hessian_xx is None else hessian_xx)
 
 
 def jax_bundles(f_outer: Callable[..., Any], f_inner: Callable[..., Any], n_outer: int, n_inner: int) -> Bundles:
@@ -278,12 +314,18 @@ def jax_bundles(f_outer: Callable[..., Any], f_inner: Callable[..., Any], n_oute
         fv, (fgy, fgx) = vg_out(y, x)
         return (fv, fgx, fgy, *hessian_inner(x, y))
 
+    def hessian_outer(x: Any, y: Any) -> tuple[Any, Any, Any]:
+        (hyy, hyx), (hxy, hxx) = jax.hessian(fo, argnums=(0, 1))(y, x)
+        dy, dx = y.size, x.size
+        return hxx.reshape(dx, dx), hxy.reshape(dx, dy), hyy.reshape(dy, dy)
+
     jit = jax.jit
     return Bundles(
         both=_numpy_out(jit(both)), inner=_numpy_out(jit(inner)), outer=_numpy_out(jit(outer)),
         hvp_inner=_numpy_out(jit(lambda x, y, v: hvp_of(fi, x, y, v))),
         hvp_outer=_numpy_out(jit(lambda x, y, v: hvp_of(fo, x, y, v))),
         hessian_inner=_numpy_out(jit(hessian_inner)), outer_hessian=_numpy_out(jit(outer_hessian)),
+        hessian_outer=_numpy_out(jit(hessian_outer)),
     )
 
 

@@ -25,8 +25,9 @@ def _short(name: str) -> str:
         lt = re.search(r"level_tol=([0-9.e+-]+)", name)
         unfused = re.search(r"fused=False", name)
         preset = m.group(1)
-        if preset.endswith("_dense"):
-            preset = preset.removesuffix("_dense") + " (dense)"
+        for kind in ("dense", "newton"):
+            if preset.endswith("_" + kind):
+                preset = preset.removesuffix("_" + kind) + f" ({kind})"
         return f"ofmu_opt {preset}" + (f" (level_tol={lt.group(1)})" if lt else "") + (
             " (unfused)" if unfused else "")
     return name.split("[")[0]

@@ -6,7 +6,8 @@
 # continuation's level tolerance, chosen on this problem from a 5-value grid, docs/performance.md §6); gpbgd
 # with the per-oracle (unfused) adapter, to measure the fused oracles; `implicit` (ImplicitDiff with CG inner
 # and adjoint solves and L-BFGS on x: not a penalty preset); `implicit (dense)` (the same with dense inner
-# Hessians and Cholesky solves, preset implicit_dense: not a penalty preset either); our SABA.
+# Hessians and Cholesky solves, preset implicit_dense: not a penalty preset either); `implicit (newton)` (the same with
+# Newton steps on h(x) from the dense blocks of f and g, preset implicit_newton: not a penalty preset); our SABA.
 #
 # Usage: benchmarks/benchopt/run_simulated.sh BENCHMARK_DIR OUT_DIR [float32|float64] [TIMEOUT_S]
 #   BENCHMARK_DIR  a checkout of benchopt/benchmark_bilevel
@@ -38,6 +39,7 @@ benchopt run "$BENCH" \
   -s "$PLUGIN[preset=gpbgd]" -s "$PLUGIN[preset=vpbgd]" -s "$PLUGIN[preset=ofmu]" \
   -s "$PLUGIN[preset=gpbgd,level_tol=0.001]" -s "$PLUGIN[preset=ofmu,level_tol=0.001]" \
   -s "$PLUGIN[preset=gpbgd,fused=False]" -s "$PLUGIN[preset=implicit]" -s "$PLUGIN[preset=implicit_dense]" \
+  -s "$PLUGIN[preset=implicit_newton]" \
   -s "$PLUGIN[preset=saba,batch_size=64,step=0.1]" \
   -s SOBA -s SABA -s AmIGO -s BOME -s F2SA \
   -n 100 --timeout "$TIMEOUT" -r 1 --no-cache --no-plot --no-html --no-display \

@@ -23,7 +23,10 @@ no similarity term) at their defaults except ``level_tol`` (the continuation's l
 the preset's default); ``implicit`` (:class:`~ofmu_opt.core.comparison.ImplicitDiff` with Newton-CG inner
 solves and L-BFGS on x: not a penalty preset); ``implicit_dense`` (the same with
 ``inner_solver="dense"``: Newton steps and adjoint by a Cholesky factorization of the dense inner Hessian, which
-the fused oracles serve with the gradients in one jitted call per point; benchopt entry ``implicit (dense)``); the
+the fused oracles serve with the gradients in one jitted call per point; benchopt entry ``implicit (dense)``);
+``implicit_newton`` (the same with ``outer_rule="newton"``: Newton steps on ``h(x)`` with the Hessian model built
+from the dense blocks of ``f`` and ``g``, which the fused oracles serve in one more jitted call per point; entry
+``implicit (newton)``; not a penalty preset); the
 stochastic solvers of :mod:`ofmu_opt.core.stochastic` on
 mini-batches of ``batch_size``: ``saba`` and ``soba`` (our implementations, for comparison with the
 benchmark's own) and ``gpbgd_saga`` (G-PBGD on SAGA variance-reduced oracles). Every round calls benchopt's
@@ -64,6 +67,9 @@ def make_solver(preset, level_tol, n_inner, n_outer, batch_size, step):
     if preset == "implicit_dense":
         # the same with dense inner Hessians (small dy): one Hessian oracle per point instead of one HVP per CG step
         return ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-30, maxiter=big)
+    if preset == "implicit_newton":
+        # dense inner Hessians and Newton steps on h(x) (Hessian model from f's and g's dense blocks)
+        return ImplicitDiff(inner_solver="dense", outer_rule="newton", tol=1e-30, maxiter=big)
     sizes = dict(inner_samples=n_inner, outer_samples=n_outer, batch_size=batch_size)
     if preset == "saba":
         return Saba(step=step, maxiter=big, tol=1e-30, **sizes)
@@ -73,7 +79,8 @@ def make_solver(preset, level_tol, n_inner, n_outer, batch_size, step):
         base = gpbgd(strategy="paper", penalty=10.0, outer_lr=step, maxiter=big, tol=1e-30)
         return VarianceReduced(base, **sizes)
     raise ValueError(
-        f"preset: expected gpbgd, vpbgd, ofmu, implicit, implicit_dense, saba, soba or gpbgd_saga, received {preset!r}")
+        f"preset: expected gpbgd, vpbgd, ofmu, implicit, implicit_dense, implicit_newton, saba, soba or gpbgd_saga, "
+        f"received {preset!r}")
 
 
 class Solver(BaseSolver):
@@ -103,7 +110,7 @@ class Solver(BaseSolver):
         if self.fused:
             self.fused_oracles = FusedOracles(
                 jax_bundles(f_outer, f_inner, n_outer_samples, n_inner_samples), outer, inner,
-                dense=self.preset == "implicit_dense")
+                dense=self.preset in ("implicit_dense", "implicit_newton"))
             outer, inner = self.fused_oracles.objectives()
         # not declared local_is_global: the plug-in also runs on the benchmark's non-quadratic datasets, so a run
         # that meets its stopping test reports "stationary" (benchopt itself ignores the status)
@@ -119,6 +126,8 @@ class Solver(BaseSolver):
             bnd.hvp_outer(self.x0, self.y0, self.y0)
             bnd.hessian_inner(self.x0, self.y0)
             bnd.outer_hessian(self.x0, self.y0)
+            if bnd.hessian_outer is not None:
+                bnd.hessian_outer(self.x0, self.y0)
             self.problem.inner.hessian(self.x0, self.y0)
         for obj in (self.problem.outer, self.problem.inner):
             obj.value(self.x0, self.y0)

@@ -42,7 +42,7 @@ from .._config import check_choice, check_range, config_to_dict
 from .._typing import Batch, Pair, Vec
 from ..errors import ConfigError, OracleError, ProblemSpecError
 from ..problem.bilevel import BilevelProblem
-from ..problem.oracles import has_hessian
+from ..problem.oracles import has_hessian, has_hessian_xx, has_hvp
 from .inner import InnerObjective, InnerSpec, make_inner
 from .loop import run_solver
 from .pair import paxpy, pdot, pfinite, pnorm
@@ -341,8 +341,9 @@ class ImplicitDiff(_Base):
 
     Args:
         lr: outer step on x (the first trial step of ``lbfgs`` before it has curvature pairs).
-        outer_rule: ``sgd``, ``nesterov`` (accelerated, with gradient restart) or ``lbfgs`` (L-BFGS on
-            ``h(x) = f(x, y*(x))`` with Armijo backtracking; full-batch oracles).
+        outer_rule: ``sgd``, ``nesterov`` (accelerated, with gradient restart), ``lbfgs`` (L-BFGS on
+            ``h(x) = f(x, y*(x))`` with Armijo backtracking; full-batch oracles) or ``newton`` (``dense`` only:
+            Newton steps on ``h`` with the same line search, see below).
         inner_solver: ``gd`` (gradient steps of ``inner_lr``), ``cg`` (Newton steps, each system solved by
             CG through HVPs; exact in one step on a quadratic inner problem; the adjoint CG is warm-started from
             the previous round's ``v``) or ``dense`` (the same Newton steps and the adjoint solved exactly with a
@@ -376,13 +377,22 @@ class ImplicitDiff(_Base):
     problem a round forms one Hessian (at the adjoint's point). Needs a vector space with
     ``from_host`` (numpy, torch). Costs ``dy³/6`` multiply-adds in Python per point, hence ``dense_max_dim``.
 
+    ``outer_rule="newton"`` (with ``inner_solver="dense"``): the direction is ``−M⁻¹∇h`` with the Hessian model
+    ``M = ∇²_xx f + ∇²_xy f J + Jᵀ∇²_yx f + Jᵀ∇²_yy f J``, ``J = dy*/dx = −(∇²_yy g)⁻¹∇²_yx g`` — the exact Hessian of
+    ``h`` less the terms with third derivatives of ``g`` (so exact when ``g`` is quadratic: one step solves a
+    quadratic ``h``; otherwise a Gauss-Newton-like model that converges linearly), factorized by Cholesky on the
+    host (``dx`` must be small too). ``f``'s blocks come from its optional ``hessian_xx`` and ``hessian`` oracles
+    (counted as ``f_hessian_xx``, ``f_hessian``), else from ``dy`` HVPs of ``f`` along unit vectors and central
+    differences of ``∇_x f`` (``2·dx`` gradients). Where ``M`` is not positive definite the round takes a gradient
+    step of first trial length ``lr`` instead; the Armijo line search on ``h`` guards every step.
+
     A non-positive curvature (CG meets ``pᵀHp ≤ 0``; the dense factorization meets a pivot ``≤ dy·eps·max
     diag``: the inner Hessian is not positive definite at the iterate) ends the run with status ``not_convex``
     instead of raising; a non-finite dense Hessian ends it with ``numerical_error``.
     """
 
     lr: float = 0.1
-    outer_rule: Literal["sgd", "nesterov", "lbfgs"] = "sgd"
+    outer_rule: Literal["sgd", "nesterov", "lbfgs", "newton"] = "sgd"
     inner_solver: Literal["gd", "cg", "dense"] = "gd"
     inner_lr: float = 0.1
     inner_steps: int = 1
@@ -399,8 +409,13 @@ class ImplicitDiff(_Base):
 
     def __post_init__(self) -> None:
         _check_common(self)
-        check_choice("outer_rule", self.outer_rule, ("sgd", "nesterov", "lbfgs"))
+        check_choice("outer_rule", self.outer_rule, ("sgd", "nesterov", "lbfgs", "newton"))
         check_choice("inner_solver", self.inner_solver, ("gd", "cg", "dense"))
+        if self.outer_rule == "newton" and self.inner_solver != "dense":
+            raise ConfigError(
+                "outer_rule='newton' builds its Hessian model from the dense inner Hessian: it needs "
+                f"inner_solver='dense', received inner_solver={self.inner_solver!r}"
+            )
         for name in ("lr", "inner_lr", "inner_tol", "cg_tol"):
             check_range(name, getattr(self, name), low=0.0, low_open=True)
         for name in ("cg_iters", "inner_maxiter", "lbfgs_memory", "dense_max_dim"):
@@ -424,9 +439,81 @@ class ImplicitDiff(_Base):
                     "factorization costs dy³/6 host operations per point); use inner_solver='cg' or raise "
                     "dense_max_dim"
                 )
+        if self.outer_rule == "newton" and not (has_hessian(problem.outer) or has_hvp(problem.outer)):
+            raise ConfigError(
+                "ImplicitDiff(outer_rule='newton'): the outer objective has neither a hessian nor an hvp oracle, "
+                "which the Hessian model of h(x) needs; use outer_rule='lbfgs'"
+            )
         if self.inner_solver in ("cg", "dense"):
             state = state._replace(z=problem.space.zeros_like(y0))  # the adjoint's warm start (cg)
         return state
+
+    # ------------------------------------------------------------------ Newton on h(x) (dense)
+    def _outer_blocks(self, problem: BilevelProblem, x: Vec, y: Vec, batch: Batch, dx: int, dy: int,
+                      ) -> tuple[list[list[float]], list[list[float]], list[list[float]]]:
+        """``f``'s dense blocks ``(∇²_xx f, ∇²_xy f, ∇²_yy f)`` as host rows: from its ``hessian_xx`` and ``hessian``
+        oracles when it has them, else ``∇²_xy f`` and ``∇²_yy f`` from ``dy`` HVPs along unit vectors and ``∇²_xx f``
+        from central differences of ``∇_x f`` along unit vectors (``2·dx`` gradients; exact up to rounding when
+        ``f`` is quadratic in ``x``)."""
+        sp = problem.space
+        f = problem.outer
+        from_host = _from_host(problem)
+        if has_hessian(f):
+            cb, yb = f.hessian(x, y, batch=batch)  # type: ignore[attr-defined]
+            fxy = _host_rows(sp, cb, dx, dy, "outer.hessian: mixed block")
+            fyy = _host_rows(sp, yb, dy, dy, "outer.hessian: y block")
+        else:
+            cols_x: list[list[float]] = []
+            cols_y: list[list[float]] = []
+            for j in range(dy):
+                e = [0.0] * dy
+                e[j] = 1.0
+                hx, hy = f.hvp(x, y, from_host(e, y), batch=batch)  # type: ignore[attr-defined]
+                cols_y.append(sp.to_host(hy))
+                cols_x.append([0.0] * dx if hx is None else sp.to_host(hx))
+            fyy = [[cols_y[j][i] for j in range(dy)] for i in range(dy)]
+            fxy = [[cols_x[j][i] for j in range(dy)] for i in range(dx)]
+        if has_hessian_xx(f):
+            fxx = _host_rows(sp, f.hessian_xx(x, y, batch=batch), dx, dx,  # type: ignore[attr-defined]
+                             "outer.hessian_xx")
+        else:
+            xl = sp.to_host(x)
+            step = dtype_eps(x) ** (1.0 / 3.0)
+            cols: list[list[float]] = []
+            for k in range(dx):
+                h = step * max(1.0, abs(xl[k]))
+                up, down = list(xl), list(xl)
+                up[k] += h
+                down[k] -= h
+                gp = sp.to_host(f.grad(from_host(up, x), y, batch=batch)[0])
+                gm = sp.to_host(f.grad(from_host(down, x), y, batch=batch)[0])
+                cols.append([(a - b) / (2.0 * h) for a, b in zip(gp, gm, strict=True)])
+            fxx = [[cols[k][i] for k in range(dx)] for i in range(dx)]
+        return fxx, fxy, fyy
+
+    def _newton_direction(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, hyper: Vec,
+                          batch: Batch, memo: list[DenseHessian | None]) -> Vec | None:
+        """``−M⁻¹ ∇h`` with the Hessian model ``M = ∇²_xx f + ∇²_xy f J + Jᵀ ∇²_yx f + Jᵀ ∇²_yy f J`` of ``h`` at
+        ``(x, y*(x))``, ``J = dy*/dx = −(∇²_yy g)⁻¹ ∇²_yx g``: the exact Hessian of ``h`` less the terms with third
+        derivatives of ``g`` (exact when ``g`` is quadratic). ``None`` when ``M`` is not positive definite."""
+        sp = problem.space
+        hess = self._dense_hessian(problem, g, x, y, batch, memo)
+        cross = hess.cross or []
+        dx, dy = len(cross), len(hess.chol)
+        fxx, fxy, fyy = self._outer_blocks(problem, x, y, batch, dx, dy)
+        jac = [[-v for v in _cho_solve(hess.chol, row)] for row in cross]  # jac[k] = J e_k (a y-vector)
+        fxy_j = [[sum(a * b for a, b in zip(fxy[k], jac[m], strict=True)) for m in range(dx)] for k in range(dx)]
+        fyy_j = [[sum(fyy[i][j] * jac[m][j] for j in range(dy)) for i in range(dy)] for m in range(dx)]
+        model = [[fxx[k][m] + fxy_j[k][m] + fxy_j[m][k] + sum(a * b for a, b in zip(jac[k], fyy_j[m], strict=True))
+                  for m in range(dx)] for k in range(dx)]
+        if not all(math.isfinite(v) for row in model for v in row):
+            return None
+        sym = [[0.5 * (model[i][j] + model[j][i]) for j in range(dx)] for i in range(dx)]
+        tiny = dx * dtype_eps(x) * max(max(abs(sym[i][i]) for i in range(dx)), 1e-300)
+        low = _cholesky(sym, tiny)
+        if low is None:
+            return None
+        return _from_host(problem)([-v for v in _cho_solve(low, sp.to_host(hyper))], hyper)
 
     # ------------------------------------------------------------------ dense inner Hessian
     def _dense_hessian(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, batch: Batch,
@@ -614,7 +701,7 @@ class ImplicitDiff(_Base):
     def update(self, problem: BilevelProblem, state: CompState, *, batch: Batch = None) -> CompState:
         memo: list[DenseHessian | None] = [state.hessian]
         try:
-            if self.outer_rule == "lbfgs":
+            if self.outer_rule in ("lbfgs", "newton"):
                 new = self._lbfgs_update(problem, state, batch, memo)
             else:
                 new = self._first_order_update(problem, state, batch, memo)
@@ -666,18 +753,28 @@ class ImplicitDiff(_Base):
         if hn <= self.tol * scale:
             return CompState(x, y, v, 0.0, state.nit + 1, (state.x, state.y), 1.0, Res(hn, gyn), scale, "converged",
                              state.memory)
-        # the package's L-BFGS rule on the pair (None, x): x is the only variable of the hyperobjective
-        rule = Lbfgs(self.lbfgs_memory)
-        mem = state.memory if isinstance(state.memory, LbfgsState) else LbfgsState(0, (), (None, x), (None, hyper))
-        mem = rule.observe(sp, (None, x), (None, hyper), mem)
-        d = rule.direction(sp, (None, hyper), mem)[1]
-        gd = sp.to_float(sp.dot(hyper, d))
-        if not gd < 0.0:  # stale curvature: restart from the negative hypergradient
-            mem = LbfgsState(0, (), (None, x), (None, hyper))
-            d, gd = sp.scale(hyper, -1.0), -hn * hn
+        if self.outer_rule == "newton":
+            mem = state.memory
+            nd = self._newton_direction(problem, g, x, y, hyper, batch, memo)
+            gd = -math.inf if nd is None else sp.to_float(sp.dot(hyper, nd))
+            if nd is not None and gd < 0.0:
+                d, t = nd, 1.0
+            else:  # the model is not positive definite here: a gradient step with the line search
+                d, gd, t = sp.scale(hyper, -1.0), -hn * hn, self.lr
+        else:
+            # the package's L-BFGS rule on the pair (None, x): x is the only variable of the hyperobjective
+            rule = Lbfgs(self.lbfgs_memory)
+            mem = state.memory if isinstance(state.memory, LbfgsState) else LbfgsState(0, (), (None, x),
+                                                                                         (None, hyper))
+            mem = rule.observe(sp, (None, x), (None, hyper), mem)
+            d = rule.direction(sp, (None, hyper), mem)[1]
+            gd = sp.to_float(sp.dot(hyper, d))
+            if not gd < 0.0:  # stale curvature: restart from the negative hypergradient
+                mem = LbfgsState(0, (), (None, x), (None, hyper))
+                d, gd = sp.scale(hyper, -1.0), -hn * hn
+            t = 1.0 if mem.pairs else self.lr
         fval = sp.to_float(problem.outer.value(x, y, batch=batch))
         eps = dtype_eps(x)
-        t = 1.0 if mem.pairs else self.lr
         x_new, y_new = x, y
         predict = self._predictor(problem, memo, x, y, gy, d)
         for _ in range(40):

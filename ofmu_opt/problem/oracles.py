@@ -47,6 +47,7 @@ __all__ = [
     "check_torch_loss",
     "describe_value",
     "has_hessian",
+    "has_hessian_xx",
     "has_hvp",
     "has_tvp",
 ]
@@ -68,6 +69,11 @@ def has_hvp(obj: object) -> bool:
 def has_hessian(obj: object) -> bool:
     """Whether ``obj`` provides a usable dense ``hessian`` oracle."""
     return callable(getattr(obj, "hessian", None)) and getattr(obj, "hessian_available", True)
+
+
+def has_hessian_xx(obj: object) -> bool:
+    """Whether ``obj`` provides a usable dense ``hessian_xx`` oracle (the ``x`` block ``∇²_xx``)."""
+    return callable(getattr(obj, "hessian_xx", None)) and getattr(obj, "hessian_xx_available", True)
 
 
 def has_tvp(obj: object) -> bool:
@@ -331,6 +337,7 @@ class CountingObjective:
         self.hvp_available = has_hvp(inner)
         self.tvp_available = has_tvp(inner)
         self.hessian_available = has_hessian(inner)
+        self.hessian_xx_available = has_hessian_xx(inner)
 
     @property
     def wrapped(self) -> Objective:
@@ -380,6 +387,14 @@ class CountingObjective:
             if block is not None:
                 _check_matrix(block, f"{what}: {part} block")
         return got[0], got[1]
+
+
+    def hessian_xx(self, x: Vec | None, y: Vec, *, batch: Batch = None) -> Any:
+        """The dense ``x`` block ``∇²_xx`` (``dx × dx``; counted as ``<label>_hessian_xx``)."""
+        self._counter.tick(f"{self._label}_hessian_xx")
+        got = self._call("hessian_xx", self._inner.hessian_xx, x, y, batch=batch)  # type: ignore[attr-defined]
+        _check_matrix(got, f"{self._name}.hessian_xx")
+        return got
 
 
 def _check_matrix(block: Any, what: str) -> None:

@@ -364,3 +364,102 @@ def test_torch_backend_with_a_tuple_inner_variable_matches_numpy():
     assert res.success and isinstance(res.y, tuple) and res.y[0].shape == (2,)
     assert ref.distance(res.x.numpy(), torch.cat(res.y).numpy()) < 1e-9
     assert "g_hessian" not in res.counts and res.counts["g_hvp"] % 5 == 0  # assembled from 5 HVPs per Hessian
+
+
+# ---------------------------------------------------------------------- outer_rule="newton"
+
+
+class _OuterWithHessian(_WithHessian):
+    """An outer objective with dense ``hessian`` (mixed, y) and ``hessian_xx`` oracles."""
+
+    def __init__(self, base, hessian, hessian_xx):
+        super().__init__(base, hessian)
+        self._hessian_xx = hessian_xx
+
+    def hessian_xx(self, x, y, *, batch=None):
+        return self._hessian_xx(x, y)
+
+
+def test_newton_solves_p3_in_two_rounds_and_passes_the_harness():
+    ref = get_reference("P3")
+    ref = dataclasses.replace(ref, problem=dataclasses.replace(ref.problem, space=SP))
+    newton = ImplicitDiff(inner_solver="dense", outer_rule="newton", tol=1e-10)
+    res = newton.run(ref.problem, ref.x0, ref.y0)
+    lb = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-10).run(ref.problem, ref.x0, ref.y0)
+    # f and g are quadratic: the Hessian model is the exact Hessian of h, one Newton step solves the outer problem
+    # and the next round only confirms it
+    assert res.status is Status.CONVERGED and res.nit <= 2 < lb.nit
+    assert ref.distance(res.x, res.y) < 1e-10
+    np.testing.assert_allclose(res.x, lb.x, atol=1e-8)
+    check_state_structure(newton, ref)
+    check_run_equals_manual_loop(newton, ref)
+    check_stop_iteration(newton, ref)
+    check_deterministic(newton, ref)
+    assert check_solves_reference(newton, ref) < 1e-9
+
+
+def test_newton_outer_hessian_oracles_replace_hvps_and_differences():
+    plain, x0, y0 = _softplus_problem()
+    nx, ny = len(x0), len(y0)
+    outer = _OuterWithHessian(plain.outer, lambda x, y: (np.zeros((nx, ny)), np.eye(ny)), lambda x, y: np.eye(nx))
+    with_oracles = dataclasses.replace(plain, outer=outer)
+    s = ImplicitDiff(inner_solver="dense", outer_rule="newton", tol=1e-10)
+    a, b = s.run(with_oracles, x0, y0), s.run(plain, x0, y0)
+    assert a.status is b.status is Status.STATIONARY  # the problem does not declare local_is_global
+    np.testing.assert_allclose(a.x, b.x, atol=1e-8)
+    # with the oracles: one f_hessian and one f_hessian_xx call per Newton direction, no f HVPs; without them the
+    # mixed and y blocks come from ny HVPs and the x block from 2·nx gradient differences per direction
+    assert a.counts["f_hessian"] == a.counts["f_hessian_xx"] > 0 and "f_hvp" not in a.counts
+    assert "f_hessian" not in b.counts and b.counts["f_hvp"] == ny * a.counts["f_hessian"]
+    assert outer.calls == a.counts["f_hessian"]
+    # the lower level is not quadratic (softplus): the model drops g's third derivatives, and Newton still needs
+    # fewer rounds than L-BFGS on h
+    lb = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs", tol=1e-10).run(plain, x0, y0)
+    np.testing.assert_allclose(a.x, lb.x, atol=1e-7)
+    assert a.nit < lb.nit
+
+
+def test_newton_takes_gradient_steps_where_the_model_is_not_positive_definite():
+    # h(x) = (x² − 1)² through y*(x) = x: at x0 = 0.1 the model (12x² − 4) is negative, so the first steps are
+    # gradient steps with the line search; near x = 1 Newton takes over
+    outer = FunctionObjective(
+        value_fn=lambda x, y, _b: float((y[0] ** 2 - 1.0) ** 2),
+        grad_fn=lambda x, y, _b: (np.zeros(1), np.array([4.0 * y[0] * (y[0] ** 2 - 1.0)])),
+        hvp_fn=lambda x, y, v, _b: (np.zeros(1), (12.0 * y[0] ** 2 - 4.0) * v),
+    )
+    inner = FunctionObjective(
+        value_fn=lambda x, y, _b: float(0.5 * (y[0] - x[0]) ** 2),
+        grad_fn=lambda x, y, _b: (np.array([x[0] - y[0]]), np.array([y[0] - x[0]])),
+        hvp_fn=lambda x, y, v, _b: (-v.copy(), v.copy()),
+    )
+    problem = BilevelProblem(outer, inner, SP, "min", has_x=True, name="quartic")
+    s = ImplicitDiff(inner_solver="dense", outer_rule="newton", tol=1e-10, lr=0.1)
+    first = _trajectory(s, problem, np.array([0.1]), np.array([0.0]), 1)
+    assert first[0][0][0] == pytest.approx(0.1 + 0.1 * 0.396, rel=1e-12)  # x − lr·h'(x), h'(0.1) = −0.396
+    res = s.run(problem, np.array([0.1]), np.array([0.0]))
+    assert res.status is Status.STATIONARY and abs(res.x[0] - 1.0) < 1e-8  # not declared local_is_global
+
+
+def test_newton_needs_the_dense_inner_solver_and_second_order_outer_oracles():
+    with pytest.raises(ConfigError, match="inner_solver='dense'"):
+        ImplicitDiff(inner_solver="cg", outer_rule="newton")
+    ref, problem = _p3_like()
+    outer = FunctionObjective(value_fn=lambda x, y, b: problem.outer.value(x, y, batch=b),
+                              grad_fn=lambda x, y, b: problem.outer.grad(x, y, batch=b))
+    with pytest.raises(ConfigError, match="neither a hessian nor an hvp oracle"):
+        ImplicitDiff(inner_solver="dense", outer_rule="newton").run(
+            dataclasses.replace(problem, outer=outer), ref.x0, ref.y0)
+
+
+def test_counting_objective_forwards_hessian_xx():
+    counter = CallCounter()
+    base = _OuterWithHessian(FunctionObjective(value_fn=lambda x, y, b: 0.0, grad_fn=lambda x, y, b: (x, y)),
+                             lambda x, y: (np.zeros((2, 1)), np.eye(1)), lambda x, y: np.eye(2))
+    wrapped = CountingObjective(base, "f", counter)
+    assert wrapped.hessian_xx_available
+    np.testing.assert_array_equal(wrapped.hessian_xx(np.zeros(2), np.zeros(1)), np.eye(2))
+    assert counter.snapshot()["f_hessian_xx"] == 1
+    bad = _OuterWithHessian(base.base, base._hessian, lambda x, y: np.zeros(3))
+    with pytest.raises(OracleError, match="hessian_xx"):
+        CountingObjective(bad, "f", counter).hessian_xx(np.zeros(2), np.zeros(1))
+    assert not CountingObjective(base.base, "f", counter).hessian_xx_available
