@@ -69,10 +69,7 @@ def solve_reference(
     within = bool(distance <= tol)
     # a run whose options change the posed problem (a similarity term on a beta = 0 reference) solved it only if it
     # also landed on its solution
-    solved = _solved(ref, res) and (within or why_not is None or ref.applies.get(solver_name) is not None)
-    if res.status.value == "stationary" and within and ref.target == "bilevel":
-        # a stationary point on a problem with local minima, verified against the reference's known global solution
-        solved = True
+    solved = _solved(ref, res, within) and (within or why_not is None or ref.applies.get(solver_name) is not None)
     return {
         "problem": ref.id, "solver": solver_name, "backend": backend, "status": res.status.value,
         "success": res.success, "solved": solved, "reason": _reason(res, solved, why_not),
@@ -86,11 +83,14 @@ def solve_reference(
     }
 
 
-def _solved(ref: Any, res: Any) -> bool:
-    """Whether the run solved the posed problem: converged, or, for a ``"penalized"`` target (the minimizer at a
-    fixed penalty, e.g. P9), stopped at a stationary point of that penalized problem. (A ``stationary`` run within
-    ``--tol`` of the reference's known global solution counts as solved too: verified, not certified.)"""
-    return bool(res.success or (ref.target == "penalized" and res.status.value == "penalized"))
+def _solved(ref: Any, res: Any, within: bool) -> bool:
+    """Whether the run solved the posed problem: converged; or, for a ``"penalized"`` target (the minimizer at a
+    fixed penalty, e.g. P9), stopped at a stationary point of that penalized problem; or, on a problem with local
+    minima, stopped ``stationary`` within ``--tol`` of the reference's known global solution (verified, not
+    certified)."""
+    status = res.status.value
+    return bool(res.success or (ref.target == "penalized" and status == "penalized")
+                or (ref.target == "bilevel" and status == "stationary" and within))
 
 
 def _reason(res: Any, solved: bool, why_not: str | None) -> str | None:

@@ -163,6 +163,30 @@ def _host_rows(sp: Any, block: Any, rows: int, cols: int, what: str) -> list[lis
     return [flat[i * cols:(i + 1) * cols] for i in range(rows)]
 
 
+def _dense_blocks(problem: BilevelProblem, oracle: Any, hvp: Callable[..., Pair] | None, x: Vec, y: Vec, batch: Batch,
+                  dx: int, dy: int, what: str) -> tuple[list[list[float]], list[list[float]]]:
+    """The Hessian rows of the y block of an objective as host rows ``(∇²_xy, ∇²_yy)`` (``dx × dy``, ``dy × dy``):
+    from the dense ``hessian`` oracle of ``oracle`` when it is given, else from ``dy`` calls of ``hvp`` along the
+    unit vectors (column j of both blocks)."""
+    sp = problem.space
+    if oracle is not None:
+        cb, yb = oracle.hessian(x, y, batch=batch)
+        return (_host_rows(sp, cb, dx, dy, f"{what}.hessian: mixed block"),
+                _host_rows(sp, yb, dy, dy, f"{what}.hessian: y block"))
+    assert hvp is not None  # init_state refuses an objective with neither oracle
+    from_host = _from_host(problem)
+    cols_x: list[list[float]] = []
+    cols_y: list[list[float]] = []
+    for j in range(dy):
+        e = [0.0] * dy
+        e[j] = 1.0
+        hx, hy = hvp(x, y, from_host(e, y), batch=batch)
+        cols_y.append(sp.to_host(hy))
+        cols_x.append([0.0] * dx if hx is None else sp.to_host(hx))
+    return ([[cols_x[j][i] for j in range(dy)] for i in range(dx)],
+            [[cols_y[j][i] for j in range(dy)] for i in range(dy)])
+
+
 def _check_common(obj: Any) -> None:
     for name in ("maxiter", "inner_steps"):
         v = getattr(obj, name)
@@ -458,21 +482,8 @@ class ImplicitDiff(_Base):
         sp = problem.space
         f = problem.outer
         from_host = _from_host(problem)
-        if has_hessian(f):
-            cb, yb = f.hessian(x, y, batch=batch)  # type: ignore[attr-defined]
-            fxy = _host_rows(sp, cb, dx, dy, "outer.hessian: mixed block")
-            fyy = _host_rows(sp, yb, dy, dy, "outer.hessian: y block")
-        else:
-            cols_x: list[list[float]] = []
-            cols_y: list[list[float]] = []
-            for j in range(dy):
-                e = [0.0] * dy
-                e[j] = 1.0
-                hx, hy = f.hvp(x, y, from_host(e, y), batch=batch)  # type: ignore[attr-defined]
-                cols_y.append(sp.to_host(hy))
-                cols_x.append([0.0] * dx if hx is None else sp.to_host(hx))
-            fyy = [[cols_y[j][i] for j in range(dy)] for i in range(dy)]
-            fxy = [[cols_x[j][i] for j in range(dy)] for i in range(dx)]
+        fxy, fyy = _dense_blocks(problem, f if has_hessian(f) else None, f.hvp if has_hvp(f) else None,  # type: ignore[attr-defined]
+                                 x, y, batch, dx, dy, "outer")
         if has_hessian_xx(f):
             fxx = _host_rows(sp, f.hessian_xx(x, y, batch=batch), dx, dx,  # type: ignore[attr-defined]
                              "outer.hessian_xx")
@@ -531,26 +542,12 @@ class ImplicitDiff(_Base):
         dy = len(ylist)
         dx = len(sp.to_host(x))
         inner = problem.inner
-        if has_hessian(inner) and problem.inner_factory is None:
-            cb, yb = inner.hessian(x, y, batch=batch)  # type: ignore[attr-defined]
-            s = problem.sign
-            hyy = _host_rows(sp, yb, dy, dy, "inner.hessian: y block")
-            cross = _host_rows(sp, cb, dx, dy, "inner.hessian: mixed block")
-            if s != 1.0:
-                hyy = [[s * v for v in row] for row in hyy]
-                cross = [[s * v for v in row] for row in cross]
-        else:  # dy HVPs along the unit vectors: column j of both blocks
-            from_host = _from_host(problem)
-            cols_y: list[list[float]] = []
-            cols_x: list[list[float]] = []
-            for j in range(dy):
-                e = [0.0] * dy
-                e[j] = 1.0
-                hx, hy = g.hvp(x, y, from_host(e, y), batch=batch)
-                cols_y.append(sp.to_host(hy))
-                cols_x.append([0.0] * dx if hx is None else sp.to_host(hx))
-            hyy = [[cols_y[j][i] for j in range(dy)] for i in range(dy)]
-            cross = [[cols_x[j][i] for j in range(dy)] for i in range(dx)]
+        # the problem's own oracle gives the objective as posed: turn it to minimization form like g
+        oracle = inner if has_hessian(inner) and problem.inner_factory is None else None
+        cross, hyy = _dense_blocks(problem, oracle, g.hvp, x, y, batch, dx, dy, "inner")
+        if oracle is not None and problem.sign != 1.0:
+            hyy = [[problem.sign * v for v in row] for row in hyy]
+            cross = [[problem.sign * v for v in row] for row in cross]
         if not all(math.isfinite(v) for row in hyy for v in row) or not all(
                 math.isfinite(v) for row in cross for v in row):
             raise _Stop("numerical_error")
@@ -764,13 +761,12 @@ class ImplicitDiff(_Base):
         else:
             # the package's L-BFGS rule on the pair (None, x): x is the only variable of the hyperobjective
             rule = Lbfgs(self.lbfgs_memory)
-            mem = state.memory if isinstance(state.memory, LbfgsState) else LbfgsState(0, (), (None, x),
-                                                                                         (None, hyper))
+            mem = state.memory if isinstance(state.memory, LbfgsState) else rule.init(sp, (None, x))
             mem = rule.observe(sp, (None, x), (None, hyper), mem)
             d = rule.direction(sp, (None, hyper), mem)[1]
             gd = sp.to_float(sp.dot(hyper, d))
             if not gd < 0.0:  # stale curvature: restart from the negative hypergradient
-                mem = LbfgsState(0, (), (None, x), (None, hyper))
+                mem = rule.init(sp, (None, x))._replace(prev_grad=(None, hyper))
                 d, gd = sp.scale(hyper, -1.0), -hn * hn
             t = 1.0 if mem.pairs else self.lr
         fval = sp.to_float(problem.outer.value(x, y, batch=batch))

@@ -199,7 +199,7 @@ class Lbfgs:
         y = psub(sp, grad, state.prev_grad)
         sy = sp.to_float(pdot(sp, s, y))
         if sy > 1e-12 * math.sqrt(max(sp.to_float(pdot(sp, s, s)) * sp.to_float(pdot(sp, y, y)), 0.0)):
-            pairs = (*pairs, (s, y))[-(self.memory if self.memory is not None else state.memory):]
+            pairs = (*pairs, (s, y))[-state.memory:]
         return state._replace(pairs=pairs, prev=point, prev_grad=grad)
 
     def direction(self, sp: VectorSpace, grad: Pair, state: LbfgsState) -> Pair:

@@ -11,7 +11,9 @@ An objective ``h(x, y)`` is seen through its oracles:
 - optional ``hessian(x, y, *, batch=None) -> (∇²_xy h, ∇²_yy h)``: the dense Hessian rows of the y block, a
   ``dx × dy`` mixed block (``None`` when x is absent) and the ``dy × dy`` y block, each a 2-D array of the
   backend (entries row-major through the space's ``to_host``); for small ``y`` only (used by
-  ``ImplicitDiff(inner_solver="dense")``, which assembles it from ``dy`` HVPs when it is absent).
+  ``ImplicitDiff(inner_solver="dense")``, which assembles it from ``dy`` HVPs when it is absent);
+- optional ``hessian_xx(x, y, *, batch=None) -> ∇²_xx h``: the dense ``dx × dx`` x block (used with ``hessian`` by
+  ``ImplicitDiff(outer_rule="newton")`` for the outer objective; central differences of ``∇_x h`` when absent).
 
 Every oracle call a solver makes goes through :class:`CountingObjective`, which also checks what the
 oracle returned: a value must be a real scalar, a gradient/HVP block a real array (numpy) or floating
@@ -387,7 +389,6 @@ class CountingObjective:
             if block is not None:
                 _check_matrix(block, f"{what}: {part} block")
         return got[0], got[1]
-
 
     def hessian_xx(self, x: Vec | None, y: Vec, *, batch: Batch = None) -> Any:
         """The dense ``x`` block ``∇²_xx`` (``dx × dx``; counted as ``<label>_hessian_xx``)."""
