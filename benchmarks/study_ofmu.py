@@ -5,7 +5,9 @@ from each method's own SEARCH_SPACE, selected on validation only), the same ``--
 number of steps (the benchmark's ``--quick`` steps for every method; the ``*_full`` digits settings use the
 benchmark's full size). OFMU's ablations are OFMU with one
 option fixed through ``--option ofmu.NAME=VALUE``: ``penalty_type=none`` (the same objective without the
-penalty), ``inner_steps=0`` (T = 0), ``beta=0`` and ``objective=ascent`` (the paper's Φ). The script
+penalty), ``inner_steps=0`` (T = 0), ``beta=0`` and ``objective=ascent`` (the paper's Φ); OFMU's own search
+draws the forget objective (those of the benchmark's family), T ∈ {0, 1, 5} and β ∈ {0, 0.01, …, 1} with
+its step sizes and ρ0, and the first three ablations fix the objective the ``ofmu`` row selected. The script
 collects each run's ``results.json`` into one study JSON, decides per setting whether OFMU is on the
 Pareto front of forgetting vs utility against the baselines (means; a point is dominated when a baseline
 is at least as good on both axes and better on one) and how it compares with its no-penalty ablation,
@@ -56,6 +58,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
                              "baselines": ["graddiff", "npo", "ga"], "quick": False},
 }
 # OFMU variants: label -> fixed options (the tuned knobs stay the method's SEARCH_SPACE)
+# The ablations also fix the forget objective to the one the "ofmu" row selected (its search draws the
+# objective, T and β among its candidates), so that each is "the same objective" without one ingredient.
+SAME_OBJECTIVE = ("ofmu: no penalty", "ofmu: T=0", "ofmu: beta=0")
 VARIANTS: dict[str, list[str]] = {
     "ofmu": [],
     "ofmu: no penalty": ["ofmu.penalty_type=none"],
@@ -213,6 +218,8 @@ def run_setting(name: str, args: argparse.Namespace, variants: dict[str, list[st
             if k is None and prev.is_file():  # reporting an earlier run: its steps are in its results
                 steps = json.loads(prev.read_text()).get("steps", {}).get("ofmu")
                 opts = [f"ofmu.steps={steps}"] if steps else []
+        if label in SAME_OBJECTIVE and run_it and (runs.get("ofmu") or {}).get("selected"):
+            opts = [*opts, f"ofmu.objective={runs['ofmu']['selected'].get('objective', 'auto')}"]
         out = base / _slug(label)
         size = ["--quick"] if spec.get("quick", True) else []
         cmd = [*shlex.split(args.cli), "bench", *spec["args"], "--methods", method, *size, "--seeds",

@@ -106,7 +106,8 @@ def _candidates(cfg: RunConfig, bench_: Benchmark, exp: Any, spec: Any, opts: di
     if user:  # the user's options, checked on their own (a clearer message than from a draw)
         config_from_dict(spec.config_cls, {**defaults, **user, **({"steps": steps} if steps else {})},
                          prefix=f"{spec.name}.")
-    return sample_configs(spec.config_cls, user, budget, seed=cfg.seed, steps=steps, defaults=defaults)
+    return sample_configs(spec.config_cls, user, budget, seed=cfg.seed, steps=steps, defaults=defaults,
+                          choices=bench_.search_choices())
 
 
 def check_bench_options(cfg: RunConfig, bench_: Benchmark, exp: Any) -> list[str]:

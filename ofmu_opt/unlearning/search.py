@@ -8,8 +8,10 @@ checked: an unknown method prefix, a plain option no method of the run has, or a
 a :class:`~ofmu_opt.errors.ConfigError`, never silently ignored.
 
 The search: candidate 0 is the method's defaults with the benchmark's defaults and the user's options;
-candidates 1..B-1 are seeded draws from the config's ``SEARCH_SPACE`` (``"log"``, ``"uniform"`` or
-``"int"``), never touching a key the user fixed.
+candidates 1..B-1 are seeded draws from the config's ``SEARCH_SPACE`` (``"log"``, ``"uniform"``,
+``"int"`` or a categorical ``"choice"``), never touching a key the user fixed. A benchmark may narrow a
+choice to the values that apply to it (e.g. OFMU's forget objective: only the objectives of its task,
+:meth:`~ofmu_opt.unlearning.benchmarks.base.Benchmark.search_choices`).
 """
 
 from __future__ import annotations
@@ -133,13 +135,15 @@ def resolve_methods(spec: str, default: Sequence[str], task: str) -> list[str]:
 
 def sample_configs(
     config_cls: type[Any], fixed: Mapping[str, Any], budget: int, seed: int, steps: int | None = None,
-    defaults: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None, choices: Mapping[str, Sequence[Any]] | None = None,
 ) -> list[Any]:
     """The ``budget`` candidate configs of one method: defaults first, then seeded draws from SEARCH_SPACE.
 
     Keys in ``fixed`` (the user's options, and ``steps``) are never searched; ``defaults`` (the
     benchmark's, e.g. its ``lr``) apply to candidate 0 and are searched in the others. ``"log"`` draws
-    log-uniformly, ``"uniform"`` uniformly, ``"int"`` uniform integers in [low, high].
+    log-uniformly, ``"uniform"`` uniformly, ``"int"`` uniform integers in [low, high], ``"choice"`` one of
+    its values uniformly. ``choices`` narrows a ``"choice"`` key to the listed values that it also has
+    (the benchmark's applicable values; a key left with no value is not searched).
 
     Example:
         >>> from ofmu_opt.unlearning.methods.ascent import GradDiffConfig
@@ -152,21 +156,30 @@ def sample_configs(
     fields = {f.name for f in dataclasses.fields(config_cls)}
     base = {"steps": steps, **fixed} if steps is not None and "steps" in fields else dict(fixed)
     first = {**{k: v for k, v in (defaults or {}).items() if k in fields and k not in fixed}, **base}
-    space: dict[str, tuple[str, float, float]] = dict(getattr(config_cls, "SEARCH_SPACE", {}) or {})
+    space: dict[str, tuple[Any, ...]] = dict(getattr(config_cls, "SEARCH_SPACE", {}) or {})
     if not space and "lr" in fields:
         default_lr = float(config_from_dict(config_cls, first).lr)
         space = {"lr": ("log", default_lr / 10, default_lr * 10)}
     space = {k: v for k, v in space.items() if k in fields and k not in fixed}
+    for k, allowed in (choices or {}).items():
+        if k in space and space[k][0] == "choice":
+            kept = tuple(v for v in space[k][1:] if v in tuple(allowed))
+            if kept:
+                space[k] = ("choice", *kept)
+            else:
+                del space[k]
     rng = np.random.default_rng([seed, zlib.crc32(config_cls.__name__.encode())])
     out = [config_from_dict(config_cls, first)]
     for _ in range(budget - 1):
         draw: dict[str, Any] = dict(base)
-        for k, (kind, lo, hi) in sorted(space.items()):
-            if kind == "log":
-                draw[k] = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        for k, (kind, *args) in sorted(space.items()):
+            if kind == "choice":
+                draw[k] = args[int(rng.integers(len(args)))]
+            elif kind == "log":
+                draw[k] = float(math.exp(rng.uniform(math.log(args[0]), math.log(args[1]))))
             elif kind == "int":
-                draw[k] = int(rng.integers(int(lo), int(hi) + 1))
+                draw[k] = int(rng.integers(int(args[0]), int(args[1]) + 1))
             else:
-                draw[k] = float(rng.uniform(lo, hi))
+                draw[k] = float(rng.uniform(args[0], args[1]))
         out.append(config_from_dict(config_cls, draw))
     return out

@@ -97,6 +97,8 @@ class Benchmark(Protocol):
         conflict_methods: the methods whose gradient-conflict history is plotted.
         commands: the commands it supports (``"unlearn"``, ``"bench"``, ``"eval"``).
         default_budget: ``(quick, full)`` hyper-parameter candidates per method.
+        objective_family: the family of forget objectives that apply (``classifier``, ``qa``, ``corpus``;
+            :func:`~ofmu_opt.unlearning.methods.objectives.applicable_objectives`).
     """
 
     name: str
@@ -111,6 +113,11 @@ class Benchmark(Protocol):
     conflict_methods: tuple[str, ...]
     commands: tuple[str, ...]
     default_budget: tuple[int, int]
+    objective_family: str
+
+    def search_choices(self) -> dict[str, tuple[Any, ...]]:
+        """The values a categorical search key may take on this benchmark (e.g. the applicable objectives)."""
+        ...
 
     def uses(self, command: str) -> frozenset[str]:
         """The :class:`~ofmu_opt.unlearning.runner.RunConfig` options this benchmark reads for ``command``."""
@@ -188,6 +195,7 @@ class BenchmarkBase:
     conflict_methods: tuple[str, ...] = ("ofmu", "graddiff")
     commands: tuple[str, ...] = ("unlearn", "bench", "eval")
     default_budget: tuple[int, int] = (2, 4)
+    objective_family: str = "generic"
     COMMON: ClassVar[frozenset[str]] = frozenset(
         {"command", "benchmark", "config", "options", "seed", "quick", "out", "device", "threads", "quiet"}
     )
@@ -201,6 +209,11 @@ class BenchmarkBase:
     def read_retain_logs(self, path: str) -> Any:
         """Read and check a ``--retain-logs`` file (a benchmark that reads one overrides this)."""
         raise ConfigError(f"--retain-logs: not used by benchmark {self.name!r}")
+
+    def search_choices(self) -> dict[str, tuple[Any, ...]]:
+        from ..methods.objectives import applicable_objectives
+
+        return {"objective": applicable_objectives(self.objective_family)}
 
     def uses(self, command: str) -> frozenset[str]:
         return self.COMMON | self.PER_COMMAND.get(command, frozenset()) | self.extra.get(command, frozenset())

@@ -58,6 +58,7 @@ class TofuBenchmark(BenchmarkBase):
     """TinyTOFU / real TOFU files (see the module docstring)."""
 
     prefix = "TOFU"
+    objective_family = "qa"
     methods = LM_METHODS
     columns = (
         Column("forget_quality", "forget quality ↑", ".2e"), Column("model_utility", "model utility ↑"),

@@ -71,6 +71,7 @@ class VisionBenchmark(BenchmarkBase):
     """digits / CIFAR-10 (see the module docstring)."""
 
     task = "classifier"
+    objective_family = "classifier"
     columns = (Column("UA", "UA", ".2f"), Column("RA", "RA", ".2f"), Column("TA", "TA", ".2f"),
                Column("MIA", "MIA-efficacy", ".2f"), Column("avg_gap", "avg gap ↓", ".2f"),
                Column("RTE", "RTE (s)", ".3f"))

@@ -131,6 +131,7 @@ class WmdpBenchmark(BenchmarkBase):
     """TinyWMDP and MCQ files (see the module docstring)."""
 
     prefix = "WMDP"
+    objective_family = "corpus"
     methods = WMDP_METHODS
     columns = (Column("wmdp_acc", "hazardous acc ↓"), Column("wmdp_acc_norm", "hazardous acc_norm ↓"),
                Column("mmlu_acc", "general acc ↑"), Column("mmlu_acc_norm", "general acc_norm ↑"),

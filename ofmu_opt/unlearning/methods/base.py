@@ -24,8 +24,9 @@ methods that apply.
 **Method**: a class with a class attribute ``name``, constructed as ``Method(config)`` from a frozen
 dataclass config (subclass of :class:`MethodConfig`: fields ``lr``, ``steps``, ``optimizer``,
 ``weight_decay``, ``grad_clip`` plus its own, range-checked in ``__post_init__``; an optional class
-variable ``SEARCH_SPACE`` maps field names to ``("log" | "uniform" | "int", low, high)`` for the
-benchmark's equal-budget hyper-parameter search), and one method ``run(ctx) -> MethodResult``.
+variable ``SEARCH_SPACE`` maps field names to ``("log" | "uniform" | "int", low, high)`` or to a
+categorical ``("choice", v1, v2, ...)`` for the benchmark's equal-budget hyper-parameter search), and one
+method ``run(ctx) -> MethodResult``.
 The baselines derive from :class:`BaseMethod` (``name``, ``config_cls``, the default config), most of
 them from :class:`LossMethod` (they only say what the loss terms of a step are) or
 :class:`ForgetRetainMethod` (only the forget term: the objective is γ·forget + α·L_r, with the weights

@@ -14,6 +14,8 @@ Examples:
     'nll'
     >>> search_space(lr=(1e-4, 1e-2), keep=("uniform", 0.1, 0.9))
     {'lr': ('log', 0.0001, 0.01), 'keep': ('uniform', 0.1, 0.9)}
+    >>> search_space(steps=("choice", 0, 1, 5))
+    {'steps': ('choice', 0, 1, 5)}
 """
 
 from __future__ import annotations
@@ -49,17 +51,29 @@ __all__ = [
 RETAIN_LOSSES = ("nll", "kl")
 """The retain losses of :class:`ForgetRetainConfig`: mean NLL, or mean KL(p_ref || p_model)."""
 
-SearchSpace = dict[str, tuple[str, float, float]]
+SearchSpace = dict[str, tuple[Any, ...]]
+"""A ``SEARCH_SPACE`` table: ``name -> ("log" | "uniform" | "int", low, high)`` or ``("choice", v1, v2, ...)``."""
+
+SEARCH_KINDS = ("log", "uniform", "int", "choice")
 
 
-def search_space(**ranges: tuple[float, float] | tuple[str, float, float]) -> SearchSpace:
-    """A ``SEARCH_SPACE`` table: ``name=(low, high)`` is log-uniform, ``name=(kind, low, high)`` as given."""
+def search_space(**ranges: tuple[Any, ...]) -> SearchSpace:
+    """A ``SEARCH_SPACE`` table: ``name=(low, high)`` is log-uniform, ``name=(kind, low, high)`` as given
+    (``kind``: ``log``, ``uniform`` or ``int``), ``name=("choice", v1, v2, ...)`` one of the listed values
+    (categorical: drawn uniformly)."""
     out: SearchSpace = {}
     for name, r in ranges.items():
-        if len(r) == 2:
+        if len(r) == 2 and not isinstance(r[0], str):
             out[name] = ("log", float(r[0]), float(r[1]))
-        else:
+        elif r and r[0] == "choice":
+            if len(r) < 2:
+                raise ValueError(f"search_space: {name}: a choice needs at least one value")
+            out[name] = tuple(r)
+        elif len(r) == 3 and r[0] in SEARCH_KINDS:
             out[name] = (str(r[0]), float(r[1]), float(r[2]))
+        else:
+            raise ValueError(f"search_space: {name}: expected (low, high), (kind, low, high) with kind in "
+                             f"{SEARCH_KINDS[:3]} or ('choice', v1, ...), received {r!r}")
     return out
 
 

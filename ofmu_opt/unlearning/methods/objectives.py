@@ -48,7 +48,10 @@ from torch import Tensor, nn
 from ...errors import ConfigError, DataError, OfmuError
 from .base import UnlearnContext
 
-__all__ = ["OBJECTIVES", "ForgetObjective", "ObjectiveOptions", "family", "make_objective", "resolve_objective"]
+__all__ = [
+    "OBJECTIVES", "ForgetObjective", "ObjectiveOptions", "applicable_objectives", "family", "make_objective",
+    "resolve_objective",
+]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,21 @@ def family(ctx: UnlearnContext, sample: Any) -> str:
     if task == "lm":
         return "qa" if _has_idk(ctx, sample) else "corpus"
     return "generic"
+
+
+def applicable_objectives(fam: str) -> tuple[str, ...]:
+    """The objectives that apply to a benchmark family (``classifier``, ``qa``, ``corpus``, ``generic``): the
+    values a hyper-parameter search may draw (what :func:`resolve_objective` accepts in that family).
+
+    Example:
+        >>> applicable_objectives("corpus")
+        ('ascent', 'npo', 'representation')
+    """
+    task = {"classifier": "classifier", "qa": "lm", "corpus": "lm"}.get(fam, "")
+    out = [n for n, need in OBJECTIVES.items() if need in ("any", task)]
+    if fam != "qa":
+        out = [n for n in out if n not in ("idk", "idk_npo")]
+    return tuple(out)
 
 
 def resolve_objective(name: str, ctx: UnlearnContext, sample: Any) -> str:

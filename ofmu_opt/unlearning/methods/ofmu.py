@@ -60,8 +60,8 @@ from ...core.similarity import SIMILARITY_KINDS
 from ...core.steps import get_step_rule
 from ...errors import ConfigError
 from .base import MethodResult, StepLoop, UnlearnContext
-from .contract import ObjectiveConfig
-from .objectives import family, make_objective, resolve_objective
+from .contract import ObjectiveConfig, SearchSpace, search_space
+from .objectives import OBJECTIVES, family, make_objective, resolve_objective
 
 __all__ = ["FAMILY_DEFAULTS", "OfmuConfig", "OfmuMethod", "ReversePassCounter"]
 
@@ -190,12 +190,14 @@ class OfmuConfig(ObjectiveConfig):
     accumulation: int = 1
     params: str = "requires_grad"
 
-    SEARCH_SPACE: ClassVar[dict[str, tuple[str, float, float]]] = {
-        "lr": ("log", 3e-4, 1e-2),
-        "inner_lr": ("log", 3e-4, 1e-2),
-        "penalty": ("log", 0.01, 10.0),
-        "beta": ("log", 0.01, 1.0),
-    }
+    SEARCH_SPACE: ClassVar[SearchSpace] = search_space(
+        lr=(3e-4, 1e-2),
+        inner_lr=(3e-4, 1e-2),
+        penalty=(0.01, 10.0),
+        beta=("choice", 0.0, 0.01, 0.03, 0.1, 0.3, 1.0),
+        inner_steps=("choice", 0, 1, 5),
+        objective=("choice", *OBJECTIVES),  # narrowed to the benchmark's family (Benchmark.search_choices)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the objective and its options (ObjectiveConfig)
