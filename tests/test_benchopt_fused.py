@@ -8,6 +8,8 @@ jax adapter on a small random problem shaped like benchmark_bilevel's ``simulate
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -72,7 +74,14 @@ def _numpy_bundles() -> Bundles:
         hvp_outer=lambda x, y, v: _hvp(HF, v),
         hessian_inner=lambda x, y: _blocks(HG),
         outer_hessian=lambda x, y: (_value(HF, BF, x, y), *_grad(HF, BF, x, y), *_blocks(HG)),
+        hessian_outer=lambda x, y: _fblocks(HF),
+        newton=lambda x, y: (_value(HF, BF, x, y), *_grad(HF, BF, x, y), *_blocks(HG), *_fblocks(HF)),
     )
+
+
+def _fblocks(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(∇²_xx, ∇²_xy, ∇²_yy)`` of the quadratic."""
+    return h[NY:, NY:].copy(), h[NY:, :NY].copy(), h[:NY, :NY].copy()
 
 
 def _problem(f: FunctionObjective, g: FunctionObjective) -> BilevelProblem:
@@ -125,7 +134,7 @@ def test_a_penalty_run_on_fused_oracles_has_the_same_iterates_and_one_call_per_p
 def test_hessian_oracle_is_one_call_per_point_and_dense_mode_fuses_it_with_f() -> None:
     rng = np.random.default_rng(4)
     x, y, v = rng.normal(size=NX), rng.normal(size=NY), rng.normal(size=NY)
-    plain = FusedOracles(_numpy_bundles())
+    plain = FusedOracles(dataclasses.replace(_numpy_bundles(), hessian_outer=None, newton=None))
     f, g = plain.objectives()
     assert g.hessian_available and not f.hessian_available
     g.grad(x, y)
@@ -177,6 +186,64 @@ def test_dense_implicit_run_on_fused_oracles_has_the_same_iterates_and_one_call_
     cg = FusedOracles(_numpy_bundles())
     ImplicitDiff(inner_solver="cg", outer_rule="lbfgs", tol=1e-10).run(_problem(*cg.objectives()), x0, y0)
     assert sum(fused.calls.values()) < sum(cg.calls.values()) / 2
+
+
+def test_newton_mode_fuses_both_hessians_with_the_adjoints_f_gradient_and_nothing_at_a_candidate() -> None:
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=NX), rng.normal(size=NY)
+    fused = FusedOracles(_numpy_bundles(), newton=True)
+    f, g = fused.objectives()
+    # a line-search candidate: g, then f's value — f's value and gradient only
+    g.grad(x, y)
+    assert f.value(x, y) == _value(HF, BF, x, y)
+    assert fused.calls == {"inner": 1, "outer": 1}
+    # the adjoint's point: g, then f's gradient — one call serves f and both objectives' Hessian blocks
+    x2 = x + 1.0
+    g.grad(x2, y)
+    np.testing.assert_array_equal(np.concatenate(f.grad(x2, y)), np.concatenate(_grad(HF, BF, x2, y)))
+    assert f.value(x2, y) == _value(HF, BF, x2, y)
+    for got, want in zip((*g.hessian(x2, y), *f.hessian(x2, y), f.hessian_xx(x2, y)),
+                         (*_blocks(HG), *_fblocks(HF)[1:], _fblocks(HF)[0]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert fused.calls == {"inner": 2, "outer": 1, "newton": 1}
+    # a Hessian already served at a point stays the one served
+    x3 = x + 2.0
+    g.grad(x3, y)
+    first = g.hessian(x3, y)
+    f.grad(x3, y)
+    assert g.hessian(x3, y)[1] is first[1] and fused.calls["newton"] == 2
+    with pytest.raises(ValueError, match="newton=True needs"):
+        FusedOracles(Bundles(**{k: getattr(_numpy_bundles(), k) for k in
+                                ("both", "inner", "outer", "hvp_inner", "hvp_outer")}), newton=True)
+
+
+def test_newton_implicit_run_on_fused_oracles_has_the_same_iterates_and_fewer_calls() -> None:
+    x0, y0 = np.zeros(NX), np.zeros(NY)
+    sep_f = HessianObjective(lambda x, y, _: _value(HF, BF, x, y), lambda x, y, _: _grad(HF, BF, x, y),
+                             lambda x, y, v, _: _hvp(HF, v), hessian_fn=lambda x, y, _: _fblocks(HF)[1:],
+                             hessian_xx_fn=lambda x, y, _: _fblocks(HF)[0])
+    sep_g = HessianObjective(lambda x, y, _: _value(HG, BG, x, y), lambda x, y, _: _grad(HG, BG, x, y),
+                             lambda x, y, v, _: _hvp(HG, v), hessian_fn=lambda x, y, _: _blocks(HG))
+    solver = ImplicitDiff(inner_solver="dense", outer_rule="newton", tol=1e-10)
+    ref = solver.run(_problem(sep_f, sep_g), x0, y0)
+    fused = FusedOracles(_numpy_bundles(), newton=True)
+    got = solver.run(_problem(*fused.objectives()), x0, y0)
+    assert got.status.value == ref.status.value == "stationary"
+    np.testing.assert_array_equal(got.x, ref.x)
+    np.testing.assert_array_equal(got.y, ref.y)
+    assert got.counts == ref.counts and got.counts["f_hessian"] > 0
+    # every f Hessian came with the adjoint's f gradient and g's blocks, in one call
+    assert fused.calls["newton"] == got.counts["f_hessian"] and "hessian_outer" not in fused.calls
+    # and no Hessian was formed that the run did not ask for (dense mode forms g's at every line-search candidate)
+    assert fused.calls.get("hessian_inner", 0) + fused.calls["newton"] == got.counts["g_hessian"]
+    # in a run stopped after its first round (as a benchmark stops at its threshold), dense mode has also formed g's
+    # Hessian at the accepted candidate, for a round that never came
+    one = ImplicitDiff(inner_solver="dense", outer_rule="newton", tol=1e-10, maxiter=1)
+    for mode, extra in (({"newton": True}, 0), ({"dense": True}, 1)):
+        oracles = FusedOracles(_numpy_bundles(), **mode)
+        res = one.run(_problem(*oracles.objectives()), x0, y0)
+        formed = sum(oracles.calls.get(k, 0) for k in ("hessian_inner", "outer_hessian", "newton"))
+        assert res.nit == 1 and formed == res.counts["g_hessian"] + extra
 
 
 def test_implicit_diff_cg_lbfgs_solves_a_quadratic_bilevel_problem_in_few_rounds() -> None:
@@ -268,6 +335,16 @@ def test_jax_bundles_agree_with_the_per_oracle_jax_adapter() -> None:
         hx, hy = ref_f.hvp(x, y, e)
         np.testing.assert_allclose(fxy[:, j], hx, **tol)
         np.testing.assert_allclose(fyy[:, j], hy, **tol)
+    # the newton bundle: f's value and gradient and both objectives' blocks, equal to the separate bundles'
+    newton = FusedOracles(jax_bundles(f_out, f_in, n, n), newton=True)
+    fn, gn = newton.objectives()
+    gn.grad(x2, y)
+    for a_new, a_old in zip(fn.grad(x2, y), ref_f.grad(x2, y), strict=True):
+        np.testing.assert_allclose(a_new, a_old, **tol)
+    for a_new, a_old in zip((*gn.hessian(x2, y), *fn.hessian(x2, y), fn.hessian_xx(x2, y)),
+                            (*at_x2, *fd.hessian(x2, y), fd.hessian_xx(x2, y)), strict=True):
+        np.testing.assert_allclose(a_new, a_old, **tol)
+    assert newton.calls == {"inner": 1, "newton": 1}
 
 
 def test_report_names_every_plug_in_configuration_apart() -> None:

@@ -78,8 +78,9 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
         b = jax_bundles(f_out, f_in, n_out, n_in)
         b = Bundles(**{k: _Timed(getattr(b, k), clock, k) for k in ("both", "inner", "outer", "hvp_inner",
                                                                      "hvp_outer", "hessian_inner", "outer_hessian",
-                                                                     "hessian_outer")})
-        fused = FusedOracles(b, outer, inner, dense=config["preset"] in ("implicit_dense", "implicit_newton"))
+                                                                     "hessian_outer", "newton")})
+        fused = FusedOracles(b, outer, inner, dense=config["preset"] == "implicit_dense",
+                             newton=config["preset"] == "implicit_newton")
         outer, inner = fused.objectives()
     else:
         from ofmu_opt.problem.oracles import FunctionObjective
@@ -104,6 +105,8 @@ def measure(data: dict[str, Any], config: dict[str, Any], max_time: float) -> di
             fused.b.outer_hessian(x0, y0)
             if fused.b.hessian_outer is not None:
                 fused.b.hessian_outer(x0, y0)
+            if fused.b.newton is not None:
+                fused.b.newton(x0, y0)
         for obj in (outer, inner):
             obj.value(x0 + 1, y0 + 1)
             obj.grad(x0 + 1, y0 + 1)

@@ -19,6 +19,10 @@ each one call that returns everything a round needs at a point:
 - ``outer_hessian(x, y)``: ``f`` value and gradient with ``g``'s Hessian blocks. With ``dense=True`` it replaces
   ``outer`` (the first ``f`` oracle at a point where ``g`` was already evaluated: the dense implicit solver's line
   search candidate, whose Hessian the next round's adjoint asks for if the candidate is accepted).
+- ``newton(x, y)``: ``f`` value and gradient with ``g``'s and ``f``'s Hessian blocks. With ``newton=True`` it serves
+  the first ``f`` *gradient* at a point where ``g`` was already evaluated (the adjoint's point of
+  ``ImplicitDiff(outer_rule="newton")``, where the round then asks for both Hessians), and a first ``f`` *value*
+  there (a line-search candidate) is ``outer`` alone: nothing is computed for a round that may never come.
 
 Results are cached for the last few points, keyed by the exact bytes of ``(x, y)``; a cached
 ``∇²g v`` is returned only when ``v`` equals the cached ``∇_y g`` exactly. Every value returned is what the
@@ -61,6 +65,8 @@ class Bundles:
         outer_hessian: optional ``(x, y) -> (fv, fgx, fgy, hxy, hyy)``.
         hessian_outer: optional ``(x, y) -> (fxx, fxy, fyy)``, ``f``'s Hessian blocks (``dx × dx``, ``dx × dy``,
             ``dy × dy``); without it the outer objective has no ``hessian``/``hessian_xx`` oracles.
+        newton: optional ``(x, y) -> (fv, fgx, fgy, hxy, hyy, fxx, fxy, fyy)``: ``outer_hessian``'s outputs and
+            ``hessian_outer``'s in one call.
     """
 
     both: Callable[[Arr, Arr], tuple[Any, ...]]
@@ -71,6 +77,7 @@ class Bundles:
     hessian_inner: Callable[[Arr, Arr], PairOut] | None = None
     outer_hessian: Callable[[Arr, Arr], tuple[Any, ...]] | None = None
     hessian_outer: Callable[[Arr, Arr], tuple[Any, ...]] | None = None
+    newton: Callable[[Arr, Arr], tuple[Any, ...]] | None = None
 
 
 class FusedOracles:
@@ -82,16 +89,22 @@ class FusedOracles:
         cache_size: how many recent points are remembered.
         dense: serve ``f`` with ``g``'s Hessian blocks (``outer_hessian``) where ``g`` was evaluated first (for the
             dense implicit solver); ``False``: the Hessian only when asked (``hessian_inner``).
+        newton: for ``ImplicitDiff(outer_rule="newton")``: where ``g`` was evaluated first, a first ``f`` gradient
+            comes with both objectives' Hessian blocks (``newton``) and a first ``f`` value alone (``outer``);
+            overrides ``dense``.
 
     ``calls`` counts the bundle calls by name (for tests and for the cost accounting in the docs).
     """
 
     def __init__(self, bundles: Bundles, batched_outer: Any = None, batched_inner: Any = None,
-                 cache_size: int = 8, dense: bool = False) -> None:
-        if dense and bundles.outer_hessian is None:
+                 cache_size: int = 8, dense: bool = False, newton: bool = False) -> None:
+        if dense and not newton and bundles.outer_hessian is None:
             raise ValueError("dense=True needs an outer_hessian bundle")
+        if newton and (bundles.newton is None or bundles.hessian_outer is None or bundles.hessian_inner is None):
+            raise ValueError("newton=True needs the newton, hessian_inner and hessian_outer bundles")
         self.b = bundles
         self.dense = dense
+        self.newton = newton
         self.batched_outer = batched_outer
         self.batched_inner = batched_inner
         self.cache_size = cache_size
@@ -133,10 +146,19 @@ class FusedOracles:
         e.update(f=(float(fv), self._ro(fgx), self._ro(fgy)), g=(float(gv), self._ro(ggx), self._ro(ggy)),
                  h=(self._ro(hx), self._ro(hy)))
 
-    def _f(self, x: Arr, y: Arr) -> tuple[float, Arr, Arr]:
+    def _f(self, x: Arr, y: Arr, grad: bool) -> tuple[float, Arr, Arr]:
+        """``f``'s value and gradient at ``(x, y)``; ``grad``: the solver asked for the gradient (else the value)."""
         e = self._entry(x, y)
         if "f" not in e:
-            if self.dense and "g" in e and "H" not in e:
+            if self.newton and "g" in e and grad:
+                assert self.b.newton is not None
+                self._tick("newton")
+                fv, fgx, fgy, hxy, hyy, fxx, fxy, fyy = self.b.newton(x, y)
+                e["f"] = (float(fv), self._ro(fgx), self._ro(fgy))
+                # blocks already served at this point stay the ones served (one value per point)
+                e.setdefault("H", (self._ro(hxy), self._ro(hyy)))
+                e.setdefault("F", (self._ro(fxx), self._ro(fxy), self._ro(fyy)))
+            elif self.dense and not self.newton and "g" in e and "H" not in e:
                 assert self.b.outer_hessian is not None
                 self._tick("outer_hessian")
                 fv, fgx, fgy, hxy, hyy = self.b.outer_hessian(x, y)
@@ -150,7 +172,7 @@ class FusedOracles:
                 self._fill_both(e, x, y)
         return e["f"]  # type: ignore[no-any-return]
 
-    def _g(self, x: Arr, y: Arr) -> tuple[float, Arr, Arr]:
+    def _g(self, x: Arr, y: Arr, grad: bool = True) -> tuple[float, Arr, Arr]:
         e = self._entry(x, y)
         if "g" not in e:
             self._tick("inner")
@@ -228,20 +250,21 @@ class HessianObjective(FunctionObjective):
         return self.hessian_fn(x, y, batch)
 
 
-def _objective(full: Callable[[Arr, Arr], tuple[float, Arr, Arr]], full_hvp: Callable[[Arr, Arr, Arr], PairOut],
+def _objective(full: Callable[[Arr, Arr, bool], tuple[float, Arr, Arr]], full_hvp: Callable[[Arr, Arr, Arr], PairOut],
                batched: Any, full_hessian: Callable[[Arr, Arr], PairOut] | None = None,
                full_hessian_xx: Callable[[Arr, Arr], Arr] | None = None) -> HessianObjective:
-    """A :class:`HessianObjective` whose full-batch calls (``batch is None``) go to ``full`` (value and gradient),
+    """A :class:`HessianObjective` whose full-batch calls (``batch is None``) go to ``full`` (value and gradient; its
+    third argument says whether the gradient was asked),
     ``full_hvp`` and ``full_hessian`` (``None``: no hessian oracle), and whose mini-batch calls go to the ``batched``
     objective (which serves no dense Hessian)."""
 
     def value(x: Arr, y: Arr, b: Any) -> float:
-        return full(x, y)[0] if b is None else batched.value(x, y, batch=b)
+        return full(x, y, False)[0] if b is None else batched.value(x, y, batch=b)
 
     def grad(x: Arr, y: Arr, b: Any) -> PairOut:
         if b is not None:
             return batched.grad(x, y, batch=b)  # type: ignore[no-any-return]
-        _, gx, gy = full(x, y)
+        _, gx, gy = full(x, y, True)
         return gx, gy
 
     def hvp(x: Arr, y: Arr, v: Arr, b: Any) -> PairOut:
@@ -319,13 +342,24 @@ def jax_bundles(f_outer: Callable[..., Any], f_inner: Callable[..., Any], n_oute
         dy, dx = y.size, x.size
         return hxx.reshape(dx, dx), hxy.reshape(dx, dy), hyy.reshape(dy, dy)
 
+    def f_parts(y: Any, x: Any) -> tuple[Any, tuple[Any, Any, Any]]:
+        fv, (fgy, fgx) = vg_out(y, x)
+        return (fgy, fgx), (fv, fgy, fgx)
+
+    def newton(x: Any, y: Any) -> tuple[Any, ...]:
+        # f's value, gradient and Hessian from one forward-over-reverse pass (the gradient is the aux output of the
+        # Jacobian of the gradient), and g's blocks as in hessian_inner
+        ((hyy, hyx), (hxy, hxx)), (fv, fgy, fgx) = jax.jacfwd(f_parts, argnums=(0, 1), has_aux=True)(y, x)
+        dy, dx = y.size, x.size
+        return (fv, fgx, fgy, *hessian_inner(x, y), hxx.reshape(dx, dx), hxy.reshape(dx, dy), hyy.reshape(dy, dy))
+
     jit = jax.jit
     return Bundles(
         both=_numpy_out(jit(both)), inner=_numpy_out(jit(inner)), outer=_numpy_out(jit(outer)),
         hvp_inner=_numpy_out(jit(lambda x, y, v: hvp_of(fi, x, y, v))),
         hvp_outer=_numpy_out(jit(lambda x, y, v: hvp_of(fo, x, y, v))),
         hessian_inner=_numpy_out(jit(hessian_inner)), outer_hessian=_numpy_out(jit(outer_hessian)),
-        hessian_outer=_numpy_out(jit(hessian_outer)),
+        hessian_outer=_numpy_out(jit(hessian_outer)), newton=_numpy_out(jit(newton)),
     )
 
 

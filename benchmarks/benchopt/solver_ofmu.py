@@ -25,8 +25,9 @@ solves and L-BFGS on x: not a penalty preset); ``implicit_dense`` (the same with
 ``inner_solver="dense"``: Newton steps and adjoint by a Cholesky factorization of the dense inner Hessian, which
 the fused oracles serve with the gradients in one jitted call per point; benchopt entry ``implicit (dense)``);
 ``implicit_newton`` (the same with ``outer_rule="newton"``: Newton steps on ``h(x)`` with the Hessian model built
-from the dense blocks of ``f`` and ``g``, which the fused oracles serve in one more jitted call per point; entry
-``implicit (newton)``; not a penalty preset); the
+from the dense blocks of ``f`` and ``g``, which the fused oracles serve with ``f``'s gradient in one jitted call at
+the adjoint's point, while a line-search candidate gets ``f``'s value alone; entry ``implicit (newton)``; not a
+penalty preset); the
 stochastic solvers of :mod:`ofmu_opt.core.stochastic` on
 mini-batches of ``batch_size``: ``saba`` and ``soba`` (our implementations, for comparison with the
 benchmark's own) and ``gpbgd_saga`` (G-PBGD on SAGA variance-reduced oracles). Every round calls benchopt's
@@ -110,7 +111,7 @@ class Solver(BaseSolver):
         if self.fused:
             self.fused_oracles = FusedOracles(
                 jax_bundles(f_outer, f_inner, n_outer_samples, n_inner_samples), outer, inner,
-                dense=self.preset in ("implicit_dense", "implicit_newton"))
+                dense=self.preset == "implicit_dense", newton=self.preset == "implicit_newton")
             outer, inner = self.fused_oracles.objectives()
         # not declared local_is_global: the plug-in also runs on the benchmark's non-quadratic datasets, so a run
         # that meets its stopping test reports "stationary" (benchopt itself ignores the status)
@@ -128,6 +129,8 @@ class Solver(BaseSolver):
             bnd.outer_hessian(self.x0, self.y0)
             if bnd.hessian_outer is not None:
                 bnd.hessian_outer(self.x0, self.y0)
+            if bnd.newton is not None:
+                bnd.newton(self.x0, self.y0)
             self.problem.inner.hessian(self.x0, self.y0)
         for obj in (self.problem.outer, self.problem.inner):
             obj.value(self.x0, self.y0)

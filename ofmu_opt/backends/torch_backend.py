@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BackendError
+from .numpy_backend import NumpyLinalg
 
 __all__ = ["TorchSpace", "TorchVec", "as_tensor_vec", "vec_device", "vec_dtype"]
 
@@ -121,6 +122,8 @@ class TorchSpace:
     """
 
     name = "torch"
+    # the dense implicit solver's host linear algebra (numpy float64 on the host, through to_host/from_host)
+    linalg = NumpyLinalg()
 
     def __init__(self, reduce: Callable[[Tensor], Tensor] | None = None, *, check_devices: bool = True) -> None:
         if reduce is not None and not callable(reduce):

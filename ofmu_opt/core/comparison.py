@@ -16,7 +16,10 @@ r"""Comparison solvers implemented from their papers, on the same problems, orac
   ``inner_solver="dense"`` (small inner problems) the inner Hessian blocks :math:`\nabla^2_{yy} g` and
   :math:`\nabla^2_{xy} g` are formed densely at each point — from the inner objective's optional ``hessian``
   oracle, else from ``dy`` HVPs along unit vectors — and the Newton steps and the adjoint system are solved by a
-  Cholesky factorization instead of CG: one oracle call per point instead of one HVP per CG iteration.
+  Cholesky factorization instead of CG: one oracle call per point instead of one HVP per CG iteration. Those
+  host-side factorizations, solves and products go through the vector space's optional ``linalg`` capability
+  (:class:`HostLinalg`; numpy/LAPACK in both built-in spaces) and fall back to :class:`PythonLinalg`, plain Python
+  floats, for a space without it.
 
 All minimize the inner objective in its minimization form (``sense="max"`` is handled by a sign), use
 the problem's HVP oracle where they need one, and return a :class:`~ofmu_opt.core.result.BilevelResult`. They
@@ -36,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from .._config import check_choice, check_range, config_to_dict
 from .._typing import Batch, Pair, Vec
@@ -50,11 +53,12 @@ from .result import BilevelResult, IntermediateResult
 from .solver import dtype_eps
 from .steps import Lbfgs, LbfgsState
 
-__all__ = ["DENSE_MAX_DIM", "Bome", "F2sa", "ImplicitDiff"]
+__all__ = ["DENSE_MAX_DIM", "Bome", "F2sa", "HostLinalg", "ImplicitDiff", "PythonLinalg"]
 
 DENSE_MAX_DIM = 200
 """Default cap on the inner dimension ``dy`` of ``ImplicitDiff(inner_solver="dense")``: the factorization runs on
-the host in pure Python (the core imports no array library), ``dy³/6`` multiply-adds per point."""
+the host (LAPACK through the space's ``linalg`` capability, else pure Python: the core imports no array library),
+``dy³/6`` multiply-adds per point."""
 
 
 class CompState(NamedTuple):
@@ -88,8 +92,8 @@ def plain_inner(problem: BilevelProblem) -> InnerObjective:
     return make_inner(problem, InnerSpec("none", 0.0, 0.0, "forget_hessian", 1e-6, problem.sign))
 
 
-# ------------------------------------------------------------------ dense linear algebra on host floats
-# (the core imports no array library; these run on Python floats for the small systems of the dense variant)
+# ------------------------------------------------------------------ dense linear algebra on the host
+# (the core imports no array library: a space may provide it as its ``linalg`` attribute, else plain Python floats)
 
 
 class _Stop(Exception):
@@ -98,6 +102,57 @@ class _Stop(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(status)
         self.status = status
+
+
+class HostLinalg(Protocol):
+    """Host-side dense linear algebra in float64 for ``ImplicitDiff(inner_solver="dense")``: the optional ``linalg``
+    attribute of a :class:`~ofmu_opt.problem.space.VectorSpace`. Matrices (``M``), host vectors (``V``) and
+    Cholesky factors are the implementation's own types; the solver only passes them back to these methods.
+    :class:`PythonLinalg` (lists of Python floats) is the fallback for a space without it; the built-in spaces provide
+    :class:`ofmu_opt.backends.numpy_backend.NumpyLinalg` (numpy arrays, LAPACK ``potrf``/``potrs``)."""
+
+    def matrix(self, sp: Any, block: Any, rows: int, cols: int, what: str) -> Any:
+        """A ``rows × cols`` host matrix from a backend block (row-major entries, e.g. a Hessian oracle's output);
+        raises :class:`~ofmu_opt.errors.OracleError` (naming ``what``) when the entries are not real numbers or
+        their count is wrong."""
+        ...
+    def from_rows(self, rows: list[list[float]]) -> Any:
+        """A host matrix from rows of Python floats."""
+        ...
+    def vector(self, sp: Any, v: Vec) -> Any:
+        """A backend vector's entries as a host vector (``to_host``'s order)."""
+        ...
+    def to_space(self, sp: Any, h: Any, like: Vec) -> Vec:
+        """A backend vector shaped and typed like ``like`` holding the host vector ``h`` (``from_host``)."""
+        ...
+    def finite(self, m: Any) -> bool: ...
+    def symmetric_part(self, m: Any) -> Any:
+        """``(m + mᵀ) / 2``."""
+        ...
+    def scale(self, m: Any, s: float) -> Any: ...
+    def max_abs_diag(self, m: Any) -> float: ...
+    def cholesky(self, m: Any, tiny: float) -> Any | None:
+        """The Cholesky factor of the symmetric ``m``; ``None`` when a pivot is ``<= tiny`` (not positive definite
+        to the precision given) or the factorization fails."""
+        ...
+    def solve(self, chol: Any, b: Any) -> Any:
+        """``x`` with ``L Lᵀ x = b`` (a host vector)."""
+        ...
+    def solve_rows(self, chol: Any, m: Any) -> Any:
+        """Each row of ``m`` solved with the factor: the matrix with rows ``(L Lᵀ)⁻¹ m[k]``."""
+        ...
+    def matvec(self, m: Any, v: Any) -> Any:
+        """``m v``."""
+        ...
+    def rmatvec(self, m: Any, v: Any) -> Any:
+        """``mᵀ v``."""
+        ...
+    def axpy(self, alpha: float, x: Any, y: Any) -> Any:
+        """``alpha x + y`` of host vectors."""
+        ...
+    def newton_model(self, fxx: Any, fxy: Any, fyy: Any, jac: Any) -> Any:
+        """``fxx + fxy jacᵀ + jac fxyᵀ + jac fyy jacᵀ`` (``jac``: ``dx × dy``, row k is ``J e_k``)."""
+        ...
 
 
 def _cholesky(a: list[list[float]], tiny: float) -> list[list[float]] | None:
@@ -131,16 +186,14 @@ def _cho_solve(low: list[list[float]], b: list[float]) -> list[float]:
     return x
 
 
-class DenseHessian(NamedTuple):
-    """The dense variant's inner Hessian at the point ``(x, y)`` (the objects themselves: reuse is by identity).
-
-    ``chol``: lower Cholesky factor of ``∇²_yy g`` (minimization form, symmetric part); ``cross``: the rows of
-    ``∇²_xy g`` (``dx × dy``), ``None`` when the problem has no x."""
-
-    x: Any
-    y: Any
-    chol: list[list[float]]
-    cross: list[list[float]] | None
+def _host_rows(sp: Any, block: Any, rows: int, cols: int, what: str) -> list[list[float]]:
+    try:
+        flat = sp.to_host(block)
+    except (TypeError, ValueError) as exc:
+        raise OracleError(f"{what}: cannot read its entries as real numbers ({exc})") from exc
+    if len(flat) != rows * cols:
+        raise OracleError(f"{what} has {len(flat)} entries, expected {rows} × {cols} = {rows * cols}")
+    return [flat[i * cols:(i + 1) * cols] for i in range(rows)]
 
 
 def _from_host(problem: BilevelProblem) -> Callable[[list[float], Vec], Vec]:
@@ -153,26 +206,105 @@ def _from_host(problem: BilevelProblem) -> Callable[[list[float], Vec], Vec]:
     return fn  # type: ignore[no-any-return]
 
 
-def _host_rows(sp: Any, block: Any, rows: int, cols: int, what: str) -> list[list[float]]:
-    try:
-        flat = sp.to_host(block)
-    except (TypeError, ValueError) as exc:
-        raise OracleError(f"{what}: cannot read its entries as real numbers ({exc})") from exc
-    if len(flat) != rows * cols:
-        raise OracleError(f"{what} has {len(flat)} entries, expected {rows} × {cols} = {rows * cols}")
-    return [flat[i * cols:(i + 1) * cols] for i in range(rows)]
+class PythonLinalg:
+    """:class:`HostLinalg` on Python floats (matrices as lists of rows): the fallback for a space without ``linalg``.
+    ``dy³/6`` interpreted multiply-adds per factorization.
+
+    Examples:
+        >>> la = PythonLinalg()
+        >>> low = la.cholesky([[4.0, 2.0], [2.0, 2.0]], 1e-12)
+        >>> low
+        [[2.0, 0.0], [1.0, 1.0]]
+        >>> la.solve(low, [8.0, 6.0])
+        [1.0, 2.0]
+        >>> la.cholesky([[1.0, 2.0], [2.0, 1.0]], 1e-12) is None  # not positive definite
+        True
+    """
+
+    def matrix(self, sp: Any, block: Any, rows: int, cols: int, what: str) -> list[list[float]]:
+        return _host_rows(sp, block, rows, cols, what)
+
+    def from_rows(self, rows: list[list[float]]) -> list[list[float]]:
+        return rows
+
+    def vector(self, sp: Any, v: Vec) -> list[float]:
+        return sp.to_host(v)  # type: ignore[no-any-return]
+
+    def to_space(self, sp: Any, h: list[float], like: Vec) -> Vec:
+        return sp.from_host(h, like)
+
+    def finite(self, m: list[list[float]]) -> bool:
+        return all(math.isfinite(v) for row in m for v in row)
+
+    def symmetric_part(self, m: list[list[float]]) -> list[list[float]]:
+        n = len(m)
+        return [[0.5 * (m[i][j] + m[j][i]) for j in range(n)] for i in range(n)]
+
+    def scale(self, m: list[list[float]], s: float) -> list[list[float]]:
+        return [[s * v for v in row] for row in m]
+
+    def max_abs_diag(self, m: list[list[float]]) -> float:
+        return max(abs(m[i][i]) for i in range(len(m)))
+
+    def cholesky(self, m: list[list[float]], tiny: float) -> list[list[float]] | None:
+        return _cholesky(m, tiny)
+
+    def solve(self, chol: list[list[float]], b: list[float]) -> list[float]:
+        return _cho_solve(chol, b)
+
+    def solve_rows(self, chol: list[list[float]], m: list[list[float]]) -> list[list[float]]:
+        return [_cho_solve(chol, row) for row in m]
+
+    def matvec(self, m: list[list[float]], v: list[float]) -> list[float]:
+        return [sum(c * w for c, w in zip(row, v, strict=True)) for row in m]
+
+    def rmatvec(self, m: list[list[float]], v: list[float]) -> list[float]:
+        return [sum(row[j] * vi for row, vi in zip(m, v, strict=True)) for j in range(len(m[0]) if m else 0)]
+
+    def axpy(self, alpha: float, x: list[float], y: list[float]) -> list[float]:
+        return [alpha * a + b for a, b in zip(x, y, strict=True)]
+
+    def newton_model(self, fxx: list[list[float]], fxy: list[list[float]], fyy: list[list[float]],
+                     jac: list[list[float]]) -> list[list[float]]:
+        dx, dy = len(jac), len(fyy)
+        fxy_j = [[sum(a * b for a, b in zip(fxy[k], jac[m], strict=True)) for m in range(dx)] for k in range(dx)]
+        fyy_j = [[sum(fyy[i][j] * jac[m][j] for j in range(dy)) for i in range(dy)] for m in range(dx)]
+        return [[fxx[k][m] + fxy_j[k][m] + fxy_j[m][k] + sum(a * b for a, b in zip(jac[k], fyy_j[m], strict=True))
+                 for m in range(dx)] for k in range(dx)]
+
+
+_PYTHON_LINALG = PythonLinalg()
+
+
+def _linalg(problem: BilevelProblem) -> HostLinalg:
+    """The space's ``linalg`` capability, else :class:`PythonLinalg`."""
+    la = getattr(problem.space, "linalg", None)
+    return _PYTHON_LINALG if la is None else la  # type: ignore[no-any-return]
+
+
+class DenseHessian(NamedTuple):
+    """The dense variant's inner Hessian at the point ``(x, y)`` (the objects themselves: reuse is by identity).
+
+    ``chol``: Cholesky factor of ``∇²_yy g`` (minimization form, symmetric part); ``cross``: the matrix ``∇²_xy g``
+    (``dx × dy``), ``None`` when the problem has no x; both in the types of the :class:`HostLinalg` that made them."""
+
+    x: Any
+    y: Any
+    chol: Any
+    cross: Any
 
 
 def _dense_blocks(problem: BilevelProblem, oracle: Any, hvp: Callable[..., Pair] | None, x: Vec, y: Vec, batch: Batch,
-                  dx: int, dy: int, what: str) -> tuple[list[list[float]], list[list[float]]]:
-    """The Hessian rows of the y block of an objective as host rows ``(∇²_xy, ∇²_yy)`` (``dx × dy``, ``dy × dy``):
-    from the dense ``hessian`` oracle of ``oracle`` when it is given, else from ``dy`` calls of ``hvp`` along the
-    unit vectors (column j of both blocks)."""
+                  dx: int, dy: int, what: str) -> tuple[Any, Any]:
+    """The Hessian rows of the y block of an objective as host matrices ``(∇²_xy, ∇²_yy)`` (``dx × dy``,
+    ``dy × dy``): from the dense ``hessian`` oracle of ``oracle`` when it is given, else from ``dy`` calls of ``hvp``
+    along the unit vectors (column j of both blocks)."""
     sp = problem.space
+    la = _linalg(problem)
     if oracle is not None:
         cb, yb = oracle.hessian(x, y, batch=batch)
-        return (_host_rows(sp, cb, dx, dy, f"{what}.hessian: mixed block"),
-                _host_rows(sp, yb, dy, dy, f"{what}.hessian: y block"))
+        return (la.matrix(sp, cb, dx, dy, f"{what}.hessian: mixed block"),
+                la.matrix(sp, yb, dy, dy, f"{what}.hessian: y block"))
     assert hvp is not None  # init_state refuses an objective with neither oracle
     from_host = _from_host(problem)
     cols_x: list[list[float]] = []
@@ -183,8 +315,8 @@ def _dense_blocks(problem: BilevelProblem, oracle: Any, hvp: Callable[..., Pair]
         hx, hy = hvp(x, y, from_host(e, y), batch=batch)
         cols_y.append(sp.to_host(hy))
         cols_x.append([0.0] * dx if hx is None else sp.to_host(hx))
-    return ([[cols_x[j][i] for j in range(dy)] for i in range(dx)],
-            [[cols_y[j][i] for j in range(dy)] for i in range(dy)])
+    return (la.from_rows([[cols_x[j][i] for j in range(dy)] for i in range(dx)]),
+            la.from_rows([[cols_y[j][i] for j in range(dy)] for i in range(dy)]))
 
 
 def _check_common(obj: Any) -> None:
@@ -394,12 +526,14 @@ class ImplicitDiff(_Base):
     ``inner_solver="dense"``: at each point where a Newton step or the adjoint needs it, the inner Hessian blocks
     ``∇²_yy g`` (``dy × dy``) and ``∇²_xy g`` (``dx × dy``) come from the inner objective's optional ``hessian``
     oracle (one call, counted as ``g_hessian``), or, when it has none, from ``dy`` HVP calls along the unit
-    vectors. The symmetric part of ``∇²_yy g`` is factorized by Cholesky on host floats (float64, whatever the
+    vectors. The symmetric part of ``∇²_yy g`` is factorized by Cholesky on the host in float64 (whatever the
     oracles' dtype); a Newton step, the adjoint ``v`` and ``∇²_xy g v`` are then host solves and products. The
     factorization is kept with its point: the adjoint reuses it at that same point, and (``hessian_reuse``) the next
     inner solve's first Newton step starts from it, kept only if it halves ``‖∇_y g‖``, so on a quadratic inner
     problem a round forms one Hessian (at the adjoint's point). Needs a vector space with
-    ``from_host`` (numpy, torch). Costs ``dy³/6`` multiply-adds in Python per point, hence ``dense_max_dim``.
+    ``from_host`` (numpy, torch). The host linear algebra is the space's optional ``linalg`` capability
+    (:class:`HostLinalg`: numpy with LAPACK in both built-in spaces), else :class:`PythonLinalg` on Python floats,
+    ``dy³/6`` interpreted multiply-adds per point; the two agree to round-off. Hence ``dense_max_dim``.
 
     ``outer_rule="newton"`` (with ``inner_solver="dense"``): the direction is ``−M⁻¹∇h`` with the Hessian model
     ``M = ∇²_xx f + ∇²_xy f J + Jᵀ∇²_yx f + Jᵀ∇²_yy f J``, ``J = dy*/dx = −(∇²_yy g)⁻¹∇²_yx g`` — the exact Hessian of
@@ -474,19 +608,20 @@ class ImplicitDiff(_Base):
 
     # ------------------------------------------------------------------ Newton on h(x) (dense)
     def _outer_blocks(self, problem: BilevelProblem, x: Vec, y: Vec, batch: Batch, dx: int, dy: int,
-                      ) -> tuple[list[list[float]], list[list[float]], list[list[float]]]:
-        """``f``'s dense blocks ``(∇²_xx f, ∇²_xy f, ∇²_yy f)`` as host rows: from its ``hessian_xx`` and ``hessian``
-        oracles when it has them, else ``∇²_xy f`` and ``∇²_yy f`` from ``dy`` HVPs along unit vectors and ``∇²_xx f``
-        from central differences of ``∇_x f`` along unit vectors (``2·dx`` gradients; exact up to rounding when
-        ``f`` is quadratic in ``x``)."""
+                      ) -> tuple[Any, Any, Any]:
+        """``f``'s dense blocks ``(∇²_xx f, ∇²_xy f, ∇²_yy f)`` as host matrices (:class:`HostLinalg`): from its
+        ``hessian_xx`` and ``hessian`` oracles when it has them, else ``∇²_xy f`` and ``∇²_yy f`` from ``dy`` HVPs
+        along unit vectors and ``∇²_xx f`` from central differences of ``∇_x f`` along unit vectors (``2·dx``
+        gradients; exact up to rounding when ``f`` is quadratic in ``x``)."""
         sp = problem.space
+        la = _linalg(problem)
         f = problem.outer
         from_host = _from_host(problem)
         fxy, fyy = _dense_blocks(problem, f if has_hessian(f) else None, f.hvp if has_hvp(f) else None,  # type: ignore[attr-defined]
                                  x, y, batch, dx, dy, "outer")
         if has_hessian_xx(f):
-            fxx = _host_rows(sp, f.hessian_xx(x, y, batch=batch), dx, dx,  # type: ignore[attr-defined]
-                             "outer.hessian_xx")
+            fxx = la.matrix(sp, f.hessian_xx(x, y, batch=batch), dx, dx,  # type: ignore[attr-defined]
+                            "outer.hessian_xx")
         else:
             xl = sp.to_host(x)
             step = dtype_eps(x) ** (1.0 / 3.0)
@@ -499,7 +634,7 @@ class ImplicitDiff(_Base):
                 gp = sp.to_host(f.grad(from_host(up, x), y, batch=batch)[0])
                 gm = sp.to_host(f.grad(from_host(down, x), y, batch=batch)[0])
                 cols.append([(a - b) / (2.0 * h) for a, b in zip(gp, gm, strict=True)])
-            fxx = [[cols[k][i] for k in range(dx)] for i in range(dx)]
+            fxx = la.from_rows([[cols[k][i] for k in range(dx)] for i in range(dx)])
         return fxx, fxy, fyy
 
     def _newton_direction(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, hyper: Vec,
@@ -508,23 +643,20 @@ class ImplicitDiff(_Base):
         ``(x, y*(x))``, ``J = dy*/dx = −(∇²_yy g)⁻¹ ∇²_yx g``: the exact Hessian of ``h`` less the terms with third
         derivatives of ``g`` (exact when ``g`` is quadratic). ``None`` when ``M`` is not positive definite."""
         sp = problem.space
+        la = _linalg(problem)
         hess = self._dense_hessian(problem, g, x, y, batch, memo)
-        cross = hess.cross or []
-        dx, dy = len(cross), len(hess.chol)
+        dx, dy = len(la.vector(sp, x)), len(la.vector(sp, y))
         fxx, fxy, fyy = self._outer_blocks(problem, x, y, batch, dx, dy)
-        jac = [[-v for v in _cho_solve(hess.chol, row)] for row in cross]  # jac[k] = J e_k (a y-vector)
-        fxy_j = [[sum(a * b for a, b in zip(fxy[k], jac[m], strict=True)) for m in range(dx)] for k in range(dx)]
-        fyy_j = [[sum(fyy[i][j] * jac[m][j] for j in range(dy)) for i in range(dy)] for m in range(dx)]
-        model = [[fxx[k][m] + fxy_j[k][m] + fxy_j[m][k] + sum(a * b for a, b in zip(jac[k], fyy_j[m], strict=True))
-                  for m in range(dx)] for k in range(dx)]
-        if not all(math.isfinite(v) for row in model for v in row):
+        jac = la.scale(la.solve_rows(hess.chol, hess.cross), -1.0)  # row k: J e_k (a y-vector)
+        model = la.newton_model(fxx, fxy, fyy, jac)
+        if not la.finite(model):
             return None
-        sym = [[0.5 * (model[i][j] + model[j][i]) for j in range(dx)] for i in range(dx)]
-        tiny = dx * dtype_eps(x) * max(max(abs(sym[i][i]) for i in range(dx)), 1e-300)
-        low = _cholesky(sym, tiny)
+        sym = la.symmetric_part(model)
+        tiny = dx * dtype_eps(x) * max(la.max_abs_diag(sym), 1e-300)
+        low = la.cholesky(sym, tiny)
         if low is None:
             return None
-        return _from_host(problem)([-v for v in _cho_solve(low, sp.to_host(hyper))], hyper)
+        return sp.scale(la.to_space(sp, la.solve(low, la.vector(sp, hyper)), hyper), -1.0)
 
     # ------------------------------------------------------------------ dense inner Hessian
     def _dense_hessian(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, batch: Batch,
@@ -538,22 +670,21 @@ class ImplicitDiff(_Base):
         if last is not None and last.x is x and last.y is y:
             return last
         sp = problem.space
-        ylist = sp.to_host(y)
-        dy = len(ylist)
-        dx = len(sp.to_host(x))
+        la = _linalg(problem)
+        dy = len(la.vector(sp, y))
+        dx = len(la.vector(sp, x))
         inner = problem.inner
         # the problem's own oracle gives the objective as posed: turn it to minimization form like g
         oracle = inner if has_hessian(inner) and problem.inner_factory is None else None
         cross, hyy = _dense_blocks(problem, oracle, g.hvp, x, y, batch, dx, dy, "inner")
         if oracle is not None and problem.sign != 1.0:
-            hyy = [[problem.sign * v for v in row] for row in hyy]
-            cross = [[problem.sign * v for v in row] for row in cross]
-        if not all(math.isfinite(v) for row in hyy for v in row) or not all(
-                math.isfinite(v) for row in cross for v in row):
+            hyy = la.scale(hyy, problem.sign)
+            cross = la.scale(cross, problem.sign)
+        if not (la.finite(hyy) and la.finite(cross)):
             raise _Stop("numerical_error")
-        sym = [[0.5 * (hyy[i][j] + hyy[j][i]) for j in range(dy)] for i in range(dy)]
-        tiny = dy * dtype_eps(y) * max(max(abs(sym[i][i]) for i in range(dy)), 1e-300)
-        low = _cholesky(sym, tiny)
+        sym = la.symmetric_part(hyy)
+        tiny = dy * dtype_eps(y) * max(la.max_abs_diag(sym), 1e-300)
+        low = la.cholesky(sym, tiny)
         if low is None:
             raise _Stop("not_convex")  # the inner Hessian is not positive definite here: no implicit hypergradient
         hess = DenseHessian(x, y, low, cross)
@@ -562,7 +693,9 @@ class ImplicitDiff(_Base):
 
     def _dense_solve(self, problem: BilevelProblem, hess: DenseHessian, b: Vec) -> Vec:
         """``(∇²_yy g)⁻¹ b`` as a vector like ``b``."""
-        return _from_host(problem)(_cho_solve(hess.chol, problem.space.to_host(b)), b)
+        sp = problem.space
+        la = _linalg(problem)
+        return la.to_space(sp, la.solve(hess.chol, la.vector(sp, b)), b)
 
     # ------------------------------------------------------------------ CG
     def _cg(self, problem: BilevelProblem, g: InnerObjective, x: Vec, y: Vec, b: Vec, batch: Batch,
@@ -661,12 +794,10 @@ class ImplicitDiff(_Base):
                 and hess.y is y and hess.cross is not None):
             return None
         sp = problem.space
-        dh = sp.to_host(d)
-        a = _cho_solve(hess.chol, sp.to_host(gy))
-        b = _cho_solve(hess.chol, [sum(row[j] * di for row, di in zip(hess.cross, dh, strict=True))
-                                   for j in range(len(a))])
-        from_host = _from_host(problem)
-        return lambda t: sp.sub(y, from_host([ai + t * bi for ai, bi in zip(a, b, strict=True)], y))
+        la = _linalg(problem)
+        a = la.solve(hess.chol, la.vector(sp, gy))
+        b = la.solve(hess.chol, la.rmatvec(hess.cross, la.vector(sp, d)))
+        return lambda t: sp.sub(y, la.to_space(sp, la.axpy(t, b, a), y))
 
     def _adjoint(self, problem: BilevelProblem, g: InnerObjective, state: CompState, x: Vec, y: Vec, batch: Batch,
                  memo: list[DenseHessian | None]) -> tuple[Vec, Vec | None]:
@@ -675,10 +806,9 @@ class ImplicitDiff(_Base):
         fx, fy = problem.outer.grad(x, y, batch=batch)
         if self.inner_solver == "dense":
             hess = self._dense_hessian(problem, g, x, y, batch, memo)
-            vh = _cho_solve(hess.chol, sp.to_host(fy))
-            cv = [sum(c * w for c, w in zip(row, vh, strict=True)) for row in hess.cross or ()]
-            from_host = _from_host(problem)
-            return sp.sub(fx, from_host(cv, fx)), from_host(vh, fy)
+            la = _linalg(problem)
+            vh = la.solve(hess.chol, la.vector(sp, fy))
+            return sp.sub(fx, la.to_space(sp, la.matvec(hess.cross, vh), fx)), la.to_space(sp, vh, fy)
         v = self._cg(problem, g, x, y, fy, batch, state.z if self.inner_solver == "cg" else None)
         if v is None:
             return fx, None

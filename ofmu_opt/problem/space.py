@@ -6,7 +6,11 @@ Dot products and norms go through the space, so a distributed space can all-redu
 
 Optional (duck-typed, not part of the protocol): ``from_host(values, like)``, the inverse of ``to_host``,
 which the dense implicit solver (``ImplicitDiff(inner_solver="dense")``) needs to return its host-side
-solutions as backend vectors; both built-in spaces provide it.
+solutions as backend vectors; both built-in spaces provide it. ``linalg``, an object with the dense solver's host
+linear algebra (Cholesky factor and solves, small matrix products on float64 host matrices; the protocol is
+:class:`ofmu_opt.core.comparison.HostLinalg`): both built-in spaces provide numpy's
+(:class:`ofmu_opt.backends.numpy_backend.NumpyLinalg`); a space without it (or with ``linalg = None``) gets the same
+results to round-off from plain Python floats, more slowly.
 """
 
 from __future__ import annotations

@@ -463,3 +463,123 @@ def test_counting_objective_forwards_hessian_xx():
     with pytest.raises(OracleError, match="hessian_xx"):
         CountingObjective(bad, "f", counter).hessian_xx(np.zeros(2), np.zeros(1))
     assert not CountingObjective(base.base, "f", counter).hessian_xx_available
+
+
+# ---------------------------------------------------------------------- host linear algebra (space.linalg)
+
+
+class _NoLinalg(NumpySpace):
+    """A numpy space without the ``linalg`` capability: the dense solver falls back to PythonLinalg."""
+
+    linalg = None
+
+
+def _float32(problem):
+    """``problem`` with float32 oracle outputs (values stay Python floats)."""
+
+    def cast(out):
+        return tuple(None if a is None else np.asarray(a, np.float32) for a in out)
+
+    def wrap(obj):
+        base = FunctionObjective(lambda x, y, b: obj.value(x, y, batch=b),
+                                 lambda x, y, b: cast(obj.grad(x, y, batch=b)),
+                                 lambda x, y, v, b: cast(obj.hvp(x, y, v, batch=b)))
+        if not hasattr(obj, "hessian"):
+            return base
+        return _WithHessian(base, lambda x, y: cast(obj.hessian(x, y)))
+
+    return dataclasses.replace(problem, outer=wrap(problem.outer), inner=wrap(problem.inner))
+
+
+def _runs(make):
+    """The same run on the numpy capability and on the Python fallback: ``(numpy, fallback)`` trajectories."""
+    out = []
+    for space in (SP, _NoLinalg()):
+        solver, problem, x0, y0, rounds = make(space)
+        out.append(_trajectory(solver, problem, x0, y0, rounds))
+    return out
+
+
+@pytest.mark.parametrize("rule", ["lbfgs", "newton"])
+@pytest.mark.parametrize("case", ["p3_hvp", "p3_hessian", "softplus_max", "p3_float32"])
+def test_numpy_linalg_and_the_python_fallback_give_the_same_iterates(rule, case):
+    def make(space):
+        if case == "softplus_max":
+            problem, x0, y0 = _softplus_problem("max", hessian=True)
+            problem = dataclasses.replace(problem, space=space)
+        else:
+            ref, problem = _p3_like(seed=1, nx=4, ny=6, hessian=case != "p3_hvp", space=space)
+            x0, y0 = ref.x0, ref.y0 + 0.5
+            if case == "p3_float32":
+                problem = _float32(problem)
+                x0, y0 = x0.astype(np.float32), y0.astype(np.float32)
+        return ImplicitDiff(inner_solver="dense", outer_rule=rule, lr=0.2, tol=1e-12), problem, x0, y0, 12
+
+    fast, slow = _runs(make)
+    assert len(fast) == len(slow) > 1
+    tol = 1e-5 if case == "p3_float32" else 1e-10
+    for (xa, ya, ta), (xb, yb, tb) in zip(fast, slow, strict=True):
+        assert ta == tb and xa.dtype == xb.dtype and ya.dtype == yb.dtype
+        np.testing.assert_allclose(xa, xb, rtol=tol, atol=tol)
+        np.testing.assert_allclose(ya, yb, rtol=tol, atol=tol)
+
+
+def test_the_python_fallback_keeps_the_statuses_and_counts():
+    for space in (SP, _NoLinalg()):
+        ref = get_reference("P4")  # singular inner Hessian
+        res = ImplicitDiff(inner_solver="dense", outer_rule="lbfgs").run(
+            dataclasses.replace(ref.problem, space=space), ref.x0, ref.y0)
+        assert res.status is Status.NOT_CONVEX and res.nit == 1
+        ref3, prob = _p3_like(space=space)
+        c = ref3.data["C"]
+        nan = _WithHessian(prob.inner, lambda x, y, c=c: (c, np.full((5, 5), np.nan)))
+        res = ImplicitDiff(inner_solver="dense").run(dataclasses.replace(prob, inner=nan), ref3.x0, ref3.y0 + 1.0)
+        assert res.status is Status.NUMERICAL_ERROR
+    ref3 = get_reference("P3")
+    runs = [ImplicitDiff(inner_solver="dense", outer_rule="newton", tol=1e-10).run(
+        dataclasses.replace(ref3.problem, space=space), ref3.x0, ref3.y0) for space in (SP, _NoLinalg())]
+    assert runs[0].status is runs[1].status is Status.CONVERGED
+    assert runs[0].counts == runs[1].counts and runs[0].nit == runs[1].nit
+    assert ref3.distance(runs[1].x, runs[1].y) < 1e-10
+
+
+def test_numpy_linalg_agrees_with_python_linalg_operation_by_operation():
+    from ofmu_opt.backends.numpy_backend import NumpyLinalg
+    from ofmu_opt.core.comparison import PythonLinalg
+
+    fast, slow = NumpyLinalg(), PythonLinalg()
+    rng = np.random.default_rng(5)
+    n, m = 6, 3
+    a = rng.standard_normal((n, n))
+    spd = a @ a.T + 0.1 * np.eye(n)
+    rows = spd.tolist()
+    lf, ls = fast.cholesky(spd, 1e-12), slow.cholesky(rows, 1e-12)
+    np.testing.assert_allclose(lf, np.array(ls), rtol=1e-12, atol=1e-12)
+    b = rng.standard_normal(n)
+    np.testing.assert_allclose(fast.solve(lf, b), slow.solve(ls, b.tolist()), rtol=1e-10)
+    cross = rng.standard_normal((m, n))
+    np.testing.assert_allclose(fast.solve_rows(lf, cross), slow.solve_rows(ls, cross.tolist()), rtol=1e-10)
+    v, w = rng.standard_normal(n), rng.standard_normal(m)
+    np.testing.assert_allclose(fast.matvec(cross, v), slow.matvec(cross.tolist(), v.tolist()), rtol=1e-12)
+    np.testing.assert_allclose(fast.rmatvec(cross, w), slow.rmatvec(cross.tolist(), w.tolist()), rtol=1e-12)
+    np.testing.assert_allclose(fast.axpy(0.3, v, b), slow.axpy(0.3, v.tolist(), b.tolist()), rtol=1e-15)
+    fxx = rng.standard_normal((m, m))
+    np.testing.assert_allclose(fast.newton_model(fxx, cross, spd, cross),
+                               slow.newton_model(fxx.tolist(), cross.tolist(), rows, cross.tolist()), rtol=1e-10)
+    np.testing.assert_array_equal(fast.symmetric_part(a), slow.symmetric_part(a.tolist()))
+    assert fast.max_abs_diag(a) == slow.max_abs_diag(a.tolist())
+    assert fast.finite(a) and not fast.finite(np.array([[np.inf]])) and not slow.finite([[np.nan]])
+    # the same refusals: indefinite, singular, and a pivot at the threshold
+    for bad in (np.diag([1.0, -1.0]), np.diag([1.0, 0.0]), np.array([[1.0, 1.0], [1.0, 1.0 + 1e-13]])):
+        assert fast.cholesky(bad, 1e-12) is None and slow.cholesky(bad.tolist(), 1e-12) is None
+    assert fast.cholesky(np.diag([1.0, 2e-12]), 1e-12) is not None
+    assert slow.cholesky([[1.0, 0.0], [0.0, 2e-12]], 1e-12) is not None
+    # host/backend conversions: float32 vectors come back float32, shapes are kept
+    like = np.zeros((2, 3), np.float32)
+    out = fast.to_space(SP, np.arange(6.0), like)
+    assert out.dtype == np.float32 and out.shape == (2, 3) and out.flags.writeable
+    np.testing.assert_array_equal(fast.vector(SP, out), np.arange(6.0))
+    with pytest.raises(OracleError, match="has 6 entries, expected 2 × 2"):
+        fast.matrix(SP, like, 2, 2, "blk")
+    with pytest.raises(OracleError, match="blk: cannot read its entries"):
+        fast.matrix(SP, np.zeros(4, complex), 2, 2, "blk")
