@@ -139,6 +139,37 @@ def test_task_checks_and_auto() -> None:
         resolve_objective("forget-harder", ctx, b)
 
 
+def test_auto_is_calibrated_for_random_forget_sets_with_held_out_data() -> None:
+    model, b = Logits(6), _batch()
+    val = iter([_batch()])
+    for scope, validation, want in (("random", val, "calibrated"), ("random", None, "other_class"),
+                                    ("class", val, "other_class"), (None, val, "other_class")):
+        ctx = UnlearnContext(model=model, reference=model, adapter=ClassifierAdapter(K), forget=iter(()),
+                             retain=iter(()), validation=validation, forget_scope=scope)
+        assert resolve_objective("auto", ctx, b) == want, (scope, validation)
+    with pytest.raises(ConfigError, match="forget_scope"):
+        UnlearnContext(model=model, reference=model, adapter=ClassifierAdapter(K), forget=iter(()),
+                       retain=iter(()), forget_scope="half")
+
+
+@pytest.mark.parametrize(("scenario", "want"), [("random10", "calibrated"), ("class:3", "other_class")])
+def test_the_digits_benchmark_tells_ofmu_what_the_forget_set_is(tmp_path, caplog, scenario: str,
+                                                                want: str) -> None:
+    """`ofmu unlearn --benchmark digits --method ofmu` with the default objective: random forgetting
+    resolves `auto` to `calibrated` (calibrated on the validation split), class-wise to `other_class`."""
+    import logging
+
+    from ofmu_opt.cli import main
+
+    argv = ["unlearn", "--benchmark", "digits", "--scenario", scenario, "--method", "ofmu", "--quick",
+            "--option", "steps=2", "--option", "experiment.train_steps=30", "--option", "experiment.hidden=16",
+            "--out", str(tmp_path / "run"), "-q"]
+    with caplog.at_level(logging.INFO, logger="ofmu_opt.unlearning.methods"):
+        assert main(argv) == 0
+    calibrated = [r for r in caplog.records if "held-out confidence" in r.getMessage()]
+    assert len(calibrated) == (1 if want == "calibrated" else 0)
+
+
 def test_target_gradient_is_large_where_ascent_is_nearly_stationary() -> None:
     """At a confident model the NLL gradient vanishes while the other-class objective's does not."""
     model, b = Logits(6), _batch()

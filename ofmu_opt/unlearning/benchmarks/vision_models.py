@@ -225,6 +225,7 @@ def run_method(
         fresh_model=lambda: _fresh(cfg, data, device, seed + 1),
         snapshot=snapshot,
         resume=resume,
+        forget_scope="class" if data.scenario.spec.kind == "class" else "random",
     )
     with count_gradient_evaluations(model) as n_grad:
         res = method.run(ctx)

@@ -125,7 +125,9 @@ class UnlearnContext:
     """Everything a method needs to run; built by the experiment runner of each benchmark.
 
     ``validation`` is an optional iterator of held-out batches (never forget or retain data), for
-    methods and objectives that calibrate on held-out behaviour.
+    methods and objectives that calibrate on held-out behaviour. ``forget_scope`` says what the forget
+    set is when the benchmark knows it: ``"class"`` (whole classes), ``"random"`` (a random subset of the
+    training data) or ``None`` (unknown); OFMU's ``auto`` objective reads it on classifiers.
     """
 
     model: nn.Module
@@ -144,9 +146,12 @@ class UnlearnContext:
     snapshot: Callable[[int, dict[str, Any]], None] | None = None
     resume: dict[str, Any] | None = None
     validation: Iterator[Any] | None = None
+    forget_scope: str | None = None
     _generators: list[torch.Generator] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
+        if self.forget_scope not in (None, "class", "random"):
+            raise ConfigError(f"forget_scope: expected 'class', 'random' or None, received {self.forget_scope!r}")
         if self.diagnostics_every < 0 or self.checkpoint_every < 0:
             raise ConfigError(
                 "diagnostics_every/checkpoint_every: expected >= 0 (0 = never), received "
