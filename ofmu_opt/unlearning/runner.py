@@ -216,6 +216,10 @@ def _method_cfg(cfg: RunConfig, bench_: Benchmark, exp: Any) -> tuple[Any, Any]:
     return spec, config_from_dict(spec.config_cls, data, prefix=f"{spec.name}.")
 
 
+RESOLVED_INFO = ("objective", "family", "inner_steps", "rho0")
+"""``MethodResult.info`` keys copied into ``run.json``: what a method resolved at run time (OFMU's ``auto``)."""
+
+
 def attach_validation(prep: Any, method: Any, seed: int) -> Any:
     """Give a method that reads held-out data (``method.validation``, e.g. OFMU for its ``calibrated``
     objective) a seeded stream of the benchmark's validation split when the prepared data has one
@@ -283,7 +287,9 @@ def _unlearn(cfg: RunConfig, bench_: Benchmark, out: Path) -> RunOutcome:
     summary = summary_of(ev)
     record = {"key": key, "method": spec.name, "status": res.status, "steps": res.steps,
               "grad_evals": res.info.get("grad_evals"), "wall_time_s": res.wall_time_s, "metrics": summary,
-              **{k: v for k, v in res.info.items() if k.startswith("grad_evals_")}}
+              **{k: v for k, v in res.info.items() if k.startswith("grad_evals_")},
+              # the options a method resolved at run time (OFMU: its forget objective and family defaults)
+              **{k: res.info[k] for k in RESOLVED_INFO if isinstance(res.info.get(k), (str, int, float))}}
     atomic_write_record(record_path, record)
     shutil.rmtree(ckpt, ignore_errors=True)  # the finished run supersedes the mid-run checkpoint
     note = ""

@@ -168,6 +168,10 @@ def test_the_digits_benchmark_tells_ofmu_what_the_forget_set_is(tmp_path, caplog
         assert main(argv) == 0
     calibrated = [r for r in caplog.records if "held-out confidence" in r.getMessage()]
     assert len(calibrated) == (1 if want == "calibrated" else 0)
+    import json
+
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())  # the resolved objective is recorded
+    assert (rec["objective"], rec["family"], rec["inner_steps"]) == (want, "classifier", 1)
 
 
 def test_target_gradient_is_large_where_ascent_is_nearly_stationary() -> None:
