@@ -70,6 +70,9 @@ def worker(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)  # `torchrun ... --out DIR` with a DIR that does not exist yet
         save_file({f"p{i}": t.contiguous() for i, t in enumerate(y)}, str(out / "distributed.safetensors"))
         print(f"rank 0 of {world}: saved {len(y)} parameter tensors")
+    # every rank reaches this point before any leaves: a rank that tears gloo down while a peer is still
+    # in a collective or in its own teardown can make that peer abort (seen once in CI: SIGABRT on rank 1)
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 

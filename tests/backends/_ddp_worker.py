@@ -29,6 +29,9 @@ def main() -> None:
         state = solver.update(prob, state, batch=mp.round_batches(k, INNER))
     out = Path(sys.argv[1]) / f"rank{rank}.safetensors"
     save_file({f"p{i}": t.contiguous() for i, t in enumerate(state.y)}, str(out))
+    # every rank reaches this point before any leaves: a rank that tears gloo down while a peer is still
+    # in a collective or in its own teardown can make that peer abort (seen once in CI: SIGABRT on rank 1)
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
