@@ -163,7 +163,8 @@ def sample_configs(
     space = {k: v for k, v in space.items() if k in fields and k not in fixed}
     for k, allowed in (choices or {}).items():
         if k in space and space[k][0] == "choice":
-            kept = tuple(v for v in space[k][1:] if v in tuple(allowed))
+            ok = tuple(allowed)
+            kept = tuple(v for v in space[k][1:] if v in ok)
             if kept:
                 space[k] = ("choice", *kept)
             else:
