@@ -31,6 +31,7 @@ PRESETS = {
     "gpbgd": lambda: oo.gpbgd(),
     "vpbgd": lambda: oo.vpbgd(),
     "ofmu": lambda: oo.ofmu(beta=0.0),
+    "scalarized": lambda: oo.scalarized(),
     "bome": lambda: oo.Bome(),
     "f2sa": lambda: oo.F2sa(),
 }
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         res = solver.run(prob, ref.x0, ref.y0)
                     except oo.OfmuError as exc:  # a solver that does not apply (e.g. ImplicitDiff without x)
-                        print(f"{rid:30s} f*{sf:g},g*{sg:g} {name:6s} n/a ({exc})")
+                        print(f"{rid:30s} f*{sf:g},g*{sg:g} {name:10s} n/a ({exc})")
                         continue
                 d = ref.distance(res.x, res.y)
                 flag = ""
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                     flag, bad = "  <-- unnamed failure", bad + 1
                 rows.append({"problem": rid, "sf": sf, "sg": sg, "solver": name, "status": res.status.value,
                              "rounds": res.nit, "distance": d, "seconds": time.perf_counter() - t0})
-                print(f"{rid:30s} f*{sf:g},g*{sg:g}".ljust(43) + f" {name:6s} {res.status.value:16s} "
+                print(f"{rid:30s} f*{sf:g},g*{sg:g}".ljust(43) + f" {name:10s} {res.status.value:16s} "
                       f"{res.nit:7d} {d:9.2e}{flag}", flush=True)
     if a.out:
         atomic_write_text(a.out, json.dumps(rows, indent=1))

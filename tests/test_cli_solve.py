@@ -55,7 +55,7 @@ def test_references_text_tags_constrained_problems(capsys):
     assert "ShimizuAiyoshi1981Ex1" in out and "[constrained]" in out
 
 
-@pytest.mark.parametrize("solver", ["gpbgd", "vpbgd", "ofmu"])
+@pytest.mark.parametrize("solver", ["gpbgd", "vpbgd", "ofmu", "scalarized"])
 def test_solve_p5_constrained_reaches_the_solution(capsys, solver):
     code, rec = _solve(capsys, "P5", "--solver", solver)  # the presets as the CLI configures them, no options
     assert code == 0 and rec["success"] and rec["status"] == "converged" and rec["distance"] <= 1e-4, rec["distance"]
@@ -65,14 +65,20 @@ def test_solve_p5_constrained_reaches_the_solution(capsys, solver):
         assert rec["options"]["beta"] == 0.0  # the reference poses the problem without OFMU's similarity term
 
 
-def test_scalarized_says_plainly_that_it_is_biased(capsys):
-    code, rec = _solve(capsys, "P5", "--solver", "scalarized")
+def test_scalarized_says_plainly_where_its_weights_limit_is_not_the_solution(capsys):
+    # Bard1988Ex1 is off the value-gap path: the weighted sum's limit is not the bi-level solution, and it says so
+    code, rec = _solve(capsys, "FalkLiu1995", "--solver", "scalarized")
+    assert code == 0 and rec["status"] == "converged" and rec["distance"] <= 1e-4  # on the path: certified
+    code, rec = _solve(capsys, "Bard1988Ex1", "--solver", "scalarized")
     assert code == 1 and rec["status"] == "penalized" and not rec["solved"] and rec["distance"] > 0.1
-    assert "deliberately biased baseline" in rec["reason"] and "\n" not in rec["reason"]
+    assert "value-gap penalty's path" in rec["message"] and "no convergence is claimed" in rec["message"]
+    assert rec["reason"] and "\n" not in rec["reason"]
+    code, rec = _solve(capsys, "P5", "--solver", "scalarized", "--option", "strategy=paper")
+    assert code == 1 and rec["status"] == "penalized" and rec["distance"] > 0.1  # the fixed weight: biased
     assert "weighted-sum (scalarized) baseline" in rec["message"]
-    assert main(["solve", "P5", "--solver", "scalarized"]) == 1
+    assert main(["solve", "P3", "--solver", "scalarized"]) == 1
     text = capsys.readouterr().out
-    assert "penalized" in text and "not solved: scalarized is a deliberately biased baseline" in text
+    assert "unbounded" in text and "scalarized does not apply" in text
 
 
 @pytest.mark.slow  # ~10-20 s: ofmu with the similarity term runs to convergence on the changed problem

@@ -107,7 +107,10 @@ class PenaltyState(NamedTuple):
     step of ``adaptive_step``), ``curvature`` (the mean second derivative of the penalized objective along the
     round's step, :func:`step_curvature`; nan when the round cannot tell it from round-off) and ``outward`` (how many
     consecutive steps of the level raised the iterate's norm along negative curvature): continuation's
-    unboundedness test (:mod:`ofmu_opt.core.continuation`).
+    unboundedness test (:mod:`ofmu_opt.core.continuation`). ``path_gap``/``path_levels``: the weighted-sum
+    preset's path certificate in continuation (:meth:`PenaltySolver.value_function_gradient`): ``ρ‖∇v(x)‖`` at
+    the last level end, how many consecutive level ends kept it within the claim tolerance, and how many consecutive
+    solved levels off the path saw it grow with the weight.
     """
 
     x: Vec | None
@@ -141,6 +144,9 @@ class PenaltyState(NamedTuple):
     f_scale: float = math.nan
     curvature: float = math.nan
     outward: int = 0
+    path_levels: int = 0
+    path_gap: float = math.nan
+    path_off: int = 0
 
 
 def dtype_eps(v: Any) -> float:
@@ -607,6 +613,41 @@ class PenaltySolver:
                     break
         return z, mu
 
+    def value_function_gradient(
+        self, problem: BilevelProblem, x: Vec | None, z: Vec, *, rho: float = 1.0, tol: float = 1e-10,
+        batch: Batch = None,
+    ) -> tuple[Vec | None, Vec]:
+        r"""``(∇v(x), z)``: the gradient of the lower-level value function
+        :math:`v(x) = \min_{z\in Y,\,c(x,z)\le 0}\varphi(x,z)` by the envelope theorem (with the lower level's KKT
+        multipliers μ when it has constraints: :math:`\nabla_x\varphi(x,z) + J_x c(x,z)^\top\mu`), at an inner
+        solution fit from the warm start ``z`` to ``‖∇_z‖ ≤ tol/rho`` (at most ``inner_maxiter`` steps of the
+        inner loop the value-gap penalty uses), and that inner solution. ``(None, z)`` without an upper-level
+        variable (v is then a constant).
+
+        The weighted-sum penalty :math:`f + \rho\varphi` and the value-gap penalty :math:`f + \rho(\varphi - v)`
+        have the same y-gradient and x-gradients that differ by exactly :math:`\rho\nabla v(x)`, so a point where
+        ``rho·‖∇v(x)‖`` is negligible is a stationary point of both (continuation's path certificate for the
+        ``scalarized`` preset).
+        """
+        if x is None:
+            return None, z
+        sp = problem.space
+        twin = dataclasses.replace(self, inner_steps=max(self.inner_steps, 5), inner_tol=tol)
+        inner = self.inner_objective(problem)
+        c = problem.inner_constraints
+        if c is not None:
+            zc, mu = twin._inner_pd(problem, inner, x, z, (0.0,) * c.count, batch, rho)
+        else:
+            rule = get_step_rule(self.inner_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
+            zc, _ = twin._inner_loop(problem, inner, x, z, rule.init(sp, (None, z)), batch, rho)
+            mu = ()
+        gx, _ = inner.grad(x, zc, batch=batch)
+        if c is not None and any(m != 0.0 for m in mu):
+            cx, _ = c.vjp(x, zc, tuple(mu))
+            if cx is not None:
+                gx = sp.add(gx, cx)
+        return gx, zc
+
     @staticmethod
     def _feasibility_multipliers(rho: float, mu_inner: tuple[float, ...], nu_feas: tuple[float, ...]) -> tuple[
             float, ...]:
@@ -1054,18 +1095,27 @@ def vpbgd(**options: Any) -> PenaltySolver:
 
 
 def scalarized(weight: float = 1.0, **options: Any) -> PenaltySolver:
-    """The weighted-sum baseline ``min f + weight·φ`` that OFMU argues against: biased by construction
-    (its minimizer is not the bi-level solution for any finite weight unless the two levels agree). It has no
-    continuation: it always stops at its weighted point (status ``penalized``).
+    """The weighted-sum baseline ``min f + weight·φ`` that OFMU argues against.
+
+    ``strategy="paper"``: the fixed weight, biased by construction (its minimizer is not the bi-level solution for
+    any finite weight unless the two levels agree); it stops at its weighted point with status ``penalized``.
+    By default the weight grows in continuation from ``weight`` (:func:`with_continuation`), and a convergence
+    claim needs a certificate: the weighted sum's gradient differs from the value-gap penalty's by exactly
+    ``weight·∇v(x)`` (v the lower-level value function), so each level end measures ``weight·‖∇v(x)‖`` with an
+    inner solve (:meth:`PenaltySolver.value_function_gradient`) and the run reports ``converged`` only when the
+    levels of its extrapolation all lie on the value-gap path (v flat along the path, as on P5, or no upper-level
+    variable). Elsewhere the weights' limit minimizes f over the joint minimizers of φ, not the bi-level
+    solution, and the run stops ``penalized`` (early, once two solved levels in a row are off the path with
+    ``weight·‖∇v(x)‖`` growing with the weight).
 
     Examples:
-        >>> scalarized(0.5).penalty
-        0.5
+        >>> scalarized(0.5).penalty, scalarized().strategy, scalarized(strategy="paper").strategy
+        (0.5, 'continuation', 'paper')
     """
     return _preset(
         dict(penalty_type="weighted_sum", similarity="none", beta=0.0, base="outer", inner_steps=0,
              penalty=weight, schedule="constant", outer_lr=0.1),
-        {"strategy": "paper", **options}, "scalarized",
+        options, "scalarized",
     )
 
 

@@ -80,8 +80,9 @@ def finite_sum_quadratic(seed: int = 0, n_inner: int = 64, n_outer: int = 64, nx
         f"(x ∈ R^{nx}, y ∈ R^{ny}); oracles take batch=slice(a, b)",
         "closed form from the mean matrices: x* solves (JᵀFJ + H)x = −Jᵀ(Fc − t), y* = Jx* + c",
         prob, np.zeros(nx), np.zeros(ny), x_star, y_star, f_star,
-        applies={p: None for p in PRESETS} | {"scalarized": "biased by construction: the weighted sum's "
-                                                            "minimizer is not the bi-level solution"},
+        applies={p: None for p in PRESETS} | {"scalarized": "scalarized does not apply: f + weight·g is "
+                                                            "unbounded below jointly in (x, y) at large weights (the "
+                                                            "bilinear coupling), so the run stops 'unbounded'"},
         hints={"inner_lr": 1.0 / L_in},
         data={"n_inner": n_inner, "n_outer": n_outer, "A": A, "C": C, "a": a, "F": F, "t": t, "H": H},
         traps="stochastic: a single batch's gradient is biased away from the full mean; constant-step "

@@ -75,7 +75,7 @@ def solver_for_reference(
         solver = solver.replace(beta=0.0)
     hints = {k: v for k, v in ref.hints.items()}
     solver = solver.replace(**hints)
-    if ref.target == "penalized" or preset == "scalarized":
+    if ref.target == "penalized":
         changes: dict[str, Any] = dict(
             strategy="paper", schedule="constant", line_search=True, outer_rule="nesterov",
             scale_step_by_penalty=False, tol=1e-3 * tol, maxiter=200_000,

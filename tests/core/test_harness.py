@@ -16,7 +16,7 @@ from ofmu_opt.testing import (
     check_stop_iteration,
 )
 
-PRESET_ROWS = ["ofmu", "gpbgd", "vpbgd"]
+PRESET_ROWS = ["ofmu", "gpbgd", "vpbgd", "scalarized"]
 APPLICABLE = [
     (case, pid)
     for pid in REFERENCES
@@ -66,12 +66,25 @@ def test_harness_structure_loop_stop_determinism(case, pid):
     check_deterministic(s, ref)
 
 
-def test_scalarized_baseline_is_biased_on_the_same_variable_problem():
+def test_scalarized_baseline_at_a_fixed_weight_is_biased_and_says_so():
     ref = get_reference("QOFMU")
-    res = SOLVER_CASES["scalarized"](ref).run(ref.problem, ref.x0, ref.y0)
+    res = SOLVER_CASES["scalarized"](ref).replace(strategy="paper").run(ref.problem, ref.x0, ref.y0)
     # it solves its own weighted-sum problem, and says it stopped at a penalized point, not the solution ...
     assert res.status is Status.PENALIZED and not res.success and "Θ(1/penalty)" in res.message
     assert ref.distance(res.x, res.y) > 1e-2  # ... whose minimizer is not the bi-level solution
+
+
+def test_scalarized_in_continuation_claims_convergence_only_on_the_value_gap_path():
+    # QOFMU has no upper-level variable (v is a constant): the weights' limit is min f over argmin g, the solution
+    ref = get_reference("QOFMU")
+    res = SOLVER_CASES["scalarized"](ref).run(ref.problem, ref.x0, ref.y0)
+    assert res.status is Status.CONVERGED and ref.distance(res.x, res.y) <= ref.tol
+    # AnandalinghamWhite1990: weight·‖∇v(x)‖ does not decay along the path, so the run stops 'penalized' early (not
+    # at penalty_max), far from the solution, and says why
+    ref = get_reference("AnandalinghamWhite1990")
+    res = SOLVER_CASES["scalarized"](ref).run(ref.problem, ref.x0, ref.y0)
+    assert res.status is Status.PENALIZED and ref.distance(res.x, res.y) > 1e-2
+    assert "off the value-gap penalty's path" in res.message and res.penalty < 1e6
 
 
 def test_paper_presets_run_with_their_own_defaults():
