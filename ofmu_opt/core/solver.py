@@ -1000,8 +1000,9 @@ class PenaltySolver:
             return Continuation.of(self).final_detail(state, status)
         if status is Status.PENALIZED and self.penalty_type == "weighted_sum":
             return (f" Final weight {state.penalty:.3g}. This is the weighted-sum (scalarized) baseline: its minimizer "
-                    "is biased by construction (not the bi-level solution for any finite weight), and no continuation "
-                    "applies to it.")
+                    "is biased by construction (not the bi-level solution for any finite weight); the default "
+                    "strategy='continuation' raises the weight and claims convergence only where its path is "
+                    "certified.")
         if status is Status.PENALIZED:
             return f" Final penalty {state.penalty:.3g}."
         if status is not Status.CONVERGED:
