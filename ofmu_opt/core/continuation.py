@@ -249,7 +249,8 @@ class Continuation:
             # weighted-sum level point with ρ‖∇v(x)‖ within the claim tolerance is a value-gap level point too, and
             # only a run of such levels extrapolates to what the value-gap continuation certifies (the bi-level
             # solution); elsewhere the weights' limit minimizes f over the joint minimizers of φ instead
-            dv, z = self.solver.value_function_gradient(problem, new.x, new.z, rho=rho, tol=1e-3 * claim_tol)
+            dv, z = self.solver.value_function_gradient(problem, new.x, new.z, rho=rho, tol=1e-3 * claim_tol,
+                                                               batch=batch)
             gap = rho * sp.to_float(sp.norm(dv)) if dv is not None else 0.0
             path_ok = gnorm + gap <= claim_tol or (stalled and gap <= claim_tol)
             # a solved level off the path whose ρ‖∇v‖ did not even halve: the certificate needs it to fall from there

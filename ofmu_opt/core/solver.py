@@ -621,8 +621,8 @@ class PenaltySolver:
         :math:`v(x) = \min_{z\in Y,\,c(x,z)\le 0}\varphi(x,z)` by the envelope theorem (with the lower level's KKT
         multipliers μ when it has constraints: :math:`\nabla_x\varphi(x,z) + J_x c(x,z)^\top\mu`), at an inner
         solution fit from the warm start ``z`` to ``‖∇_z‖ ≤ tol/rho`` (at most ``inner_maxiter`` steps of the
-        inner loop the value-gap penalty uses), and that inner solution. ``(None, z)`` without an upper-level
-        variable (v is then a constant).
+        inner loop the value-gap penalty uses, on ``batch``: the round's batches, full oracles when ``None``), and
+        that inner solution. ``(None, z)`` without an upper-level variable (v is then a constant).
 
         The weighted-sum penalty :math:`f + \rho\varphi` and the value-gap penalty :math:`f + \rho(\varphi - v)`
         have the same y-gradient and x-gradients that differ by exactly :math:`\rho\nabla v(x)`, so a point where
@@ -641,7 +641,7 @@ class PenaltySolver:
             rule = get_step_rule(self.inner_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
             zc, _ = twin._inner_loop(problem, inner, x, z, rule.init(sp, (None, z)), batch, rho)
             mu = ()
-        gx, _ = inner.grad(x, zc, batch=batch)
+        gx, _ = inner.grad(x, zc, batch=_batches(batch, 0)[0])
         if c is not None and any(m != 0.0 for m in mu):
             cx, _ = c.vjp(x, zc, tuple(mu))
             if cx is not None:
