@@ -628,7 +628,12 @@ class PenaltySolver:
         have the same y-gradient and x-gradients that differ by exactly :math:`\rho\nabla v(x)`, so a point where
         ``rho·‖∇v(x)‖`` is negligible is a stationary point of both (continuation's path certificate for the
         ``scalarized`` preset).
+
+        Raises:
+            ConfigError: ``rho`` or ``tol`` not a finite number > 0.
         """
+        check_range("rho", rho, low=0.0, low_open=True)
+        check_range("tol", tol, low=0.0, low_open=True)
         if x is None:
             return None, z
         sp = problem.space

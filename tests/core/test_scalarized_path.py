@@ -12,6 +12,7 @@ import pytest
 
 from ofmu_opt.core import Status, scalarized, vpbgd
 from ofmu_opt.core.solver import with_continuation
+from ofmu_opt.errors import ConfigError
 from ofmu_opt.reference import get_reference
 from ofmu_opt.reference.problems import p3_data
 
@@ -42,6 +43,13 @@ def test_value_function_gradient_without_an_upper_level_variable_is_none():
     ref = get_reference("QOFMU")
     gx, z = scalarized().value_function_gradient(ref.problem, None, ref.y0)
     assert gx is None and z is ref.y0
+
+
+@pytest.mark.parametrize("bad", [{"rho": 0.0}, {"tol": -1.0}, {"tol": float("nan")}, {"rho": float("inf")}])
+def test_value_function_gradient_rejects_bad_numbers(bad):
+    ref = get_reference("P5")
+    with pytest.raises(ConfigError):
+        scalarized().value_function_gradient(ref.problem, ref.x0, ref.y0, **bad)
 
 
 def test_scalarized_on_p5_reaches_the_value_gap_continuations_limit():
