@@ -209,3 +209,19 @@ def test_float32_keeps_lbfgs_for_the_stationarity_penalty_and_nesterov_for_the_v
     assert oo.vpbgd().outer_rule_for(prob, eps32) == "nesterov"  # refit-surrogate values too noisy for pairs
     res = oo.gpbgd().run(prob, np.zeros(1, np.float32), np.zeros(1, np.float32))
     assert res.status is Status.CONVERGED, res.message
+
+
+@pytest.mark.parametrize("rid", ["P5", "AnandalinghamWhite1990"])
+@pytest.mark.parametrize("sf, sg", [(1e-2, 1.0), (1e2, 1.0), (1.0, 1e-2), (1.0, 1e2)])
+def test_scalarized_at_its_defaults_on_a_rescaled_reference_never_claims_a_biased_point(
+        rid: str, sf: float, sg: float) -> None:
+    """The path certificate under rescaling (full matrix: benchmarks/results/robust_defaults_scalarized.json): P5
+    stays on the value-gap path and converges; AnandalinghamWhite1990 leaves it and says so."""
+    ref = get_reference(rid)
+    prob = dataclasses.replace(ref.problem, outer=Scaled(ref.problem.outer, sf), inner=Scaled(ref.problem.inner, sg))
+    res = oo.scalarized().replace(**ref.hints).run(prob, ref.x0, ref.y0)
+    d = ref.distance(res.x, res.y)
+    if rid == "P5":
+        assert res.status is Status.CONVERGED and d <= 1e-6
+    else:
+        assert res.status in (Status.PENALIZED, Status.UNBOUNDED) and d > 1e-2 and "scalarized" in res.message
