@@ -38,6 +38,8 @@ def trace(case: str, max_rounds: int = 50_000) -> dict[str, Any]:
         prob = dataclasses.replace(prob, outer=Scaled(prob.outer, sf), inner=Scaled(prob.inner, sg))
     solver = oo.scalarized().replace(**ref.hints)
     res = solver.run(prob, ref.x0, ref.y0)
+    # the same run again, by hand: a run's callback never sees its terminal state (the last level's end, where a
+    # `penalized` stop is decided), and the result keeps the extrapolated estimate, not the level point
     state = solver.init_state(prob, ref.x0, ref.y0)
     levels: list[dict[str, float]] = []
     for _ in range(max_rounds):

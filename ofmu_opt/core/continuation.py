@@ -255,9 +255,9 @@ class Continuation:
             path_ok = gnorm + gap <= claim_tol or (stalled and gap <= claim_tol)
             # a solved level off the path whose ρ‖∇v‖ did not even halve: the certificate needs it to fall from there
             # to the claim tolerance; PATH_OFF_LEVELS such levels in a row end the run
-            growing = (not path_ok and not (gnorm > level_tol and not stalled) and math.isfinite(path_gap)
-                       and gap > 0.5 * path_gap)
-            path_off = path_off + 1 if growing else 0
+            not_halving = (not path_ok and not (gnorm > level_tol and not stalled) and math.isfinite(path_gap)
+                           and gap > 0.5 * path_gap)
+            path_off = path_off + 1 if not_halving else 0
             path_levels = path_levels + 1 if path_ok else 0
             path_gap = gap
             if not path_ok:

@@ -107,10 +107,10 @@ class PenaltyState(NamedTuple):
     step of ``adaptive_step``), ``curvature`` (the mean second derivative of the penalized objective along the
     round's step, :func:`step_curvature`; nan when the round cannot tell it from round-off) and ``outward`` (how many
     consecutive steps of the level raised the iterate's norm along negative curvature): continuation's
-    unboundedness test (:mod:`ofmu_opt.core.continuation`). ``path_gap``/``path_levels``: the weighted-sum
-    preset's path certificate in continuation (:meth:`PenaltySolver.value_function_gradient`): ``ρ‖∇v(x)‖`` at
-    the last level end, how many consecutive level ends kept it within the claim tolerance, and how many consecutive
-    solved levels off the path saw it grow with the weight.
+    unboundedness test (:mod:`ofmu_opt.core.continuation`). ``path_gap``/``path_levels``/``path_off``: the
+    weighted-sum preset's path certificate in continuation (:meth:`PenaltySolver.value_function_gradient`):
+    ``ρ‖∇v(x)‖`` at the last level end, how many consecutive level ends kept it within the claim tolerance, and how
+    many consecutive solved levels off the path saw it not halve.
     """
 
     x: Vec | None
@@ -640,18 +640,23 @@ class PenaltySolver:
         twin = dataclasses.replace(self, inner_steps=max(self.inner_steps, 5), inner_tol=tol)
         inner = self.inner_objective(problem)
         c = problem.inner_constraints
-        if c is not None:
-            zc, mu = twin._inner_pd(problem, inner, x, z, (0.0,) * c.count, batch, rho)
-        else:
-            rule = get_step_rule(self.inner_rule, b1=self.adam_b1, b2=self.adam_b2, eps=self.adam_eps)
-            zc, _ = twin._inner_loop(problem, inner, x, z, rule.init(sp, (None, z)), batch, rho)
-            mu = ()
+        zc, mu = twin._refit(problem, inner, x, z, (0.0,) * c.count if c is not None else (), batch, rho)
         gx, _ = inner.grad(x, zc, batch=_batches(batch, 0)[0])
         if c is not None and any(m != 0.0 for m in mu):
             cx, _ = c.vjp(x, zc, tuple(mu))
             if cx is not None:
                 gx = sp.add(gx, cx)
         return gx, zc
+
+    def _refit(self, problem: BilevelProblem, inner: InnerObjective, x: Vec | None, z: Vec, mu: tuple[float, ...],
+               batch: Batch, rho: float) -> tuple[Vec, tuple[float, ...]]:
+        """The lower-level surrogate ``(z, μ)`` refit at ``x`` from the warm start ``(z, μ)``: the primal-dual loop
+        with lower-level constraints, else the inner loop from a fresh step-rule state (``μ`` returned as given)."""
+        if problem.inner_constraints is not None:
+            return self._inner_pd(problem, inner, x, z, mu, batch, rho)
+        zc, _ = self._inner_loop(problem, inner, x, z, get_step_rule(self.inner_rule).init(problem.space, (None, z)),
+                                 batch, rho)
+        return zc, mu
 
     @staticmethod
     def _feasibility_multipliers(rho: float, mu_inner: tuple[float, ...], nu_feas: tuple[float, ...]) -> tuple[
@@ -718,16 +723,12 @@ class PenaltySolver:
         violates ``c(x, z) ≤ 0`` by more than ``domain_tol`` the lower level is (numerically) infeasible,
         ``v(x) = +∞`` and no ``y`` is feasible, while the value-gap model ``ρ(φ − φ(x, z) − <μ, c(x, z)>)`` would
         reward such an x with a large negative value."""
-        sp = problem.space
         zc, muc = ctx.z, ctx.mu_inner
         if self.effective_penalty_type(problem) == "value_gap":
-            if problem.inner_constraints is not None:
-                zc, muc = self._inner_pd(problem, ctx.inner, q[0], ctx.z, ctx.mu_inner, ctx.batch, ctx.rho)
-                if max(constraint_values(problem.inner_constraints, q[0], zc), default=0.0) > domain_tol:
-                    return math.inf, zc, muc
-            else:
-                zc, _ = self._inner_loop(problem, ctx.inner, q[0], ctx.z,
-                                         get_step_rule(self.inner_rule).init(sp, (None, ctx.z)), ctx.batch, ctx.rho)
+            zc, muc = self._refit(problem, ctx.inner, q[0], ctx.z, ctx.mu_inner, ctx.batch, ctx.rho)
+            if problem.inner_constraints is not None and max(
+                    constraint_values(problem.inner_constraints, q[0], zc), default=0.0) > domain_tol:
+                return math.inf, zc, muc
             ctx = ctx._replace(z=zc, mu_inner=muc)
         return self._penalized(problem, ctx, q, need_value=True)[1], zc, muc
 
@@ -1111,8 +1112,8 @@ def scalarized(weight: float = 1.0, **options: Any) -> PenaltySolver:
     inner solve (:meth:`PenaltySolver.value_function_gradient`) and the run reports ``converged`` only when the
     levels of its extrapolation all lie on the value-gap path (v flat along the path, as on P5, or no upper-level
     variable). Elsewhere the weights' limit minimizes f over the joint minimizers of φ, not the bi-level
-    solution, and the run stops ``penalized`` (early, once two solved levels in a row are off the path with
-    ``weight·‖∇v(x)‖`` growing with the weight).
+    solution, and the run stops ``penalized`` (early, once three solved levels in a row are off the path with
+    ``weight·‖∇v(x)‖`` not halving from one level to the next).
 
     Examples:
         >>> scalarized(0.5).penalty, scalarized().strategy, scalarized(strategy="paper").strategy
