@@ -12,6 +12,8 @@ same forget/retain batches, this times
 
 for the HVP modes ``exact_for`` (exact, forward-over-reverse autodiff), ``exact_db`` (exact, double backward,
 the retain gradient's graph shared with ∇Φ), ``exact_db_noshare`` (the same without that sharing, the "before"),
+``exact_db_acc2``/``exact_db_acc4`` (``exact_db`` with gradient accumulation over 2 / 4 micro-batches: φ composed
+from per-micro-batch oracles, the same exact product, one micro-batch's graphs at a time),
 ``exact_db_bf16`` (``exact_db`` under bf16 autocast, opt-in), ``finite_difference`` (central difference of ∇Φ:
 two extra gradients), ``fd_forward`` (forward difference reusing ∇Φ: one extra gradient), ``forget_hessian``,
 ``first_order`` (``fd_forward`` with ∇Φ itself from plain gradients: the cosine's two HVPs as forward
@@ -60,6 +62,8 @@ MODES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "exact_for": ("exact", "forward_over_reverse", {}),
     "exact_db": ("exact", "double_backward", {}),
     "exact_db_noshare": ("exact", "double_backward", {"share_outer_grad": False}),
+    "exact_db_acc2": ("exact", "double_backward", {"accumulation": 2}),
+    "exact_db_acc4": ("exact", "double_backward", {"accumulation": 4}),
     "exact_db_bf16": ("exact", "double_backward", {"autocast": "bfloat16"}),
     "finite_difference": ("finite_difference", "forward_over_reverse", {}),
     "fd_forward": ("finite_difference", "double_backward", {"fd_scheme": "forward"}),
@@ -332,7 +336,11 @@ def hvp_errors(model: nn.Module, nll: Loss, batch: Any, modes: list[str]) -> dic
         spec = InnerSpec(cfg.similarity, beta, cfg.sim_eps, hvp, 1e-6, -1.0)
         factory = mp.problem.inner_factory
         assert factory is not None  # module problems always have one
-        return factory(spec).grad_and_hvp(None, mp.y0, batch=batch)[1][1]  # type: ignore[no-any-return]
+        phi = factory(spec)
+        if hasattr(phi, "grad_and_hvp"):
+            return phi.grad_and_hvp(None, mp.y0, batch=batch)[1][1]  # type: ignore[no-any-return]
+        v = phi.grad(None, mp.y0, batch=batch)[1]  # composed φ (accumulation): ∇Φ, then its HVP along it
+        return phi.hvp(None, mp.y0, v, batch=batch)[1]  # type: ignore[no-any-return]
 
     refs: dict[float, tuple[Any, ...]] = {}
     out: dict[str, float] = {}
