@@ -140,7 +140,7 @@ def test_cpu_peak_memory_orders_allocations() -> None:
 def test_step_cost_benchmark_writes_ratios(tmp_path: Path) -> None:
     from benchmarks.bench_step_cost import main
 
-    modes = ["exact_db", "forget_hessian", "first_order", "exact_db_beta0"]
+    modes = ["exact_db", "forget_hessian", "first_order", "exact_db_beta0", "exact_db_acc2"]
     code = main(["--out", str(tmp_path), "--models", "digits_cnn", "--modes", ",".join(modes),
                  "--repeats", "1", "--inner-steps", "1", "--digits-batch", "8"])
     assert code == 0
@@ -154,6 +154,8 @@ def test_step_cost_benchmark_writes_ratios(tmp_path: Path) -> None:
     assert rows["exact_db"]["hvp_rel_err"] == 0.0 and rows["exact_db_beta0"]["hvp_rel_err"] == 0.0
     # an approximation of the exact product (on this ReLU network a poor one: docs/performance.md, Run D)
     assert math.isfinite(rows["first_order"]["hvp_rel_err"]) and rows["first_order"]["hvp_rel_err"] > 0.0
+    # gradient accumulation composes the same exact product from micro-batches (float32 round-off only)
+    assert rows["exact_db_acc2"]["hvp_rel_err"] < 1e-5
     cases = set(data["results"][0]["median_s"])
     assert {"inner[double_backward]", "inner[first_order]", "inner[beta0]"} <= cases
     assert (tmp_path / "step_cost.md").read_text().startswith("# step_cost")
