@@ -16,9 +16,11 @@ What it shows depends on where stderr goes and on the global settings (:func:`co
 
 * ``mode="auto"`` (the default): a tqdm bar (count, rate, ETA) on stderr when stderr is a terminal and
   tqdm is installed; otherwise periodic ``logging`` lines on the ``ofmu_opt.progress`` logger at INFO
-  level (visible with ``ofmu -v``): at most one line every ``log_every_s`` seconds, plus one line each
-  time another ``log_every_pct`` percent of a known total is done, and a closing line with the elapsed
-  time when anything was logged or the phase took at least ``log_every_s`` seconds.
+  level (the ``ofmu`` command line shows them unless ``-q``): at most one line every ``log_every_s``
+  seconds, plus one line each time another ``log_every_pct`` percent of a known total is done, and a
+  closing line with the elapsed time when anything was logged or the phase took at least ``log_every_s``
+  seconds. Percent and closing lines wait until the phase has run ``min_phase_s`` seconds, so the many
+  sub-second phases of an evaluation (one per metric pass) print nothing.
 * ``mode="bar"`` / ``mode="log"`` force one of the two; ``mode="off"`` (or ``quiet=True``, the CLI's
   ``-q``) is silent.
 
@@ -57,6 +59,7 @@ class ProgressSettings:
     mode: Mode = "auto"
     log_every_s: float = 30.0
     log_every_pct: float = 25.0
+    min_phase_s: float = 2.0
 
 
 _settings = ProgressSettings()
@@ -73,12 +76,14 @@ def configure(
     mode: Mode | None = None,
     log_every_s: float | None = None,
     log_every_pct: float | None = None,
+    min_phase_s: float | None = None,
 ) -> ProgressSettings:
     """Change the global progress settings; returns the previous ones (for restoring).
 
     ``quiet=True`` silences every phase (the CLI's ``-q``). ``mode`` picks bars, log lines or nothing
     (``"auto"``: a bar on a terminal, log lines otherwise). ``log_every_s`` / ``log_every_pct`` space the
-    log lines. Arguments left ``None`` keep their value.
+    log lines; ``min_phase_s`` (≥ 0) keeps shorter phases free of percent and closing lines. Arguments left
+    ``None`` keep their value.
     """
     global _settings
     previous = _settings
@@ -88,9 +93,11 @@ def configure(
         raise ValueError(f"log_every_s: expected > 0, received {log_every_s!r}")
     if log_every_pct is not None and not 0 < log_every_pct <= 100:
         raise ValueError(f"log_every_pct: expected in (0, 100], received {log_every_pct!r}")
+    if min_phase_s is not None and not min_phase_s >= 0:
+        raise ValueError(f"min_phase_s: expected >= 0, received {min_phase_s!r}")
     changes: dict[str, Any] = {}
     for key, value in (("quiet", quiet), ("mode", mode), ("log_every_s", log_every_s),
-                       ("log_every_pct", log_every_pct)):
+                       ("log_every_pct", log_every_pct), ("min_phase_s", min_phase_s)):
         if value is not None:
             changes[key] = value
     _settings = replace(_settings, **changes)
@@ -175,6 +182,7 @@ class Progress:
         s = _settings
         self._every_s = s.log_every_s
         self._every_pct = s.log_every_pct
+        self._min_s = s.min_phase_s
         self.mode = _resolve_mode(s)
         self._t0 = time.perf_counter()
         self._last_log = self._t0
@@ -207,7 +215,7 @@ class Progress:
             due = now - self._last_log >= self._every_s
             if self.total:
                 pct = 100.0 * self.n / self.total
-                if pct >= self._next_pct and self.n < self.total:
+                if pct >= self._next_pct and self.n < self.total and now - self._t0 >= self._min_s:
                     due = True
                     while self._next_pct <= pct:
                         self._next_pct += self._every_pct
@@ -254,7 +262,7 @@ class Progress:
         self._closed = True
         if self.mode == "bar":
             self._bar.close()
-        elif self.mode == "log" and (self._logged or self.elapsed >= self._every_s):
+        elif self.mode == "log" and (self._logged or self.elapsed >= self._every_s) and self.elapsed >= self._min_s:
             log.info("%s (done)", self.status())
 
     def __enter__(self) -> Progress:

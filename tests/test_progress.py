@@ -24,7 +24,8 @@ def _records(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_log_mode_lines_every_percent_and_closing_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="ofmu_opt.progress")
-    with settings(mode="log", log_every_s=1e9, log_every_pct=25.0), progress("train", total=8, unit="step") as bar:
+    with (settings(mode="log", log_every_s=1e9, log_every_pct=25.0, min_phase_s=0.0),
+          progress("train", total=8, unit="step") as bar):
         for i in range(8):
             bar.update(1, loss=1.0 / (i + 1))
     lines = _records(caplog)
@@ -97,6 +98,8 @@ def test_settings_restore_and_validation() -> None:
         configure(mode="loud")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="log_every_s"):
         configure(log_every_s=0)
+    with pytest.raises(ValueError, match="min_phase_s"):
+        configure(min_phase_s=-1.0)
     with pytest.raises(ValueError, match="total"):
         progress("x", total=-1)
     assert get_settings() == before
@@ -104,7 +107,7 @@ def test_settings_restore_and_validation() -> None:
 
 def test_track_uses_len_and_closes_on_break(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="ofmu_opt.progress")
-    with settings(mode="log", log_every_s=1e9, log_every_pct=50.0):
+    with settings(mode="log", log_every_s=1e9, log_every_pct=50.0, min_phase_s=0.0):
         it = track([1, 2, 3, 4], "loop")
         assert next(it) == 1 and next(it) == 2
         next(it)  # the update after item 2 crosses 50%
@@ -126,3 +129,54 @@ def test_an_in_process_cli_call_with_quiet_does_not_silence_later_calls(monkeypa
     assert not get_settings().quiet
     assert cli.main(["unlearn", "-q"]) == 0
     assert not get_settings().quiet
+
+
+def test_percent_lines_wait_for_min_phase_s(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sub-second phases (one per metric pass of an evaluation) print nothing; a phase that runs past
+    ``min_phase_s`` gets its percent lines from then on and a closing line."""
+    caplog.set_level(logging.INFO, logger="ofmu_opt.progress")
+    clock = [0.0]
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: clock[0])
+    with settings(mode="log", log_every_s=1e9, log_every_pct=25.0, min_phase_s=2.0):
+        with progress("fast", total=4) as bar:
+            for _ in range(4):
+                clock[0] += 0.1
+                bar.update(1)
+        assert _records(caplog) == []
+        with progress("slow", total=8, unit="step") as bar:
+            for _ in range(8):
+                clock[0] += 0.5  # 25 % at t = 1.0 (too early), 50 % at t = 2.0, 75 % at t = 3.0
+                bar.update(1)
+    lines = [ln.split(",")[0] for ln in _records(caplog)]
+    assert lines == ["slow: 4/8 step (50%)", "slow: 6/8 step (75%)", "slow: 8/8 step (100%)"]
+
+
+def test_cli_shows_progress_lines_without_verbose_and_restores_the_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off a terminal the command line logs progress at its default verbosity (a batch job is not silent
+    for minutes); ``-q`` silences the phases; the logger's level is restored after an in-process call."""
+    import ofmu_opt.cli as cli
+
+    seen: list[bool] = []
+
+    def handler(args: object) -> int:
+        seen.append(_progress.log.isEnabledFor(logging.INFO) and progress("x").mode == "log")
+        return 0
+
+    def parser() -> object:
+        import argparse
+
+        p = argparse.ArgumentParser()
+        p.add_argument("-v", "--verbose", action="count", default=0)
+        p.set_defaults(handler=handler)
+        return p
+
+    monkeypatch.setattr(_progress.sys, "stderr", io.StringIO())  # not a TTY
+    monkeypatch.setattr(cli, "build_parser", parser)
+    before = _progress.log.level
+    _progress.log.setLevel(logging.WARNING)
+    try:
+        assert cli.main([]) == 0
+        assert seen == [True]
+        assert _progress.log.level == logging.WARNING
+    finally:
+        _progress.log.setLevel(before)

@@ -370,7 +370,9 @@ def module_problem(
         raise ConfigError(f"autocast: expected None or 'bfloat16', received {autocast!r}")
     names, tensors = select_params(model, params)
     sp = space if space is not None else TorchSpace()
-    if getattr(model, "is_gradient_checkpointing", False):
+    # what transformers' is_gradient_checkpointing (deprecated in 5.x for is_activation_checkpointing) reads,
+    # without the deprecation warning: a submodule with its gradient_checkpointing flag on
+    if any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules()):
         # recomputation runs in the backward pass, outside functional_call: with the module's own weights
         # instead of the iterate y, so every derivative would be wrong (measured: up to 7 % off on a tiny GPT-2)
         raise ConfigError(

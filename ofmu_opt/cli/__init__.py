@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .. import _progress
 
     saved = _progress.get_settings()  # -q is per call: an in-process call must not silence later ones
+    saved_level = _progress.log.level
     try:
         return _main(argv)
     except OfmuError as exc:
@@ -133,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{exc.strerror or exc}{':' if where else ''}{where}")
     finally:
         _progress.configure(**dataclasses.asdict(saved))
+        _progress.log.setLevel(saved_level)
 
 
 def _command(argv: Sequence[str] | None) -> str:
@@ -147,6 +149,11 @@ def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s"
     )
+    # progress lines (stderr not a terminal: a batch job, a pipe, a log file) show without -v; -q turns the
+    # phases off altogether (ofmu_opt._progress)
+    from .._progress import log as progress_log
+
+    progress_log.setLevel(min(logging.INFO, logging.getLogger().level))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
