@@ -472,7 +472,8 @@ def test_evaluation_passes_report_progress_without_changing_values(tok: Any, cap
     with settings(quiet=True):
         quiet_stats = [s.loss for s in stats_for(model, tok, pairs, T, 1, 96)]
         quiet_lps = continuation_logprobs(model, prompts, conts, int(tok.pad_token_id), 1)
-    with settings(mode="log", log_every_pct=25), caplog.at_level(logging.INFO, logger="ofmu_opt.progress"):
+    with (settings(mode="log", log_every_pct=25, min_phase_s=0.0),
+          caplog.at_level(logging.INFO, logger="ofmu_opt.progress")):
         stats = [s.loss for s in stats_for(model, tok, pairs, T, 1, 96)]
         lps = continuation_logprobs(model, prompts, conts, int(tok.pad_token_id), 1)
     lines = [r.getMessage() for r in caplog.records if r.name == "ofmu_opt.progress"]
