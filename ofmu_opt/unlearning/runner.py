@@ -154,6 +154,8 @@ def prepare_run(cfg: RunConfig) -> tuple[Benchmark, Path]:
         check_writable_dir(cache, "cache directory")
     if cfg.retain_logs:
         bench_.read_retain_logs(cfg.retain_logs)  # read and checked before any evaluation
+    if cfg.model and cfg.command in ("eval", "unlearn"):
+        bench_.check_model(Path(cfg.model))  # files checked before any reference model is trained
     if cfg.command == "eval":  # eval runs no method: every method option is an error
         check_options(split_options(cfg.option_pairs)[1], cfg.toml(), [], single=False)
     elif cfg.command == "unlearn":

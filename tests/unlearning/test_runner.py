@@ -218,3 +218,33 @@ def test_the_cached_original_model_does_not_depend_on_which_scenario_ran_first(t
     alone = ta("class:3", "fresh", "a")
     ta("random10", "shared", "b")  # fills the shared cache first
     assert ta("class:3", "shared", "c") == alone
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "setup", "needle"),
+    [
+        ("digits", lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 7), "not a valid safetensors file"),
+        ("digits", lambda d: None, "expected a directory with model.safetensors"),
+        ("tinytofu", lambda d: (d / "weights.bin").write_bytes(b"x"), "expected a config.json"),
+        ("tinytofu", lambda d: None, "expected a config.json"),
+    ],
+    ids=["digits-corrupt", "digits-empty", "tinytofu-no-config", "tinytofu-empty"],
+)
+def test_eval_checks_the_model_files_before_preparing_the_benchmark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    benchmark: str, setup: Any, needle: str,
+) -> None:
+    """A bad ``--model`` fails before the reference models are trained (``prepare`` never runs)."""
+    bench_cls = type(get_benchmark(benchmark))
+
+    def no_work(*a: Any, **k: Any) -> Any:
+        raise AssertionError("prepare ran before the model files were checked")
+
+    monkeypatch.setattr(bench_cls, "prepare", no_work)
+    d = tmp_path / "m"
+    d.mkdir()
+    setup(d)
+    assert main(["eval", "--benchmark", benchmark, "--model", str(d), "--out", str(tmp_path / "o"), "--quick",
+                 "-q"]) == 2
+    assert needle in _err(capsys)
+    assert not (tmp_path / "o").exists()

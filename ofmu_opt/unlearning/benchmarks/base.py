@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from ...errors import ConfigError
+from ...errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -169,6 +169,11 @@ class Benchmark(Protocol):
         """Load a model saved by :meth:`save_model` (or a local model directory) for ``ofmu eval``."""
         ...
 
+    def check_model(self, path: Path) -> None:
+        """Check a ``--model`` path's files (not its tensors) before any work: a bad model fails in a second,
+        not after the reference models were trained. Raises CheckpointError or ConfigError."""
+        ...
+
     def describe(self, exp: Any) -> str:
         """A short name of the experiment (``"digits random10"``)."""
         ...
@@ -220,6 +225,35 @@ class BenchmarkBase:
 
     def describe(self, exp: Any) -> str:
         return self.name
+
+    def check_model(self, path: Path) -> None:
+        if self.task == "classifier":
+            _check_state_file(path / "model.safetensors")
+            return
+        from ..models.hf.files import validate_model_dir
+        from ..models.hf.loading import is_gguf_file
+        from .lm_runs import model_dir_arg
+
+        mdir = model_dir_arg(path)
+        if mdir.is_file():
+            if not is_gguf_file(mdir):
+                raise CheckpointError(f"--model {str(mdir)!r}: not a GGUF file (no 'GGUF' magic bytes); give a model "
+                                      "directory or a .gguf file")
+            return  # converted (and checked) at load time, once
+        validate_model_dir(mdir)
+
+
+def _check_state_file(path: Path) -> None:
+    """A classifier checkpoint: ``model.safetensors`` exists and its header parses (no tensor is read)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise ConfigError(f"--model: expected a directory with model.safetensors, received {str(path.parent)!r}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            fh.keys()
+    except Exception as exc:  # safetensors raises its own error types on damaged files
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a valid safetensors file: {exc}") from exc
 
 
 def resolve_device(name: str) -> torch.device:
