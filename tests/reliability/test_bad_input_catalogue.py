@@ -302,8 +302,9 @@ def _cli_problem(name: str, res: subprocess.CompletedProcess[str], d: Path) -> s
         return f"traceback on stderr:\n{res.stderr}"
     if res.returncode != 2:
         return f"exit code {res.returncode}, expected 2; stderr {res.stderr!r}"
-    # progress lines of work done before the input was read (stderr is not a terminal here) are not errors
-    lines = [ln for ln in res.stderr.strip().splitlines() if not ln.startswith("INFO ofmu_opt.progress: ")]
+    # one line: a bad input is found before any work that would report progress (stderr is not a terminal
+    # here, so such work would print progress lines)
+    lines = res.stderr.strip().splitlines()
     if len(lines) != 1 or not lines[0].startswith("ofmu: error: "):
         return f"expected one 'ofmu: error:' line, received {res.stderr!r}"
     if not re.search(case.pattern, lines[0]):
