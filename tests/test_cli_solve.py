@@ -115,3 +115,23 @@ def test_bad_input_exit_2_one_line_no_traceback(args, needle):
     p = subprocess.run([*OFMU, *args], capture_output=True, text=True, timeout=1800)
     assert p.returncode == 2, p.stderr
     assert "Traceback" not in p.stderr and p.stderr.count("\n") == 1 and needle in p.stderr
+
+
+def test_solve_reports_progress_per_round_without_changing_the_run(capsys, caplog, monkeypatch):
+    """A long solve is not silent: one progress count per round (log lines off a terminal), same result."""
+    import logging
+
+    from ofmu_opt._progress import settings
+
+    monkeypatch.delenv("OFMU_PROGRESS", raising=False)
+    with settings(quiet=True):
+        _, quiet = _solve(capsys, "P5", "--solver", "gpbgd")
+    with settings(mode="log", log_every_s=1e-9, min_phase_s=0.0), caplog.at_level(logging.INFO,
+                                                                                     logger="ofmu_opt.progress"):
+        _, shown = _solve(capsys, "P5", "--solver", "gpbgd")
+    lines = [r.getMessage() for r in caplog.records if r.name == "ofmu_opt.progress"]
+    assert lines and all(ln.startswith("solve P5 (gpbgd): ") for ln in lines)
+    assert lines[-1].startswith(f"solve P5 (gpbgd): {shown['nit']} round") and lines[-1].endswith("(done)")
+    assert "rho=" in lines[0]
+    for key in ("nit", "counts", "distance", "y", "status"):
+        assert shown[key] == quiet[key]

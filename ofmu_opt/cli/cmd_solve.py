@@ -57,9 +57,13 @@ def solve_reference(
         run_ref = torch_reference(ref)
     elif backend != "numpy":
         raise ConfigError(f"--backend: expected 'numpy' or 'torch', received {backend!r}")
+    from .._progress import progress
+
     t0 = time.perf_counter()
-    with np.errstate(all="ignore"):  # a diverging baseline (scalarized) overflows; its status says so
-        res = solver.run(run_ref.problem, run_ref.x0, run_ref.y0)
+    # a bar (terminal) or a log line every 30 s: some references take a minute (Outrata1990Ex1a)
+    with np.errstate(all="ignore"), progress(f"solve {ref.id} ({solver_name})", unit="round") as bar:
+        # a diverging baseline (scalarized) overflows; its status says so
+        res = solver.run(run_ref.problem, run_ref.x0, run_ref.y0, callback=lambda r: bar.update(1, rho=r.penalty))
         wall = time.perf_counter() - t0
         sp = run_ref.problem.space
         x = None if res.x is None else sp.to_host(res.x)
