@@ -34,27 +34,13 @@ def _rates(args: argparse.Namespace) -> int:
     plots = False if args.no_plots else plots_available()
     if not plots and not args.no_plots:
         sys.stderr.write(f"ofmu: note: plots skipped ({PLOT_HINT})\n")
-    bar: Any = None
-    try:
-        from tqdm import tqdm
+    from .._progress import progress
 
-        bar = tqdm(total=len(names), desc="rates", unit="exp", file=sys.stderr,
-                   disable=not sys.stderr.isatty())
-    except ImportError:  # tqdm is optional: no progress bar
-        bar = None
-
-    def done(res: Any) -> None:
-        if bar is not None:
-            bar.set_postfix_str(res.name)
-            bar.update(1)
-
-    with output_lock(args.out):  # a second `ofmu rates` on the same --out is refused, naming this one's pid
-        try:
-            results = run_experiments(names, quick=args.quick, out=args.out, seed=args.seed, plots=plots,
-                                      on_done=done)
-        finally:
-            if bar is not None:
-                bar.close()
+    # a bar on a terminal (when tqdm is installed), log lines off one: the full experiments take minutes
+    with output_lock(args.out), progress("rates", total=len(names), unit="exp") as bar:
+        # a second `ofmu rates` on the same --out is refused, naming this one's pid
+        results = run_experiments(names, quick=args.quick, out=args.out, seed=args.seed, plots=plots,
+                                  on_done=lambda res: bar.update(1, last=res.name))
         summary = write_summary(results, args.out)
     if args.json:
         rows = [{k: _jsonable(v) for k, v in r.summary().items()} for res in results for r in res.records]

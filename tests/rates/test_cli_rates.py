@@ -37,9 +37,19 @@ def test_unknown_experiment_exits_2_and_lists_the_valid_ones(capsys, tmp_path):
     assert not any(tmp_path.iterdir())  # rejected before any work
 
 
-def test_no_plots_writes_json_only(capsys, tmp_path):
-    assert main(["rates", "inner_contraction", "--quick", "--json", "--no-plots", "--out", str(tmp_path)]) == 0
+def test_no_plots_writes_json_only(capsys, caplog, monkeypatch, tmp_path):
+    """Also: off a terminal the experiments are counted in progress log lines (stdout stays the JSON)."""
+    import logging
+
+    from ofmu_opt._progress import settings
+
+    monkeypatch.delenv("OFMU_PROGRESS", raising=False)
+    with settings(mode="log", log_every_s=1e-9, min_phase_s=0.0), caplog.at_level(logging.INFO,
+                                                                                     logger="ofmu_opt.progress"):
+        assert main(["rates", "inner_contraction", "--quick", "--json", "--no-plots", "--out", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ofmu_opt.progress"]
+    assert lines and lines[-1].startswith("rates: 1/1 exp (100%)") and "last=inner_contraction" in lines[-1]
     assert (tmp_path / "inner_contraction.json").is_file() and not list(tmp_path.glob("*.png"))
 
 
