@@ -230,17 +230,10 @@ class BenchmarkBase:
         if self.task == "classifier":
             _check_state_file(path / "model.safetensors")
             return
-        from ..models.hf.files import validate_model_dir
-        from ..models.hf.loading import is_gguf_file
+        from ..models.hf.loading import check_model_path
         from .lm_runs import model_dir_arg
 
-        mdir = model_dir_arg(path)
-        if mdir.is_file():
-            if not is_gguf_file(mdir):
-                raise CheckpointError(f"--model {str(mdir)!r}: not a GGUF file (no 'GGUF' magic bytes); give a model "
-                                      "directory or a .gguf file")
-            return  # converted (and checked) at load time, once
-        validate_model_dir(mdir)
+        check_model_path(model_dir_arg(path))  # a GGUF file is converted (and its result checked) at load time
 
 
 def _check_state_file(path: Path) -> None:

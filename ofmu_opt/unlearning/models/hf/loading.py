@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SMOLLM2_GGUF",
+    "check_model_path",
     "convert_gguf",
     "gguf_model_dir",
     "is_gguf_file",
@@ -165,6 +166,20 @@ def resolve_model_path(path: str | os.PathLike[str], cache_dir: str | os.PathLik
             directory fails :func:`validate_model_dir`.
     """
     p = Path(path)
+    if check_model_path(p):
+        p = gguf_model_dir(p, cache_dir)
+        validate_model_dir(p)
+    return p
+
+
+def check_model_path(path: str | os.PathLike[str]) -> bool:
+    """The cheap part of :func:`resolve_model_path` (no conversion, no tensor read): a GGUF file by its magic
+    bytes, a directory by :func:`validate_model_dir`. Returns True for a GGUF file.
+
+    Raises:
+        CheckpointError: as :func:`resolve_model_path`.
+    """
+    p = Path(path)
     try:
         is_file, exists = p.is_file(), p.exists()
     except OSError as exc:  # e.g. a name longer than the file system allows
@@ -174,11 +189,11 @@ def resolve_model_path(path: str | os.PathLike[str], cache_dir: str | os.PathLik
             raise CheckpointError(
                 f"--model {str(p)!r}: not a GGUF file (no 'GGUF' magic bytes); give a model directory or a .gguf file"
             )
-        p = gguf_model_dir(p, cache_dir)
-    elif not exists:
+        return True
+    if not exists:
         raise CheckpointError(f"--model {str(p)!r} does not exist (expected a model directory or a .gguf file)")
     validate_model_dir(p)
-    return p
+    return False
 
 
 def load_causal_lm(
