@@ -512,3 +512,17 @@ def test_exact_phi_hvp_on_hf_gpt2_matches_a_converged_difference(tok: Any, lora:
     errs = [rel(hv, mp.problem.inner_factory(InnerSpec("signed", 1.0, 1e-8, "finite_difference", step, -1.0))
                 .hvp(None, mp.y0, g, batch=batch)[1]) for step in (1e-5, 1e-7)]
     assert errs[1] < 1e-6 and errs[1] < errs[0] / 10, errs
+
+
+def test_lora_and_the_functional_oracles_raise_no_deprecation_warning(tok: Any) -> None:
+    """transformers 5.x deprecates `is_gradient_checkpointing`: neither our check nor peft's read of it (inside
+    apply_lora) may warn on every run."""
+    import warnings
+
+    from ofmu_opt.backends.torch_module import module_problem
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model = apply_lora(build_tiny_gpt2(tok, SHAPE, seed=1), r=2)
+        mp = module_problem(model, lambda m, b: next(m.parameters()).sum(), None, None)
+    assert mp.names and all("lora" in n for n in mp.names)

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,11 @@ def apply_lora(
         task_type="CAUSAL_LM",
         fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
     )
-    return get_peft_model(model, cfg)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning on every LoRA run in
+        # transformers 5.x); the call is peft's, the answer the same under the new name
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, cfg)
 
 
 def trainable_parameters(model: Any) -> list[torch.nn.Parameter]:
